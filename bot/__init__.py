@@ -1,0 +1,1 @@
+"""Runtime: settings, database, channels, delivery, scheduler, the `gridbot` command."""

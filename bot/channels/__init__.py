@@ -1,0 +1,1 @@
+"""Chat channels: each turns platform updates into Inbound events and sends outbox rows."""

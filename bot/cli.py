@@ -1,0 +1,190 @@
+"""The `gridbot` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from workflows.clock import SystemClock
+from workflows.context import Ctx
+from workflows.errors import DomainError
+from workflows.i18n import T
+
+from .db import SchemaOutOfDate, check_schema, make_engine, make_sessionmaker, upgrade
+from .settings import Settings, get_settings
+
+# later features add their subcommands from these modules (each has add_commands(subparsers))
+EXTRA_COMMANDS = ("bot.jobs_cli", "bot.wecom_cli")
+
+
+async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[int]]) -> int:
+    """Runs fn in one transaction against an up-to-date schema."""
+    engine = make_engine(settings.database_url)
+    try:
+        await check_schema(engine, settings.database_url)
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await fn(session)
+    finally:
+        await engine.dispose()
+
+
+def ctx_for(session: AsyncSession, settings: Settings) -> Ctx:
+    return Ctx(session=session, clock=SystemClock(), channels=settings.chat_channels | {"terminal"},
+               language=settings.language, timezone=settings.timezone)
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "upgrade":
+        upgrade(settings.database_url)
+        print("database is up to date")
+        return 0
+
+    async def current() -> int:
+        from .db import current_revision, head_revision
+
+        engine = make_engine(settings.database_url)
+        try:
+            print(f"current: {await current_revision(engine)}  head: {head_revision(settings.database_url)}")
+        finally:
+            await engine.dispose()
+        return 0
+
+    return asyncio.run(current())
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.importer import ImportFailed, import_file
+
+    async def go(session: AsyncSession) -> int:
+        report = await import_file(session, Path(args.file))
+        print(report)
+        return 0
+
+    try:
+        return asyncio.run(with_session(settings, go))
+    except ImportFailed as e:
+        print(f"import failed, nothing was written:\n{e}", file=sys.stderr)
+        return 1
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.importer import export_data
+
+    async def go(session: AsyncSession) -> int:
+        text = await export_data(session)
+        if args.file:
+            Path(args.file).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return asyncio.run(with_session(settings, go))
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.importer import load_demo
+
+    async def go(session: AsyncSession) -> int:
+        print(await load_demo(session))
+        return 0
+
+    return asyncio.run(with_session(settings, go))
+
+
+def cmd_bind_token(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.accounts import bind_token
+
+    async def go(session: AsyncSession) -> int:
+        token = await bind_token(ctx_for(session, settings), args.node)
+        print(f"/bind {token}")
+        print("Send this in the node's work group within 24 hours; it works once.")
+        return 0
+
+    return asyncio.run(with_session(settings, go))
+
+
+def cmd_invite(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.accounts import link_token
+
+    async def go(session: AsyncSession) -> int:
+        token = await link_token(ctx_for(session, settings), args.person)
+        print(f"/link {token}")
+        print("The person sends this to the bot in a private chat within 24 hours; it works once.")
+        return 0
+
+    return asyncio.run(with_session(settings, go))
+
+
+def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from .app import run_shell
+
+    return asyncio.run(run_shell(settings, who=args.as_, resident=args.resident))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from .app import run
+
+    return asyncio.run(run(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridbot", description="Community grid governance chat-bot (网格化管理)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the configured chat channels (the terminal when none)").set_defaults(fn=cmd_run)
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "current"])
+    db.set_defaults(fn=cmd_db)
+    imp = sub.add_parser("import", help="load the tree, people, teams, categories (YAML, or people CSV)")
+    imp.add_argument("file")
+    imp.set_defaults(fn=cmd_import)
+    exp = sub.add_parser("export", help="write the reference data as YAML")
+    exp.add_argument("file", nargs="?")
+    exp.set_defaults(fn=cmd_export)
+    sub.add_parser("demo", help="load the demo street").set_defaults(fn=cmd_demo)
+    bt = sub.add_parser("bind-token", help="a single-use code to bind a work group to a node")
+    bt.add_argument("node", metavar="NODE_CODE")
+    bt.set_defaults(fn=cmd_bind_token)
+    inv = sub.add_parser("invite", help="a single-use code linking a staff member's chat account")
+    inv.add_argument("person", metavar="PERSON_CODE")
+    inv.set_defaults(fn=cmd_invite)
+    sh = sub.add_parser("shell", help="the dialogues in this terminal")
+    who = sh.add_mutually_exclusive_group()
+    who.add_argument("--as", dest="as_", metavar="CODE_OR_NAME", help="act as a staff member")
+    who.add_argument("--resident", metavar="NAME", help="act as a resident")
+    sh.set_defaults(fn=cmd_shell)
+    for name in EXTRA_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args, settings) or 0
+    except SchemaOutOfDate as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except DomainError as e:
+        print(e.render(T(settings.language)), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

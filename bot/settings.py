@@ -1,0 +1,62 @@
+"""Settings from the environment and `.env` (see .env.example for every variable)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///gridbot.db"
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh_CN"
+    log_level: str = "INFO"
+
+    # Telegram
+    telegram_bot_token: str | None = None
+    telegram_framework: str = "ptb"  # ptb | aiogram
+    telegram_api_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_port: int = 8443
+
+    # WeChat Work (企业微信) self-built app
+    wecom_corp_id: str | None = None
+    wecom_agent_id: str | None = None
+    wecom_secret: str | None = None
+    wecom_token: str | None = None
+    wecom_aes_key: str | None = None
+    wecom_callback_host: str = "0.0.0.0"
+    wecom_callback_port: int = 8080
+    wecom_callback_path: str = "/wecom/callback"
+    wecom_api_base_url: str | None = None  # ends in /cgi-bin/
+
+    # delivery and scheduler
+    delivery_poll_seconds: float = 1.0
+    scheduler_enabled: bool = True
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return bool(self.wecom_corp_id and self.wecom_secret and self.wecom_token and self.wecom_aes_key)
+
+    @property
+    def chat_channels(self) -> frozenset[str]:
+        out = set()
+        if self.telegram_enabled:
+            out.add("telegram")
+        if self.wecom_enabled:
+            out.add("wecom")
+        return frozenset(out)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Platform-neutral dialogues: an inbound event in, workflow calls, outbox messages out."""

@@ -1,0 +1,93 @@
+"""Binding a work group to a node, linking a staff member's chat account, groups losing the bot."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from workflows import accounts
+from workflows.errors import Invalid
+from workflows.models import Account, GroupBinding, Node
+from workflows.outbox import Msg, to_group, to_person
+from workflows.tree import has_role, leaders_of
+
+from .registry import command
+from .turn import Turn
+
+
+@command("bind", "把本群绑定为网格工作群（需绑定码）", private=False, group=True)
+async def bind(turn: Turn) -> None:
+    i = turn.inbound
+    if not i.is_group:
+        raise Invalid("请在要绑定的工作群里发送 /bind 绑定码。")
+    node = await accounts.use_bind_token(turn.ctx, turn.text.strip())
+    if turn.person is None or not await has_role(turn.ctx, turn.person.id, node,
+                                                 {"leader", "standin", "centre_staff", "admin"},
+                                                 {"leader", "centre_staff", "admin"}):
+        raise Invalid("只有 {node} 的网格长或管理员可以绑定工作群。请先私聊我完成账号关联。", node=node.name)
+    await accounts.bind_group(turn.ctx, node, i.channel, i.chat_id, i.chat_title, turn.person.id)
+    await turn.say(turn.t("本群已绑定为「{node}」的工作群。新事件会发到这里。", node=node.name))
+
+
+async def link_account(turn: Turn, code: str) -> None:
+    person = await accounts.use_link_token(turn.ctx, code.strip())
+    await accounts.link(turn.ctx, person, turn.inbound.channel, turn.inbound.user_id, turn.inbound.chat_id,
+                        turn.inbound.user_name)
+    turn.person = person
+    await turn.say(turn.t("账号已关联：{name}。发送 /help 查看可用的命令。", name=person.name))
+
+
+@command("link", "用关联码关联工作人员账号", private=True)
+async def link_cmd(turn: Turn) -> None:
+    if not turn.text:
+        raise Invalid("请在命令后写上关联码，例如：/link 123456")
+    await link_account(turn, turn.text)
+
+
+async def group_membership_changed(turn: Turn) -> None:
+    """The bot was removed from (or re-added to) a group."""
+    i = turn.inbound
+    binding = (await turn.session.execute(
+        select(GroupBinding).where(GroupBinding.channel == i.channel, GroupBinding.chat_id == i.chat_id)
+    )).scalar_one_or_none()
+    if binding is None:
+        return
+    if i.kind == "bot_added":
+        return  # a re-added bot needs a fresh /bind, so the leader decides again
+    if binding.status == "broken":
+        return
+    binding.status = "broken"
+    node = await turn.session.get(Node, binding.node_id)
+
+    async def compose(t) -> Msg:
+        return Msg(t("注意：机器人已被移出「{node}」的工作群（{title}），该群不再收到事件。请网格长重新拉入机器人并用新的绑定码 /bind。",
+                     node=node.name, title=binding.title or binding.chat_id))
+
+    told = set()
+    for leader in await leaders_of(turn.ctx, node.id):
+        await to_person(turn.ctx, leader.id, compose)
+        told.add(leader.id)
+    if node.parent_id is not None:
+        for leader in await leaders_of(turn.ctx, node.parent_id):
+            if leader.id not in told:
+                await to_person(turn.ctx, leader.id, compose)
+        await to_group(turn.ctx, node.parent_id, compose)
+
+
+async def own_contact(turn: Turn) -> bool:
+    """A staff member shares their own verified phone number: link them if it matches one person."""
+    phone = turn.inbound.contact_phone
+    if not phone or not turn.inbound.contact_is_own:
+        return False
+    person = await accounts.staff_by_phone(turn.ctx, phone)
+    if person is None or (turn.person is not None and turn.person.id == person.id):
+        return False
+    acct = (await turn.session.execute(
+        select(Account).where(Account.channel == turn.inbound.channel, Account.external_id == turn.inbound.user_id)
+    )).scalar_one_or_none()
+    if acct is not None and acct.person_id != person.id and turn.person is not None and turn.person.code:
+        return False  # already a different staff member; never silently switch
+    await accounts.link(turn.ctx, person, turn.inbound.channel, turn.inbound.user_id, turn.inbound.chat_id,
+                        turn.inbound.user_name)
+    turn.person = person
+    await turn.say(turn.t("已根据手机号关联工作人员账号：{name}。", name=person.name))
+    return True

@@ -1,0 +1,1 @@
+"""Dialogue modules added by later features register here (patrols, leave, statistics …)."""

@@ -1,0 +1,115 @@
+"""The entry point every channel calls: one inbound event, one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from workflows.clock import Clock, SystemClock
+from workflows.context import Ctx
+from workflows.i18n import T
+from workflows.models import Account, InboundSeen, Person
+from workflows.outbox import Msg, to_chat
+
+from . import router
+from .events import Inbound, Reply
+from .turn import Turn
+
+log = logging.getLogger(__name__)
+
+
+class Office:
+    """Runs the dialogues for every channel against one database."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        clock: Clock | None = None,
+        channels: frozenset[str] = frozenset({"terminal"}),
+        language: str = "zh_CN",
+        timezone: str = "Asia/Shanghai",
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock or SystemClock()
+        self.channels = channels
+        self.language = language
+        self.timezone = timezone
+        self.on_commit = on_commit
+
+    def ctx(self, session: AsyncSession, inbound: Inbound | None = None) -> Ctx:
+        return Ctx(session=session, clock=self.clock, channels=self.channels, language=self.language,
+                   timezone=self.timezone, via_channel=inbound.channel if inbound else None,
+                   via_chat=inbound.chat_id if inbound else None)
+
+    async def handle(self, inbound: Inbound) -> Reply:
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                ctx = self.ctx(session, inbound)
+                if await _seen_before(ctx, inbound):
+                    return Reply(duplicate=True, handled=False)
+                person = await identify(ctx, inbound)
+                t = T(person.language if person and person.language else (inbound.language or self.language))
+                turn = Turn(ctx, inbound, person, t)
+                await router.route(turn)
+                reply = turn.reply
+        except Exception:
+            log.exception("handling %s event in %s:%s failed", inbound.kind, inbound.channel, inbound.chat_id)
+            reply = await self._apologise(inbound)
+        if self.on_commit:
+            self.on_commit()
+        return reply
+
+    async def _apologise(self, inbound: Inbound) -> Reply:
+        """Nothing of the failed event was kept; say so plainly and remember the event id."""
+        t = T(inbound.language or self.language)
+        text = t("抱歉，系统出了点问题，您的操作没有生效，请稍后再试。")
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                ctx = self.ctx(session, inbound)
+                await _seen_before(ctx, inbound)
+                if not inbound.is_group or inbound.kind != "button":
+                    await to_chat(ctx, inbound.channel, inbound.chat_id, Msg(text), is_group=inbound.is_group)
+        except Exception:
+            log.exception("could not record the apology")
+        return Reply(alert=text)
+
+
+async def _seen_before(ctx: Ctx, inbound: Inbound) -> bool:
+    if not inbound.event_id:
+        return False
+    try:
+        async with ctx.session.begin_nested():
+            ctx.session.add(InboundSeen(channel=inbound.channel, event_id=inbound.event_id, at=ctx.now()))
+    except IntegrityError:
+        return True
+    return False
+
+
+async def identify(ctx: Ctx, inbound: Inbound) -> Person | None:
+    """The person behind the sender; a first private message makes a resident of them."""
+    account = (await ctx.session.execute(
+        select(Account).where(Account.channel == inbound.channel, Account.external_id == inbound.user_id)
+    )).scalar_one_or_none()
+    if account is not None:
+        if not inbound.is_group and account.chat_id != inbound.chat_id:
+            account.chat_id = inbound.chat_id
+        if account.undeliverable and not inbound.is_group:
+            account.undeliverable = None  # they wrote to us, so we can write to them again
+        return await ctx.session.get(Person, account.person_id)
+    if inbound.is_group or inbound.kind in ("bot_removed", "bot_added"):
+        return None
+    person = Person(name=(inbound.user_name or "居民")[:100], created_at=ctx.now(),
+                    language=None)
+    ctx.session.add(person)
+    await ctx.session.flush()
+    ctx.session.add(Account(channel=inbound.channel, external_id=inbound.user_id, chat_id=inbound.chat_id,
+                            person_id=person.id, display_name=inbound.user_name[:200] or None,
+                            created_at=ctx.now()))
+    await ctx.session.flush()
+    return person

@@ -1,0 +1,158 @@
+"""Routes an inbound event: buttons, commands, an open conversation, or the main menu."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from workflows.errors import DomainError
+from workflows.models import ButtonRef, Conversation, GroupBinding
+
+from . import registry
+from .events import MAX_INBOUND_TEXT
+from .turn import Turn
+
+BUTTON_MAX_AGE = timedelta(days=60)
+HINT_EVERY = timedelta(hours=6)
+
+
+def _load_dialogues() -> None:
+    # importing registers their commands, actions and flows
+    from . import (  # noqa: F401
+        admin,
+        common,
+        leader,
+        mine,
+        rating,
+        report,
+        worker,
+    )
+    from . import extensions  # noqa: F401
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    if not text.startswith("/"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()  # Telegram groups send /cmd@botname
+    return (name, rest.strip()) if name else None
+
+
+async def route(turn: Turn) -> None:
+    _load_dialogues()
+    try:
+        # a savepoint: a refused action leaves nothing behind, the answer is still written
+        async with turn.session.begin_nested():
+            await _route(turn)
+    except DomainError as err:
+        text = err.render(turn.t)
+        if turn.inbound.kind == "button":
+            turn.alert(text)
+            if not turn.inbound.is_group:
+                await turn.say(text)
+        else:
+            await turn.say(text)
+
+
+async def _route(turn: Turn) -> None:
+    i = turn.inbound
+    if i.kind in ("bot_removed", "bot_added"):
+        from .admin import group_membership_changed
+
+        await group_membership_changed(turn)
+        return
+    if i.is_group and not await _bound(turn):
+        await _unbound_group(turn)
+        return
+    if i.kind == "button":
+        await _button(turn)
+        return
+    if i.kind == "edited":
+        if not i.is_group:
+            await turn.say(turn.t("修改已发送的消息不会改变已提交的内容；如需更正，请重新发送。"))
+        return
+    if i.kind == "forwarded":
+        if not i.is_group:
+            await turn.say(turn.t("转发的消息不能直接作为上报内容。请用自己的话描述问题，或发送 /report 开始上报。"))
+        return
+    if i.kind == "unsupported":
+        if not i.is_group:
+            await turn.say(turn.t("暂不支持这种消息。请发送文字、图片、语音、视频或位置。"))
+        return
+    if i.text and len(i.text) > MAX_INBOUND_TEXT:
+        await turn.say(turn.t("消息太长了（{n} 字），请控制在 {limit} 字以内。", n=len(i.text), limit=2000))
+        return
+    cmd = parse_command(turn.text)
+    if cmd is not None:
+        await _command(turn, *cmd)
+        return
+    conv = await turn.conversation()
+    if conv is not None and conv.flow in registry.FLOWS:
+        await registry.FLOWS[conv.flow](turn, dict(conv.data))
+        return
+    if i.is_group:
+        return  # people talk in their work group; only commands and buttons are for us
+    from .common import fallback
+
+    await fallback(turn)
+
+
+async def _command(turn: Turn, name: str, args: str) -> None:
+    i = turn.inbound
+    cmd = registry.COMMANDS.get(name)
+    where_ok = cmd is not None and (cmd.group if i.is_group else cmd.private)
+    if cmd is None or not where_ok:
+        if i.is_group and cmd is None:
+            return  # other bots' commands in a shared group are none of our business
+        await turn.say(turn.t("没有这个命令。发送 /help 查看可用的命令。") if cmd is None else
+                       turn.t("这个命令只能在{where}中使用。", where=turn.t("私聊") if cmd.private else turn.t("工作群")))
+        return
+    turn.inbound.text = args
+    await cmd.fn(turn)
+
+
+async def _button(turn: Turn) -> None:
+    token = turn.inbound.button or ""
+    ref = await turn.session.get(ButtonRef, token) if 0 < len(token) <= 32 else None
+    if ref is None or ref.action not in registry.ACTIONS or turn.ctx.now() - ref.created_at > BUTTON_MAX_AGE:
+        turn.alert(turn.t("这个按钮已失效，请使用最新的消息。"))
+        return
+    await registry.ACTIONS[ref.action](turn, dict(ref.args))
+
+
+async def _bound(turn: Turn) -> bool:
+    i = turn.inbound
+    row = await turn.session.execute(
+        select(GroupBinding.id).where(GroupBinding.channel == i.channel, GroupBinding.chat_id == i.chat_id,
+                                      GroupBinding.status == "active")
+    )
+    return row.first() is not None
+
+
+async def _unbound_group(turn: Turn) -> None:
+    i = turn.inbound
+    cmd = parse_command(turn.text)
+    if cmd is not None and cmd[0] == "bind":
+        from .admin import bind
+
+        turn.inbound.text = cmd[1]
+        await bind(turn)
+        return
+    if i.kind == "button":
+        turn.alert(turn.t("本群尚未绑定网格，按钮无效。"))
+        return
+    # a short hint, at most every few hours, so an unbound group is not flooded
+    conv = (await turn.session.execute(
+        select(Conversation).where(Conversation.channel == i.channel, Conversation.chat_id == i.chat_id,
+                                   Conversation.user_id == "*group*")
+    )).scalar_one_or_none()
+    now = turn.ctx.now()
+    if conv is not None and now - conv.updated_at < HINT_EVERY:
+        return
+    if conv is None:
+        turn.session.add(Conversation(channel=i.channel, chat_id=i.chat_id, user_id="*group*", flow="hint",
+                                      step="hinted", data={}, updated_at=now))
+    else:
+        conv.updated_at = now
+    await turn.say(turn.t("本群还没有绑定网格。请网格长在本群发送 /bind 绑定码（绑定码由管理员用 gridbot bind-token 生成）。"))

@@ -1,0 +1,102 @@
+"""The assignee's side: tasks, accept, hand back with a reason, finish with result and photos."""
+
+from __future__ import annotations
+
+from workflows import cases
+from workflows.cards import local
+
+from .reasons import ask_reason, reason_for
+from .registry import action, command, flow
+from .turn import Turn
+
+
+@command("tasks", "我的待办", private=True, staff_only=True)
+async def tasks(turn: Turn) -> None:
+    found = await cases.open_tasks(turn.ctx, turn.person.id) if turn.person else []
+    if not found:
+        await turn.say(turn.t("您目前没有待办事件。"))
+        return
+    lines, rows = [turn.t("您的待办事件：")], []
+    for c in found:
+        lines.append(turn.t("{number}：{text}（时限 {at}）", number=c.number, text=c.description[:30],
+                            at=local(turn.ctx, c.deadline_at)))
+        rows.append([await turn.button(c.number, "task.show", case_id=c.id)])
+    await turn.say("\n".join(lines), buttons=rows)
+
+
+@action("menu.tasks")
+async def tasks_button(turn: Turn, args: dict) -> None:
+    await tasks(turn)
+
+
+@action("task.show")
+async def show(turn: Turn, args: dict) -> None:
+    from workflows.cards import task_buttons, task_text
+
+    case = await cases.get_case(turn.ctx, args["case_id"])
+    if turn.person is None or not await cases.is_assignee(turn.ctx, turn.person.id, case):
+        turn.alert(turn.t("只有该事件的承办人可以进行此操作。"))
+        return
+    await turn.say(await task_text(turn.ctx, turn.t, case), buttons=await task_buttons(turn.ctx, turn.t, case))
+
+
+@action("task.accept")
+async def accept(turn: Turn, args: dict) -> None:
+    case = await cases.accept(turn.ctx, turn.person.id if turn.person else -1, args["case_id"])
+    await turn.say(turn.t("已接收事件 {number}，请尽快到现场处置，完成后点击「办结」。", number=case.number),
+                   buttons=[[await turn.button("办结", "task.finish", case_id=case.id)]])
+
+
+@action("task.hand_back")
+async def hand_back(turn: Turn, args: dict) -> None:
+    case = await cases.get_case(turn.ctx, args["case_id"])
+    if turn.person is None or not await cases.is_assignee(turn.ctx, turn.person.id, case):
+        turn.alert(turn.t("只有该事件的承办人可以进行此操作。"))
+        return
+    await ask_reason(turn, "hand_back", case_id=case.id)
+
+
+@reason_for("hand_back", "请写明退回理由：", ["不属于本人职责", "需要其他部门处理", "信息不足，无法处置"])
+async def hand_back_with(turn: Turn, data: dict, reason: str) -> None:
+    case = await cases.hand_back(turn.ctx, turn.person.id, data["case_id"], reason)
+    await turn.say(turn.t("事件 {number} 已退回网格长。", number=case.number))
+
+
+@action("task.finish")
+async def finish_start(turn: Turn, args: dict) -> None:
+    case = await cases.get_case(turn.ctx, args["case_id"])
+    if turn.person is None or not await cases.is_assignee(turn.ctx, turn.person.id, case):
+        turn.alert(turn.t("只有该事件的承办人可以进行此操作。"))
+        return
+    if case.status not in ("dispatched", "in_progress"):
+        turn.alert(turn.t("事件 {number} 现在不能办结。", number=case.number))
+        return
+    await turn.start("finish", "result", case_id=case.id)
+    await turn.say(turn.t("请写明处理结果，并发送处置后的现场照片（可多张），完成后点击「提交结果」："),
+                   buttons=[[await turn.button("提交结果", "task.finish_submit")],
+                            [await turn.button("取消", "flow.cancel")]])
+
+
+@flow("finish")
+async def finish_flow(turn: Turn, data: dict) -> None:
+    text = "\n".join(filter(None, [data.get("result"), turn.text]))
+    cases.clean_text(text, "处理结果", required=False)
+    media = [*data.get("media", []), *(m.as_dict() for m in turn.inbound.media)][:9]
+    await turn.step("result", result=text, media=media)
+    await turn.say(turn.t("已记下（{n} 张照片）。可继续补充，或点击「提交结果」。", n=len(media)),
+                   buttons=[[await turn.button("提交结果", "task.finish_submit")]])
+
+
+@action("task.finish_submit")
+async def finish_submit(turn: Turn, args: dict) -> None:
+    conv = await turn.conversation()
+    if conv is None or conv.flow != "finish":
+        turn.alert(turn.t("这个操作已经结束或已取消。"))
+        return
+    data = dict(conv.data)
+    if not data.get("result"):
+        await turn.say(turn.t("请先用文字写明处理结果。"))
+        return
+    case = await cases.finish(turn.ctx, turn.person.id, data["case_id"], data["result"], data.get("media"))
+    await turn.finish()
+    await turn.say(turn.t("事件 {number} 的处理结果已提交，等待网格长核查。", number=case.number))

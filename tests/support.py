@@ -1,0 +1,112 @@
+"""A test desk: people talk to the office through a plain 'test' channel and read the outbox."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from handlers.events import Inbound, Media, Reply
+from handlers.office import Office
+from workflows.context import Ctx
+from workflows.models import Account, Case, GroupBinding, Node, Outbox, Person
+
+CH = "test"
+
+
+@dataclass
+class Seen:
+    id: int
+    chat_id: str
+    text: str
+    buttons: list[list[dict]]
+    payload: dict
+    card_key: str | None
+    status: str
+
+    def labels(self) -> list[str]:
+        return [b["label"] for row in self.buttons for b in row]
+
+    def token(self, label: str) -> str:
+        for row in self.buttons:
+            for b in row:
+                if b["label"] == label:
+                    return b["token"]
+        raise AssertionError(f"no button {label!r} in {self.labels()} of: {self.text[:200]}")
+
+
+class Desk:
+    def __init__(self, sessionmaker, clock, channels=frozenset({CH})) -> None:
+        self.sm = sessionmaker
+        self.clock = clock
+        self.office = Office(sessionmaker, clock=clock, channels=channels)
+        self._ids = itertools.count(1)
+
+    def ctx(self, session) -> Ctx:
+        return self.office.ctx(session)
+
+    async def setup_chats(self) -> None:
+        """Every node's group bound on the test channel, every staff member linked."""
+        async with self.sm() as s, s.begin():
+            for node in (await s.execute(select(Node))).scalars():
+                s.add(GroupBinding(node_id=node.id, channel=CH, chat_id=f"g:{node.code}", status="active",
+                                   title=node.name, bound_at=self.clock.now()))
+            for p in (await s.execute(select(Person).where(Person.code.is_not(None)))).scalars():
+                s.add(Account(channel=CH, external_id=p.code, chat_id=f"p:{p.code}", person_id=p.id,
+                              created_at=self.clock.now()))
+
+    # ---- talking
+
+    async def send(self, user: str, text: str | None = None, *, group: str | None = None, **kw) -> Reply:
+        chat = f"g:{group}" if group else f"p:{user}"
+        kw.setdefault("event_id", f"e{next(self._ids)}")
+        return await self.office.handle(Inbound(channel=CH, chat_id=chat, user_id=user, user_name=kw.pop("name", user),
+                                                is_group=group is not None, text=text, **kw))
+
+    async def press(self, user: str, label: str, *, chat: str | None = None, group: str | None = None) -> Reply:
+        """Press the button with this label on the newest message in the chat that has it."""
+        chat = chat or (f"g:{group}" if group else f"p:{user}")
+        for msg in reversed(await self.messages(chat)):
+            if label in msg.labels():
+                return await self.send(user, kind="button", button=msg.token(label),
+                                       group=chat[2:] if chat.startswith("g:") else None)
+        raise AssertionError(f"no button {label!r} in chat {chat}: {[m.text[:60] for m in await self.messages(chat)]}")
+
+    async def photo(self, user: str, ref: str = "photo-1", size: int = 1000) -> Reply:
+        return await self.send(user, media=[Media(kind="photo", ref=ref, channel=CH, size=size)])
+
+    # ---- reading
+
+    async def messages(self, chat: str) -> list[Seen]:
+        async with self.sm() as s:
+            rows = (await s.execute(select(Outbox).where(Outbox.chat_id == chat).order_by(Outbox.id))).scalars()
+            return [Seen(r.id, r.chat_id, r.payload.get("text", ""), r.payload.get("buttons", []), r.payload,
+                         r.card_key, r.status) for r in rows]
+
+    async def last(self, chat: str) -> Seen:
+        msgs = await self.messages(chat)
+        assert msgs, f"nothing sent to {chat}"
+        return msgs[-1]
+
+    async def last_text(self, user: str) -> str:
+        return (await self.last(f"p:{user}")).text
+
+    async def case(self, number: str | None = None) -> Case:
+        async with self.sm() as s:
+            stmt = select(Case).order_by(Case.id.desc()).limit(1)
+            if number:
+                stmt = select(Case).where(Case.number == number)
+            return (await s.execute(stmt)).scalar_one()
+
+    async def count(self, model) -> int:
+        async with self.sm() as s:
+            return (await s.execute(select(func.count()).select_from(model))).scalar_one()
+
+    async def person(self, code: str) -> Person:
+        async with self.sm() as s:
+            return (await s.execute(select(Person).where(Person.code == code))).scalar_one()
+
+    async def node(self, code: str) -> Node:
+        async with self.sm() as s:
+            return (await s.execute(select(Node).where(Node.code == code))).scalar_one()

@@ -1,0 +1,347 @@
+"""What people are told about a case: the group card and the private notices.
+
+The card for a node's group is re-rendered after every change and written with a card key,
+so the delivery worker edits the posted card in place instead of posting a new one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from .context import Ctx
+from .i18n import T, _
+from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Team
+from .outbox import Msg, button, to_group, to_person
+from .tree import team_member_ids
+
+S = CaseStatus
+HISTORY_LINES = 12
+
+STATUS_LABELS = {
+    S.reported: _("待立案"),
+    S.needs_info: _("待补充材料"),
+    S.registered: _("已立案，待派遣"),
+    S.dispatched: _("已派遣，待接收"),
+    S.in_progress: _("处置中"),
+    S.resolved: _("已办结，待核查"),
+    S.closed: _("已结案"),
+    S.declined: _("不予立案"),
+    S.cancelled: _("已撤销"),
+    S.merged: _("已合并"),
+}
+
+ACTION_LABELS = {
+    "reported": _("上报"),
+    "registered": _("立案"),
+    "asked_more": _("要求补充"),
+    "supplemented": _("补充材料"),
+    "declined": _("不予立案"),
+    "dispatched": _("派遣"),
+    "accepted": _("接收"),
+    "handed_back": _("退回"),
+    "resolved": _("反馈办结"),
+    "verified": _("核查通过"),
+    "rework": _("返工"),
+    "escalated": _("上报上级"),
+    "direct_report": _("直报指挥中心"),
+    "sent_down": _("下派"),
+    "rated": _("评价"),
+    "rating_comment": _("补充评价"),
+    "reopened": _("重新办理"),
+    "merged": _("合并"),
+    "merged_in": _("并入重复事件"),
+    "moved_category": _("改类别"),
+    "moved_grid": _("改网格"),
+    "cancelled": _("撤销"),
+    "remind_50": _("催办（时限过半）"),
+    "remind_80": _("催办（时限将至）"),
+    "yellow_card": _("黄牌警告"),
+    "red_card": _("红牌督办"),
+}
+
+RATING_LABELS = {"satisfied": _("满意"), "basic": _("基本满意"), "unsatisfied": _("不满意")}
+URGENCY_LABELS = {"normal": _("一般"), "urgent": _("紧急"), "major": _("重大")}
+
+
+def local(ctx: Ctx, at: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+    if at is None:
+        return "-"
+    return at.astimezone(ZoneInfo(ctx.timezone)).strftime(fmt)
+
+
+def mask_name(name: str | None) -> str:
+    if not name:
+        return "-"
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def mask_phone(phone: str | None) -> str:
+    digits = "".join(ch for ch in phone or "" if ch.isdigit())
+    if len(digits) < 7:
+        return ""
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+async def _names(ctx: Ctx, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await ctx.session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))
+    return {r[0]: r[1] for r in rows}
+
+
+async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, public: bool = False) -> list[str]:
+    rows = await ctx.session.execute(
+        select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.at, CaseEvent.id)
+    )
+    events = list(rows.scalars())
+    names = await _names(ctx, {e.actor_id for e in events if e.actor_id})
+    lines = []
+    for e in events:
+        who = names.get(e.actor_id, "") if e.actor_id else t("系统")
+        if e.actor_id == case.reporter_id and e.actor_id is not None:
+            who = t("上报人") if public or case.anonymous else mask_name(who)
+        label = t(ACTION_LABELS.get(e.action, e.action))
+        extra = ""
+        if e.data.get("to"):
+            extra = f" → {e.data['to']}"
+        if e.data.get("rating"):
+            extra = f"：{t(RATING_LABELS[e.data['rating']])}"
+        note = f"：{e.note}" if e.note and not public else ""
+        if len(note) > 60:
+            note = note[:60] + "…"
+        lines.append(f"{local(ctx, e.at)} {label}{extra} {who}{note}".rstrip())
+    if len(lines) > limit:
+        lines = [t("…（前 {n} 条略）", n=len(lines) - limit), *lines[-limit:]]
+    return lines
+
+
+async def summary(ctx: Ctx, t: T, case: Case) -> str:
+    category = await ctx.session.get(Category, case.category_id)
+    status = t(STATUS_LABELS.get(case.status, case.status))
+    return t("事件 {number}（{category}）：{status}", number=case.number, category=category.name, status=status)
+
+
+async def card_text(ctx: Ctx, t: T, case: Case) -> str:
+    category = await ctx.session.get(Category, case.category_id)
+    grid = await ctx.session.get(Node, case.grid_id)
+    level = await ctx.session.get(Node, case.level_node_id)
+    lines = [
+        t("【事件 {number}】{category} · {status}", number=case.number, category=category.name,
+          status=t(STATUS_LABELS.get(case.status, case.status))),
+        t("网格：{grid}", grid=grid.name),
+    ]
+    if level.id != grid.id:
+        lines.append(t("当前办理：{node}", node=level.name))
+    if case.urgency != "normal":
+        lines.append(t("紧急程度：{u}", u=t(URGENCY_LABELS.get(case.urgency, case.urgency))))
+    lines.append(t("描述：{text}", text=case.description))
+    if case.latitude is not None:
+        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
+    if case.address:
+        lines.append(t("地址：{address}", address=case.address))
+    if case.anonymous or case.reporter_id is None:
+        lines.append(t("上报人：匿名"))
+    else:
+        reporter = await ctx.session.get(Person, case.reporter_id)
+        phone = mask_phone(case.contact_phone or reporter.phone)
+        lines.append(t("上报人：{name} {phone}", name=mask_name(reporter.name), phone=phone).rstrip())
+    if case.attachments:
+        lines.append(t("附件：{n} 个", n=len(case.attachments)))
+    if case.deadline_at:
+        lines.append(t("办结时限：{at}", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
+    if case.assignee_id or case.team_id:
+        who = []
+        if case.team_id:
+            who.append((await ctx.session.get(Team, case.team_id)).name)
+        if case.assignee_id:
+            who.append((await ctx.session.get(Person, case.assignee_id)).name)
+        lines.append(t("承办：{who}", who=" / ".join(who)))
+    if case.result:
+        lines.append(t("处理结果：{text}", text=case.result))
+    if case.rating:
+        lines.append(t("评价：{r}", r=t(RATING_LABELS[case.rating])))
+    lines.append(t("—— 进展 ——"))
+    lines.extend(await event_lines(ctx, t, case))
+    return "\n".join(lines)
+
+
+async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:
+    """Leader's buttons — only on the card of the node that holds the case now."""
+    if node_id != case.level_node_id:
+        return []
+    ref = {"case_id": case.id, "status": case.status, "level": case.level_node_id}
+
+    async def b(label: str, action: str):
+        return await button(ctx, t(label), action, **ref)
+
+    if case.status == S.reported:
+        return [
+            [await b("立案", "case.register"), await b("派遣", "case.assign")],
+            [await b("要求补充", "case.ask_more"), await b("不予立案", "case.decline")],
+            [await b("上报上级", "case.escalate"), await b("更多", "case.more")],
+        ]
+    if case.status == S.needs_info:
+        return [[await b("不予立案", "case.decline"), await b("更多", "case.more")]]
+    if case.status == S.registered:
+        return [[await b("派遣", "case.assign"), await b("上报上级", "case.escalate")],
+                [await b("更多", "case.more")]]
+    if case.status in (S.dispatched, S.in_progress):
+        return [[await b("更多", "case.more")]]
+    if case.status == S.resolved:
+        return [[await b("核查通过", "case.verify_pass"), await b("返工", "case.rework")]]
+    return []
+
+
+async def refresh(ctx: Ctx, case: Case) -> None:
+    """Re-render the case's card in every group that shows it."""
+    await ctx.session.flush()
+    for node_id in case.card_nodes or [case.grid_id]:
+        async def compose(t: T, node_id: int = node_id) -> Msg:
+            return Msg(
+                await card_text(ctx, t, case),
+                buttons=await card_buttons(ctx, t, case, node_id),
+                media=list(case.attachments or []),
+                update_text=await summary(ctx, t, case),
+            )
+
+        await to_group(ctx, node_id, compose, card_key=f"case:{case.id}:{node_id}")
+
+
+async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = None) -> None:
+    if case.reporter_id is None:
+        return
+
+    async def compose(t: T) -> Msg:
+        n = case.number
+        if what == "registered":
+            text = t("您上报的事件 {number} 已立案，预计 {at} 前办结。", number=n,
+                     at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M"))
+        elif what == "dispatched":
+            text = t("您上报的事件 {number} 已派遣处理，请耐心等待。", number=n)
+        elif what == "declined":
+            text = t("您上报的事件 {number} 未予立案，理由：{reason}", number=n, reason=extra)
+        elif what in ("escalated", "direct_report"):
+            level = await ctx.session.get(Node, case.level_node_id)
+            text = t("您上报的事件 {number} 已上报至 {node} 协调办理。", number=n, node=level.name)
+        elif what == "merged":
+            text = t("您上报的事件 {number} 与事件 {main} 为同一问题，已合并办理，结果会一并告知您。",
+                     number=n, main=extra)
+        else:
+            text = await summary(ctx, t, case)
+        return Msg(text)
+
+    await to_person(ctx, case.reporter_id, compose)
+
+
+async def ask_reporter_more(ctx: Ctx, case: Case, question: str) -> None:
+    async def compose(t: T) -> Msg:
+        return Msg(
+            t("关于您上报的事件 {number}，网格长请您补充：{q}", number=case.number, q=question),
+            buttons=[[await button(ctx, t("补充材料"), "case.supplement", case_id=case.id),
+                      await button(ctx, t("撤销上报"), "case.cancel", case_id=case.id)]],
+        )
+
+    await to_person(ctx, case.reporter_id, compose)
+
+
+async def assignee_ids(ctx: Ctx, case: Case) -> list[int]:
+    if case.assignee_id:
+        return [case.assignee_id]
+    if case.team_id:
+        return await team_member_ids(ctx, case.team_id)
+    return []
+
+
+async def task_buttons(ctx: Ctx, t: T, case: Case) -> list:
+    ref = {"case_id": case.id}
+    if case.status == S.dispatched:
+        return [[await button(ctx, t("接收"), "task.accept", **ref),
+                 await button(ctx, t("退回"), "task.hand_back", **ref)],
+                [await button(ctx, t("办结"), "task.finish", **ref)]]
+    if case.status == S.in_progress:
+        return [[await button(ctx, t("办结"), "task.finish", **ref),
+                 await button(ctx, t("退回"), "task.hand_back", **ref)]]
+    return []
+
+
+async def task_text(ctx: Ctx, t: T, case: Case) -> str:
+    category = await ctx.session.get(Category, case.category_id)
+    grid = await ctx.session.get(Node, case.grid_id)
+    lines = [
+        t("【待办】事件 {number}（{category}）", number=case.number, category=category.name),
+        t("网格：{grid}", grid=grid.name),
+        t("描述：{text}", text=case.description),
+    ]
+    if case.latitude is not None:
+        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
+    if case.address:
+        lines.append(t("地址：{address}", address=case.address))
+    lines.append(t("办结时限：{at}", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
+    return "\n".join(lines)
+
+
+async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
+    for person_id in await assignee_ids(ctx, case):
+        async def compose(t: T) -> Msg:
+            text = await task_text(ctx, t, case)
+            if note:
+                text += "\n" + t("派遣说明：{note}", note=note)
+            return Msg(text, buttons=await task_buttons(ctx, t, case), media=list(case.attachments or []))
+
+        await to_person(ctx, person_id, compose)
+
+
+async def tell_rework(ctx: Ctx, case: Case, reason: str) -> None:
+    async def compose(t: T) -> Msg:
+        return Msg(t("事件 {number} 核查未通过，需返工：{reason}", number=case.number, reason=reason),
+                   buttons=await task_buttons(ctx, t, case))
+
+    if case.assignee_id:
+        await to_person(ctx, case.assignee_id, compose)
+
+
+async def ask_rating(ctx: Ctx, case: Case) -> None:
+    if case.reporter_id is None:
+        return
+
+    async def compose(t: T) -> Msg:
+        ref = {"case_id": case.id}
+        return Msg(
+            t("您上报的事件 {number} 已办结。\n处理结果：{result}\n请对处理结果进行评价：",
+              number=case.number, result=case.result or "-"),
+            buttons=[[await button(ctx, t(label), "case.rate", rating=key, **ref)
+                      for key, label in RATING_LABELS.items()]],
+        )
+
+    await to_person(ctx, case.reporter_id, compose)
+
+
+async def tell_reopened(ctx: Ctx, case: Case, comment: str | None) -> None:
+    async def compose(t: T) -> Msg:
+        text = t("事件 {number} 上报人评价「不满意」，已重新办理，请网格长重新派遣。", number=case.number)
+        if comment:
+            text += "\n" + t("上报人意见：{c}", c=comment)
+        return Msg(text)
+
+    await to_group(ctx, case.grid_id, compose)
+
+    async def to_reporter(t: T) -> Msg:
+        return Msg(t("收到您的评价。事件 {number} 已退回网格重新办理，办结后会再次请您评价。",
+                     number=case.number))
+
+    await to_person(ctx, case.reporter_id, to_reporter)
+
+
+async def tell_merged_reporters(ctx: Ctx, case: Case) -> None:
+    rows = await ctx.session.execute(
+        select(Case).where(Case.merged_into_id == case.id, Case.reporter_id.is_not(None))
+    )
+    for dup in rows.scalars():
+        async def compose(t: T, dup: Case = dup) -> Msg:
+            return Msg(t("您上报的事件 {number}（已并入 {main}）已办结：{result}", number=dup.number,
+                         main=case.number, result=case.result or "-"))
+
+        await to_person(ctx, dup.reporter_id, compose)

@@ -1,0 +1,371 @@
+"""Storage models: the grid tree, people, cases and their audit trail, the outbox.
+
+Times are stored in UTC. Everything here is platform neutral: a chat account is just
+(channel, external id), a group binding is (node, channel, chat id).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would hand back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Level(enum.StrEnum):
+    city = "city"
+    district = "district"
+    street = "street"
+    community = "community"
+    grid = "grid"
+    micro_grid = "micro_grid"
+    special_grid = "special_grid"
+
+
+class Role(enum.StrEnum):
+    worker = "worker"
+    leader = "leader"
+    standin = "standin"  # named by the leader to press the leader's buttons
+    team_member = "team_member"
+    centre_staff = "centre_staff"
+    helper = "helper"
+    admin = "admin"
+
+
+class Split(enum.StrEnum):
+    public = "public"  # 公家事
+    shared = "shared"  # 大家事
+    private = "private"  # 自家事
+
+
+class Urgency(enum.StrEnum):
+    normal = "normal"
+    urgent = "urgent"
+    major = "major"
+
+
+class CaseStatus(enum.StrEnum):
+    reported = "reported"  # 待立案
+    needs_info = "needs_info"  # 待补充
+    registered = "registered"  # 已立案, waiting for dispatch at its current level
+    dispatched = "dispatched"  # 已派遣, waiting for the assignee to accept
+    in_progress = "in_progress"  # 处置中
+    resolved = "resolved"  # 待核查
+    closed = "closed"  # 已结案
+    declined = "declined"  # 不予立案
+    cancelled = "cancelled"  # 已撤销
+    merged = "merged"  # 已合并
+
+
+OPEN_STATUSES = (
+    CaseStatus.reported,
+    CaseStatus.needs_info,
+    CaseStatus.registered,
+    CaseStatus.dispatched,
+    CaseStatus.in_progress,
+    CaseStatus.resolved,
+)
+
+
+class Node(Base):
+    __tablename__ = "node"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"), index=True)
+    case_prefix: Mapped[str | None] = mapped_column(String(16))
+    boundary: Mapped[dict | None] = mapped_column(Json)  # GeoJSON geometry
+    notice: Mapped[str | None] = mapped_column(Text)  # 网格公示牌
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    patrol_times: Mapped[list | None] = mapped_column(Json)  # ["09:00", "15:00"]
+    checklist: Mapped[list | None] = mapped_column(Json)
+    parent: Mapped[Node | None] = relationship(remote_side=[id], lazy="raise")
+
+
+class Person(Base):
+    __tablename__ = "person"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str | None] = mapped_column(String(64), unique=True)  # staff have codes; residents don't
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(String(10))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))  # A/B post
+    preferred_channel: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Account(Base):
+    """A chat identity: who (channel, external user id) is."""
+
+    __tablename__ = "account"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str | None] = mapped_column(String(128))  # private chat to write to
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    undeliverable: Mapped[str | None] = mapped_column(String(200))  # last permanent failure
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Team(Base):
+    """A handler team (业务团队); one team may serve many grids."""
+
+    __tablename__ = "team"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+
+
+class Department(Base):
+    __tablename__ = "department"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class TeamMember(Base):
+    __tablename__ = "team_member"
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+
+
+class TeamGrid(Base):
+    __tablename__ = "team_grid"
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id"), primary_key=True)
+
+
+class Assignment(Base):
+    """A person's role on a node."""
+
+    __tablename__ = "assignment"
+    __table_args__ = (UniqueConstraint("person_id", "node_id", "role"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+
+
+class Category(Base):
+    __tablename__ = "category"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str | None] = mapped_column(String(100))
+    time_limit_hours: Mapped[int] = mapped_column(Integer, default=72)
+    default_team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    split: Mapped[str] = mapped_column(String(20), default=Split.public)
+    urgency: Mapped[str] = mapped_column(String(20), default=Urgency.normal)
+    sort: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Case(Base):
+    __tablename__ = "case_file"
+    __table_args__ = (
+        Index("ix_case_open_deadline", "status", "next_check_at"),
+        Index("ix_case_reporter", "reporter_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("node.id"), index=True)  # where it happened
+    level_node_id: Mapped[int] = mapped_column(ForeignKey("node.id"), index=True)  # who holds it now
+    category_id: Mapped[int] = mapped_column(ForeignKey("category.id"))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    urgency: Mapped[str] = mapped_column(String(20), default=Urgency.normal)
+    source: Mapped[str] = mapped_column(String(20), default="resident")
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(String(300))
+    attachments: Mapped[list] = mapped_column(Json, default=list)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # deadline sweep bookkeeping: stage reached (0 none, 1 = 50%, 2 = 80%, 3 yellow, 4 red)
+    deadline_stage: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rework_count: Mapped[int] = mapped_column(Integer, default=0)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    rating: Mapped[str | None] = mapped_column(String(20))
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("case_file.id"))
+    card_nodes: Mapped[list] = mapped_column(Json, default=list)  # nodes whose group shows its card
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class CaseEvent(Base):
+    """The append-only audit trail of a case."""
+
+    __tablename__ = "case_event"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))  # None: the system
+    action: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+    attachments: Mapped[list] = mapped_column(Json, default=list)
+    channel: Mapped[str | None] = mapped_column(String(20))
+    chat_id: Mapped[str | None] = mapped_column(String(128))
+    data: Mapped[dict] = mapped_column(Json, default=dict)
+
+
+class CaseCounter(Base):
+    __tablename__ = "case_counter"
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GroupBinding(Base):
+    """One work group per node (一个网格一个群)."""
+
+    __tablename__ = "group_binding"
+    __table_args__ = (UniqueConstraint("channel", "chat_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | broken
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    bound_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+
+
+class OneTimeToken(Base):
+    """Single-use codes: group binding (/bind), account linking."""
+
+    __tablename__ = "one_time_token"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ButtonRef(Base):
+    """What a button means lives here; the chat only carries the opaque token."""
+
+    __tablename__ = "button_ref"
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))
+    args: Mapped[dict] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Conversation(Base):
+    """Dialogue state, keyed by channel, chat and user: survives a restart."""
+
+    __tablename__ = "conversation"
+    __table_args__ = (UniqueConstraint("channel", "chat_id", "user_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    flow: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict] = mapped_column(Json, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InboundSeen(Base):
+    """Platform event ids already handled: a repeat has no effect."""
+
+    __tablename__ = "inbound_seen"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Outbox(Base):
+    """Every message to send, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "channel", "not_before"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    is_group: Mapped[bool] = mapped_column(Boolean, default=False)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"))
+    payload: Mapped[dict] = mapped_column(Json)  # text, buttons, media, update_text
+    card_key: Mapped[str | None] = mapped_column(String(80))
+    dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class CardMessage(Base):
+    """Where a card was posted, so later versions edit it in place."""
+
+    __tablename__ = "card_message"
+    card_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,163 @@
+"""Writing messages to the outbox, addressed to a person, a node's work group or a chat.
+
+Rows are written in the caller's transaction; the delivery worker sends them after commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from .context import Ctx
+from .i18n import T
+from .models import Account, ButtonRef, Node, Outbox, Person
+from .tree import active_bindings
+
+
+@dataclass
+class Button:
+    label: str
+    token: str
+
+
+@dataclass
+class Msg:
+    text: str
+    buttons: list[list[Button]] = field(default_factory=list)
+    media: list[dict] = field(default_factory=list)
+    # a short line for channels that cannot edit a posted card in place
+    update_text: str | None = None
+
+    def payload(self) -> dict:
+        out: dict = {"text": self.text}
+        if self.buttons:
+            out["buttons"] = [[{"label": b.label, "token": b.token} for b in row] for row in self.buttons]
+        if self.media:
+            out["media"] = self.media
+        if self.update_text:
+            out["update_text"] = self.update_text
+        return out
+
+
+Compose = Callable[[T], Awaitable[Msg]]
+
+
+async def button(ctx: Ctx, label: str, action: str, **args: object) -> Button:
+    token = secrets.token_urlsafe(12)
+    ctx.session.add(ButtonRef(token=token, action=action, args=args, created_at=ctx.now()))
+    return Button(label, token)
+
+
+async def _already(ctx: Ctx, dedupe_key: str | None) -> bool:
+    if dedupe_key is None:
+        return False
+    await ctx.session.flush()
+    found = await ctx.session.execute(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key).limit(1))
+    return found.first() is not None
+
+
+async def to_chat(
+    ctx: Ctx,
+    channel: str,
+    chat_id: str,
+    msg: Msg,
+    *,
+    is_group: bool = False,
+    person_id: int | None = None,
+    node_id: int | None = None,
+    card_key: str | None = None,
+    dedupe_key: str | None = None,
+    status: str = "pending",
+    error: str | None = None,
+) -> Outbox | None:
+    if await _already(ctx, dedupe_key):
+        return None
+    now = ctx.now()
+    row = Outbox(
+        created_at=now,
+        channel=channel,
+        chat_id=chat_id,
+        is_group=is_group,
+        person_id=person_id,
+        node_id=node_id,
+        payload=msg.payload(),
+        card_key=card_key,
+        dedupe_key=dedupe_key,
+        status=status,
+        error=error,
+        attempts=0,
+        not_before=now,
+    )
+    ctx.session.add(row)
+    return row
+
+
+async def person_accounts(ctx: Ctx, person_id: int) -> list[Account]:
+    rows = await ctx.session.execute(
+        select(Account).where(Account.person_id == person_id).order_by(Account.id)
+    )
+    return list(rows.scalars())
+
+
+async def private_account(ctx: Ctx, person: Person) -> Account | None:
+    """The account private messages go to: the preferred channel if linked, else the first enabled."""
+    accounts = [a for a in await person_accounts(ctx, person.id) if a.channel in ctx.channels and a.chat_id]
+    if not accounts:
+        return None
+    for a in accounts:
+        if a.channel == person.preferred_channel:
+            return a
+    return accounts[0]
+
+
+async def to_person(ctx: Ctx, person_id: int, compose: Compose, *, dedupe_key: str | None = None) -> bool:
+    """Write a private message; a person with no reachable account gets an 'undeliverable' row."""
+    person = await ctx.session.get(Person, person_id)
+    if person is None or await _already(ctx, dedupe_key):
+        return False
+    t = T(person.language or ctx.language)
+    msg = await compose(t)
+    account = await private_account(ctx, person)
+    if account is None:
+        await to_chat(ctx, "none", f"person:{person.id}", msg, person_id=person.id, dedupe_key=dedupe_key,
+                      status="undeliverable", error="no chat account")
+        return False
+    await to_chat(ctx, account.channel, account.chat_id or account.external_id, msg, person_id=person.id,
+                  dedupe_key=dedupe_key)
+    return True
+
+
+async def to_group(
+    ctx: Ctx,
+    node_id: int,
+    compose: Compose,
+    *,
+    card_key: str | None = None,
+    dedupe_key: str | None = None,
+) -> int:
+    """Post to every active work group bound to the node; returns how many groups."""
+    node = await ctx.session.get(Node, node_id)
+    if node is None or await _already(ctx, dedupe_key):
+        return 0
+    msg = await compose(T(ctx.language))
+    bindings = await active_bindings(ctx, node_id)
+    if not bindings:
+        await to_chat(ctx, "none", f"node:{node.code}", msg, is_group=True, node_id=node_id,
+                      card_key=card_key, dedupe_key=dedupe_key, status="undeliverable",
+                      error="no bound group")
+        return 0
+    for i, b in enumerate(bindings):
+        key = dedupe_key if i == 0 or dedupe_key is None else f"{dedupe_key}#{b.channel}"
+        await to_chat(ctx, b.channel, b.chat_id, msg, is_group=True, node_id=node_id, card_key=card_key,
+                      dedupe_key=key)
+    return len(bindings)
+
+
+def text(msg: str) -> Compose:
+    async def compose(_: T) -> Msg:
+        return Msg(msg)
+
+    return compose

@@ -1,0 +1,161 @@
+"""The grid tree and who holds which role where."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shapely.geometry import Point, shape
+from sqlalchemy import select
+
+from .context import Ctx
+from .errors import NotFound
+from .models import Assignment, GroupBinding, Level, Node, Person, Role, TeamMember
+
+DISPATCH_ROLES_HERE = {Role.leader, Role.standin, Role.centre_staff, Role.admin}
+DISPATCH_ROLES_ABOVE = {Role.leader, Role.centre_staff, Role.admin}
+GRID_LEVELS = {Level.grid, Level.micro_grid, Level.special_grid}
+LEVEL_NAMES = {
+    "city": "市",
+    "district": "区",
+    "street": "街道",
+    "community": "社区",
+    "grid": "网格",
+    "micro_grid": "微网格",
+    "special_grid": "专属网格",
+}
+
+
+async def get_node(ctx: Ctx, node_id: int) -> Node:
+    node = await ctx.session.get(Node, node_id)
+    if node is None:
+        raise NotFound("找不到该网格节点。")
+    return node
+
+
+async def node_by_code(ctx: Ctx, code: str) -> Node:
+    node = (await ctx.session.execute(select(Node).where(Node.code == code))).scalar_one_or_none()
+    if node is None:
+        raise NotFound("找不到编码为 {code} 的网格节点。", code=code)
+    return node
+
+
+async def ancestors(ctx: Ctx, node: Node) -> list[Node]:
+    """The node's parents, nearest first."""
+    out: list[Node] = []
+    seen = {node.id}
+    parent_id = node.parent_id
+    while parent_id is not None and parent_id not in seen:
+        parent = await ctx.session.get(Node, parent_id)
+        if parent is None:
+            break
+        out.append(parent)
+        seen.add(parent.id)
+        parent_id = parent.parent_id
+    return out
+
+
+async def children(ctx: Ctx, node_id: int) -> list[Node]:
+    rows = await ctx.session.execute(select(Node).where(Node.parent_id == node_id).order_by(Node.code))
+    return list(rows.scalars())
+
+
+async def descendants(ctx: Ctx, node_id: int) -> list[Node]:
+    out: list[Node] = []
+    frontier = [node_id]
+    while frontier:
+        rows = await ctx.session.execute(select(Node).where(Node.parent_id.in_(frontier)))
+        batch = list(rows.scalars())
+        out.extend(batch)
+        frontier = [n.id for n in batch]
+    return out
+
+
+async def street_of(ctx: Ctx, node: Node) -> Node:
+    """The nearest street/town above (or the root) — case numbers carry its prefix."""
+    for n in [node, *await ancestors(ctx, node)]:
+        if n.level == Level.street:
+            return n
+    chain = [node, *await ancestors(ctx, node)]
+    return chain[-1]
+
+
+async def roles_of(ctx: Ctx, person_id: int) -> list[tuple[int, str]]:
+    rows = await ctx.session.execute(
+        select(Assignment.node_id, Assignment.role).where(Assignment.person_id == person_id)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def has_role(ctx: Ctx, person_id: int | None, node: Node, here: Iterable[str], above: Iterable[str]) -> bool:
+    if person_id is None:
+        return False
+    held = await roles_of(ctx, person_id)
+    if not held:
+        return False
+    here, above = set(here), set(above)
+    if any(nid == node.id and role in here for nid, role in held):
+        return True
+    up = {n.id for n in await ancestors(ctx, node)}
+    return any(nid in up and role in above for nid, role in held)
+
+
+async def can_dispatch(ctx: Ctx, person_id: int | None, node: Node) -> bool:
+    return await has_role(ctx, person_id, node, DISPATCH_ROLES_HERE, DISPATCH_ROLES_ABOVE)
+
+
+async def people_with_role(ctx: Ctx, node_id: int, *roles: str) -> list[Person]:
+    rows = await ctx.session.execute(
+        select(Person)
+        .join(Assignment, Assignment.person_id == Person.id)
+        .where(Assignment.node_id == node_id, Assignment.role.in_(roles))
+        .order_by(Person.code, Person.id)
+    )
+    return list(rows.scalars().unique())
+
+
+async def leaders_of(ctx: Ctx, node_id: int) -> list[Person]:
+    return await people_with_role(ctx, node_id, Role.leader, Role.centre_staff)
+
+
+async def workers_of(ctx: Ctx, node_id: int) -> list[Person]:
+    return await people_with_role(ctx, node_id, Role.worker)
+
+
+async def team_member_ids(ctx: Ctx, team_id: int) -> list[int]:
+    rows = await ctx.session.execute(select(TeamMember.person_id).where(TeamMember.team_id == team_id))
+    return [r[0] for r in rows]
+
+
+async def grids(ctx: Ctx) -> list[Node]:
+    rows = await ctx.session.execute(select(Node).where(Node.level.in_(list(GRID_LEVELS))).order_by(Node.code))
+    return list(rows.scalars())
+
+
+async def locate(ctx: Ctx, lat: float, lon: float, near_metres: float = 0) -> Node | None:
+    """The grid whose boundary holds the point (GeoJSON is lon, lat); the smallest one wins."""
+    point = Point(lon, lat)
+    best: tuple[float, Node] | None = None
+    for node in await grids(ctx):
+        if not node.boundary:
+            continue
+        geom = shape(node.boundary)
+        tolerance = near_metres / 111_000
+        if geom.contains(point) or (tolerance and geom.distance(point) <= tolerance):
+            if best is None or geom.area < best[0]:
+                best = (geom.area, node)
+    return best[1] if best else None
+
+
+async def active_bindings(ctx: Ctx, node_id: int) -> list[GroupBinding]:
+    rows = await ctx.session.execute(
+        select(GroupBinding).where(
+            GroupBinding.node_id == node_id,
+            GroupBinding.status == "active",
+            GroupBinding.channel.in_(list(ctx.channels)),
+        )
+    )
+    return list(rows.scalars())
+
+
+def level_name(level: str) -> str:
+    return LEVEL_NAMES.get(level, level)
