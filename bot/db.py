@@ -63,6 +63,27 @@ async def check_schema(engine: AsyncEngine, url: str) -> None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Alembic's env runs its own event loop, so from inside a running loop it goes to a thread."""
+    import asyncio
+    import threading
+
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(url), revision)
+        return
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            command.upgrade(alembic_config(url), revision)
+        except BaseException as e:  # re-raised in the caller's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]

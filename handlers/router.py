@@ -22,13 +22,13 @@ def _load_dialogues() -> None:
     from . import (  # noqa: F401
         admin,
         common,
+        extensions,  # noqa: F401
         leader,
         mine,
         rating,
         report,
         worker,
     )
-    from . import extensions  # noqa: F401
 
 
 def parse_command(text: str) -> tuple[str, str] | None:

@@ -12,7 +12,9 @@ class DomainError(Exception):
         self.params = params
 
     def render(self, t) -> str:  # t: workflows.i18n.T
-        return t(self.msgid, **self.params)
+        # parameters such as "问题描述" are message ids too; names and numbers pass through unchanged
+        params = {k: t(v) if isinstance(v, str) else v for k, v in self.params.items()}
+        return t(self.msgid, **params)
 
 
 class NotAllowed(DomainError):
