@@ -25,11 +25,21 @@ def make_engine(url: str, **kw) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            # the driver's own implicit BEGIN misses SAVEPOINT-first transactions (RELEASE then
+            # commits at once); let SQLAlchemy begin them, see _sqlite_begin
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn):  # noqa: ANN001
+            # IMMEDIATE takes the write lock up front: a transaction that read first and writes
+            # later would otherwise fail with "database is locked" (no busy wait) whenever another
+            # connection committed in between — e.g. the delivery worker marking a row sent
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -27,6 +27,7 @@ def _load_dialogues() -> None:
         mine,
         rating,
         report,
+        staff,
         worker,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -42,22 +43,51 @@ def pg_template(pg_server):
 
 
 @pytest.fixture(scope="session")
+def pg_demo_template(pg_server, pg_template):
+    _psql(pg_server, f"CREATE DATABASE gridbot_demo TEMPLATE {pg_template}")
+    asyncio.run(_load_demo(pg_server.url("gridbot_demo")))
+    return "gridbot_demo"
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("tpl") / "template.db"
     upgrade(f"sqlite+aiosqlite:///{path}")
     return path
 
 
+@pytest.fixture(scope="session")
+def sqlite_demo_template(sqlite_template, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tpl") / "demo.db"
+    shutil.copy(sqlite_template, path)
+    asyncio.run(_load_demo(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+async def _load_demo(url: str) -> None:
+    from workflows.importer import load_demo
+
+    engine = make_engine(url)
+    async with make_sessionmaker(engine)() as s, s.begin():
+        await load_demo(s, now=START)
+    await engine.dispose()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "demo: the test database starts with the demo street loaded")
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path):
-    """A fresh, migrated, empty database."""
+    """A fresh, migrated database: empty, or with the demo street for tests marked `demo`."""
+    demo = request.node.get_closest_marker("demo") is not None
     if request.param == "sqlite":
         path = tmp_path / "gridbot.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        shutil.copy(request.getfixturevalue("sqlite_demo_template" if demo else "sqlite_template"), path)
         yield f"sqlite+aiosqlite:///{path}"
         return
     server = request.getfixturevalue("pg_server")
-    template = request.getfixturevalue("pg_template")
+    template = request.getfixturevalue("pg_demo_template" if demo else "pg_template")
     name = f"t{os.getpid()}_{next(_counter)}"
     _psql(server, f"CREATE DATABASE {name} TEMPLATE {template}")
     yield server.url(name)

@@ -15,10 +15,14 @@ from pathlib import Path
 def find_bindir() -> Path | None:
     if path := os.environ.get("PG_BINDIR"):
         return Path(path)
-    if shutil.which("pg_ctl"):
-        return Path(shutil.which("pg_ctl")).parent
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(found[-1]).parent if found else None
+    if found:
+        return Path(found[-1]).parent
+    # elsewhere, a directory on PATH that has the whole server tool set
+    for cmd in ("pg_ctl", "initdb"):
+        if (where := shutil.which(cmd)) and (Path(where).parent / "psql").exists():
+            return Path(where).parent
+    return None
 
 
 def free_port() -> int:

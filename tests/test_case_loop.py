@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from workflows import cases
 from workflows.context import Ctx
 from workflows.errors import Invalid, NotAllowed, NotFound, WrongState
-from workflows.importer import load_demo
 from workflows.models import Case, CaseEvent, Category, Node, Outbox, Person, Team
 
 from .support import Desk
+
+pytestmark = pytest.mark.demo
 
 
 class World:
@@ -25,8 +26,6 @@ class World:
         self.desk = Desk(sm, clock)
 
     async def setup(self) -> World:
-        async with self.sm() as s, s.begin():
-            await load_demo(s)
         await self.desk.setup_chats()
         async with self.sm() as s:
             self.ids = {p.code: p.id for p in (await s.execute(select(Person).where(Person.code.is_not(None)))).scalars()}

@@ -6,16 +6,15 @@ import pytest
 from sqlalchemy import select
 
 from handlers.office import Office
-from workflows.importer import load_demo
 from workflows.models import Case, CaseEvent, Conversation, Outbox
 
 from .support import Desk
 
+pytestmark = pytest.mark.demo
+
 
 @pytest.fixture
 async def desk(sessionmaker, clock) -> Desk:
-    async with sessionmaker() as s, s.begin():
-        await load_demo(s)
     d = Desk(sessionmaker, clock)
     await d.setup_chats()
     return d
