@@ -43,11 +43,14 @@ class Shell:
 
     async def until_prompt(self) -> str:
         start = len(self.screen)
-        while not self.screen.endswith("> "):
+        while True:
             chunk = await asyncio.wait_for(self.proc.stdout.read(4096), 30)
             if not chunk:
                 raise AssertionError("shell ended:\n" + self.screen[-2000:])
             self.screen += chunk.decode()
+            last_line = self.screen.rsplit("\n", 1)[-1]
+            if last_line.endswith("> ") and not last_line.startswith(("bot>", "[→", " ")):
+                break
         out = self.screen[start:]
         for n, label in BUTTON.findall(out):
             self.buttons[label] = int(n)  # the newest button with a label wins
@@ -119,8 +122,10 @@ async def test_shell_from_report_to_rating(db_url):
         await sh.press("满意")
         out = await sh.type("谢谢")
         assert "已记录" in out
-        await sh.type(":quit")
+        proc.stdin.write(b":quit\n")
+        await proc.stdin.drain()
         await asyncio.wait_for(proc.wait(), 10)
+        assert proc.returncode == 0 and "Traceback" not in sh.screen
     finally:
         if proc.returncode is None:
             proc.kill()
