@@ -50,8 +50,13 @@ async def assign_menu(turn: Turn, args: dict) -> None:
         teams = select(Team).join(TeamGrid, TeamGrid.team_id == Team.id).where(TeamGrid.node_id == node.id)
     else:
         teams = select(Team)  # upper levels may send any department's team
-    for team in (await turn.session.execute(teams.order_by(Team.code))).scalars():
-        rows.append([await turn.button(team.name, "case.assign_to", team_id=team.id, **_ref(case))])
+    category = await turn.session.get(Category, case.category_id)
+    found = list((await turn.session.execute(teams.order_by(Team.code))).scalars())
+    # the category's default team first, marked, so the usual choice is one tap
+    found.sort(key=lambda team: team.id != category.default_team_id)
+    for team in found:
+        label = team.name + (turn.t("（默认）") if team.id == category.default_team_id else "")
+        rows.append([await turn.button(label, "case.assign_to", team_id=team.id, **_ref(case))])
     if not rows:
         await turn.say(turn.t("{node} 没有可派遣的网格员或处置团队，请先在导入文件中添加人员。", node=node.name))
         return

@@ -96,7 +96,11 @@ async def test_the_seven_steps(w: World):
     w.clock.advance(hours=5)
     await w.do(cases.finish, w.ids[W1], case.id, "已更换灯泡", [{"kind": "photo", "ref": "p1", "channel": "test"}])
     assert (await w.fresh(case)).status == "resolved"
-    assert {"核查通过", "返工"} <= set((await w.desk.last("g:CY-01")).labels())
+    group = await w.desk.messages("g:CY-01")
+    card = [m for m in group if m.card_key][-1]
+    assert {"核查通过", "返工"} <= set(card.labels())
+    # the leader sees the after-photos before verifying
+    assert group[-1].card_key is None and group[-1].payload["media"][0]["ref"] == "p1"
 
     await w.do(cases.verify, w.ids[L], case.id, passed=True)
     case = await w.fresh(case)
@@ -109,7 +113,7 @@ async def test_the_seven_steps(w: World):
     assert case.rating == "satisfied" and case.status == "closed"
     assert await w.events(case) == ["reported", "registered", "dispatched", "accepted", "resolved", "verified", "rated"]
     # every version of the group card carries the same key, so the channel edits it in place
-    keys = {m.card_key for m in await w.desk.messages("g:CY-01")}
+    keys = {m.card_key for m in await w.desk.messages("g:CY-01") if m.card_key}
     assert keys == {f"case:{case.id}:{w.nodes['CY-01']}"}
 
 

@@ -210,6 +210,15 @@ async def refresh(ctx: Ctx, case: Case) -> None:
         await to_group(ctx, node_id, compose, card_key=f"case:{case.id}:{node_id}")
 
 
+async def show_result_media(ctx: Ctx, case: Case, attachments: list) -> None:
+    """The card is edited as text only, so the after-photos go to the group on their own."""
+    async def compose(t: T) -> Msg:
+        return Msg(t("事件 {number} 处置后照片（{n} 个），请核查：", number=case.number, n=len(attachments)),
+                   media=list(attachments))
+
+    await to_group(ctx, case.level_node_id, compose)
+
+
 async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = None) -> None:
     if case.reporter_id is None:
         return

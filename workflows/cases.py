@@ -246,7 +246,15 @@ async def dispatch(ctx: Ctx, actor_id: int, case_id: int, *, assignee_id: int | 
     if case.status == S.reported:
         await _register(ctx, case, actor_id)
     target_name: str
+    cover_note: str | None = None
     if assignee_id is not None:
+        from .routines.leave import covering  # A/B cover: a worker on leave gets no new work
+
+        covered = await covering(ctx, assignee_id)
+        if covered != assignee_id:
+            away = await ctx.session.get(Person, assignee_id)
+            cover_note = f"{away.name if away else assignee_id} 请假，由A/B岗代岗"
+            assignee_id = covered
         person = await ctx.session.get(Person, assignee_id)
         if person is None or person.code is None:
             raise NotFound("找不到该承办人。")
@@ -260,8 +268,8 @@ async def dispatch(ctx: Ctx, actor_id: int, case_id: int, *, assignee_id: int | 
     case.team_id = team_id
     case.status = S.dispatched
     case.dispatched_at = ctx.now()
-    await _event(ctx, case, actor_id, "dispatched", note, assignee_id=assignee_id, team_id=team_id,
-                 to=target_name)
+    await _event(ctx, case, actor_id, "dispatched", "；".join(filter(None, [note, cover_note])) or None,
+                 assignee_id=assignee_id, team_id=team_id, to=target_name)
     await cards.refresh(ctx, case)
     await cards.tell_assignees(ctx, case, note)
     await cards.tell_reporter(ctx, case, "dispatched")
@@ -376,6 +384,8 @@ async def finish(ctx: Ctx, actor_id: int, case_id: int, result: str, attachments
     case.resolved_at = ctx.now()
     await _event(ctx, case, actor_id, "resolved", result, attachments)
     await cards.refresh(ctx, case)
+    if attachments:
+        await cards.show_result_media(ctx, case, attachments)
     return case
 
 

@@ -1,0 +1,129 @@
+"""The Telegram channel on python-telegram-bot 22: receive updates (long polling or webhook),
+hand each to the office as an `Inbound`, answer button presses at once.
+
+Sending is not done here but by the delivery worker through `TelegramAdapter`, so PTB gets
+no rate limiter and no retries of its own: Delivery owns both.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    Update,
+)
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from handlers.office import Office
+
+from ..settings import Settings
+from .telegram_convert import to_inbound
+from .telegram_menu import command_menus
+from .telegram_send import NAME, TelegramAdapter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
+POLL_TIMEOUT = 30  # seconds a getUpdates long poll stays open when nothing happens
+
+
+def file_url(base_url: str) -> str:
+    """`…/bot` → `…/file/bot`, the way the official server lays out file downloads."""
+    head, sep, tail = base_url.rstrip("/").rpartition("/")
+    return f"{head}/file/{tail}" if sep else base_url
+
+
+class TelegramRuntime:
+    name = NAME
+
+    def __init__(self, settings: Settings, application: Application) -> None:
+        self.settings = settings
+        self.application = application
+        self.adapter = TelegramAdapter(application.bot)
+        self.office: Office | None = None
+
+    async def start(self, office: Office) -> None:
+        self.office = office
+        app = self.application
+        app.add_handler(TypeHandler(Update, self._on_update))
+        app.add_error_handler(self._on_error)
+        await app.initialize()  # getMe: a wrong token or base URL fails here, loudly
+        await self.set_commands()
+        await app.start()
+        s = self.settings
+        if s.telegram_webhook_url:
+            path = urlsplit(s.telegram_webhook_url).path.lstrip("/")
+            await app.updater.start_webhook(
+                listen=s.telegram_webhook_listen, port=s.telegram_webhook_port, url_path=path,
+                webhook_url=s.telegram_webhook_url, secret_token=s.telegram_webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("telegram: webhook at %s (listening on %s:%s/%s)", s.telegram_webhook_url,
+                     s.telegram_webhook_listen, s.telegram_webhook_port, path)
+        else:
+            await app.updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES)
+            log.info("telegram: long polling as @%s", app.bot.username)
+
+    async def stop(self) -> None:
+        app = self.application
+        # stop taking updates first; Application.stop then finishes those already fetched
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+
+    async def set_commands(self) -> None:
+        """The command menu, in Chinese by default and in English for English-language clients."""
+        scopes = {"private": BotCommandScopeAllPrivateChats(), "group": BotCommandScopeAllGroupChats()}
+        try:
+            for (where, language), commands in command_menus().items():
+                await self.application.bot.set_my_commands(
+                    [BotCommand(name, summary) for name, summary in commands],
+                    scope=scopes[where], language_code=language)
+        except TelegramError:
+            # a missing menu is cosmetic: people can still type commands
+            log.warning("telegram: setting the command menu failed", exc_info=True)
+
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not isinstance(update, Update) or self.office is None:
+            return
+        query = update.callback_query
+        alert = None
+        try:
+            inbound = to_inbound(update)
+            if inbound is not None:
+                reply = await self.office.handle(inbound)
+                alert = reply.alert
+        finally:
+            if query is not None:
+                # always answer, or the person's client shows a spinner for many seconds
+                try:
+                    await query.answer(text=(alert or "")[:200] or None, show_alert=bool(alert))
+                except TelegramError as e:  # too old, or a network hiccup: nothing to undo
+                    log.info("telegram: answering callback query failed: %s", e)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: handling update failed", exc_info=context.error)
+
+
+def build(settings: Settings) -> TelegramRuntime:
+    if settings.telegram_webhook_url and not settings.telegram_webhook_secret:
+        # without the secret anyone who finds the URL could post updates "from" a grid leader
+        raise ValueError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+    base = settings.telegram_api_base_url or DEFAULT_BASE_URL
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token)
+        .base_url(base)
+        .base_file_url(file_url(base))
+        .concurrent_updates(False)  # one update at a time, in order: a chat's messages keep their order
+        .build()
+    )
+    return TelegramRuntime(settings, application)

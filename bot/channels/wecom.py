@@ -1,0 +1,175 @@
+"""The WeChat Work (企业微信) self-built app channel: a callback server and the sending adapter.
+
+GET on the callback path answers WeChat Work's URL verification; POST carries an encrypted
+message or event. A request whose signature or encryption is wrong gets 403/400 and has no
+effect. A good one is acknowledged at once (WeChat Work retries after 5 seconds) and handled
+afterwards, one at a time per member, in arrival order. See docs/wecom.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict, defaultdict
+from datetime import timedelta
+
+from aiohttp import web
+from sqlalchemy import func, select
+from wechatpy.enterprise import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+
+from handlers.events import Inbound
+from handlers.office import Office
+from workflows.channel_models import ChannelChoice
+from workflows.models import Outbox
+from workflows.outbox import Msg, to_chat
+
+from ..settings import Settings
+from .wecom_api import WeComAPI
+from .wecom_convert import NAME, to_inbound
+from .wecom_send import WeComAdapter
+
+log = logging.getLogger(__name__)
+
+CHOICE_MAX_AGE = timedelta(days=2)
+RECENT_EVENTS = 2000
+NUMBER = re.compile(r"^\s*(\d{1,2})\s*$")
+
+
+class WeComRuntime:
+    name = NAME
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api = WeComAPI(settings.wecom_corp_id, settings.wecom_secret, settings.wecom_agent_id,
+                            settings.wecom_api_base_url)
+        self.adapter = WeComAdapter(self.api)
+        self.crypto = WeChatCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id)
+        self.office: Office | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, office: Office) -> None:
+        self.office = office
+        self.adapter.sessionmaker = office.sessionmaker
+        self.adapter.clock = office.clock
+        app = web.Application(client_max_size=1024 * 1024)
+        path = self.settings.wecom_callback_path
+        app.router.add_get(path, self.verify_url)
+        app.router.add_post(path, self.callback)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.settings.wecom_callback_host, self.settings.wecom_callback_port).start()
+        log.info("wecom callback listening on %s:%s%s", self.settings.wecom_callback_host,
+                 self.settings.wecom_callback_port, path)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Waits until every accepted callback has been handled (tests use this)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def verify_url(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            echo = self.crypto.check_signature(q["msg_signature"], q["timestamp"], q["nonce"], q["echostr"])
+        except InvalidSignatureException:
+            log.warning("wecom URL verification with a bad signature from %s", request.remote)
+            return web.Response(status=403, text="bad signature")
+        except Exception as e:
+            log.warning("wecom URL verification failed: %r", e)
+            return web.Response(status=400, text="bad request")
+        return web.Response(text=echo.decode() if isinstance(echo, bytes) else str(echo))
+
+    async def callback(self, request: web.Request) -> web.Response:
+        q = request.query
+        body = await request.text()
+        try:
+            xml = self.crypto.decrypt_message(body, q["msg_signature"], q["timestamp"], q["nonce"])
+        except InvalidSignatureException:
+            log.warning("wecom callback with a bad signature from %s", request.remote)
+            return web.Response(status=403, text="bad signature")
+        except Exception as e:
+            log.warning("wecom callback could not be decrypted: %r", e)
+            return web.Response(status=400, text="bad request")
+        try:
+            inbound, raw = to_inbound(xml)
+        except Exception as e:
+            log.warning("wecom callback could not be parsed: %r", e)
+            return web.Response(status=400, text="bad request")
+        if inbound is None:
+            return web.Response(text="")
+        if inbound.event_id in self._recent:  # a retry of a callback we already took
+            return web.Response(text="")
+        self._recent[inbound.event_id] = None
+        while len(self._recent) > RECENT_EVENTS:
+            self._recent.popitem(last=False)
+        task = asyncio.create_task(self._process(inbound))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.Response(text="")
+
+    # ------------------------------------------------------------------ handling
+
+    async def _process(self, inbound: Inbound) -> None:
+        assert self.office is not None
+        async with self._locks[inbound.chat_id]:
+            try:
+                await self._numbered_choice(inbound)
+                before = await self._last_outbox_id()
+                reply = await self.office.handle(inbound)
+                if reply.alert and not reply.duplicate:
+                    await self._say_alert(inbound, reply.alert, before)
+            except Exception:
+                log.exception("wecom event %s failed", inbound.event_id)
+
+    async def _numbered_choice(self, inbound: Inbound) -> None:
+        """A reply "2" after a numbered list presses the second button of that list."""
+        m = NUMBER.match(inbound.text or "") if inbound.kind == "message" and not inbound.media else None
+        if m is None:
+            return
+        async with self.office.sessionmaker() as session:
+            row = await session.get(ChannelChoice, (NAME, inbound.chat_id))
+        if row is None or self.office.clock.now() - row.created_at > CHOICE_MAX_AGE:
+            return
+        n = int(m.group(1))
+        if 1 <= n <= len(row.tokens):
+            inbound.kind, inbound.button, inbound.text = "button", row.tokens[n - 1], None
+
+    async def _last_outbox_id(self) -> int:
+        async with self.office.sessionmaker() as session:
+            return (await session.execute(select(func.max(Outbox.id)))).scalar() or 0
+
+    async def _say_alert(self, inbound: Inbound, alert: str, before: int) -> None:
+        """WeChat Work has no pop-up answer to a button: the alert becomes a message, unless the
+        dialogue already wrote the same words to this chat."""
+        async with self.office.sessionmaker() as session, session.begin():
+            rows = await session.execute(
+                select(Outbox.payload).where(Outbox.id > before, Outbox.channel == NAME,
+                                             Outbox.chat_id == inbound.chat_id))
+            if any(p.get("text") == alert for p in rows.scalars()):
+                return
+            await to_chat(self.office.ctx(session, inbound), NAME, inbound.chat_id, Msg(alert))
+        if self.office.on_commit:
+            self.office.on_commit()
+
+
+def build(settings: Settings) -> WeComRuntime:
+    missing = [k for k in ("wecom_corp_id", "wecom_secret", "wecom_token", "wecom_aes_key")
+               if not getattr(settings, k)]
+    if missing:
+        raise ValueError(f"WeChat Work is missing settings: {', '.join(m.upper() for m in missing)}")
+    return WeComRuntime(settings)

@@ -1,0 +1,153 @@
+"""The scheduler inside `gridbot run`: a handful of periodic sweeps, one leader among processes.
+
+APScheduler's AsyncIOScheduler runs each sweep of workflows.routines.sweeps.SWEEPS on an interval
+(coalesce=True, max_instances=1, misfire_grace_time): a late or missed run happens once, and every
+sweep also runs right at start so a restart catches up once. The sweeps themselves decide what is
+due from the database and record what they did (routine_mark, Outbox.dedupe_key, case stage), so
+a run repeated for any reason does nothing twice.
+
+With PostgreSQL, only the process holding the advisory lock LOCK_KEY (pg_try_advisory_lock on a
+dedicated connection) runs sweeps; the others stay paused and try again every few seconds. When
+the leader dies its connection closes, the lock is released, and another process takes over.
+With SQLite there is one process and it always leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from workflows.clock import Clock, SystemClock
+from workflows.routines.sweeps import SWEEPS, run_sweep
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x67726964  # "grid"
+LEADER_RETRY_SECONDS = 10.0
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+
+
+def triggers(timezone: str) -> dict[str, IntervalTrigger]:
+    # start on a round minute, so runs line up with the minute reminders are due
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)
+    return {name: IntervalTrigger(seconds=s.every_seconds, start_date=anchor, timezone=timezone)
+            for name, s in SWEEPS.items()}
+
+
+def next_runs(timezone: str, now: datetime | None = None) -> dict[str, datetime | None]:
+    now = now or datetime.now(UTC)
+    return {name: trig.get_next_fire_time(None, now) for name, trig in triggers(timezone).items()}
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], office=None,
+                 clock: Clock | None = None, leader_retry: float = LEADER_RETRY_SECONDS) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.office = office
+        self.clock = clock or (office.clock if office is not None else SystemClock())
+        self.channels = office.channels if office is not None else settings.chat_channels | {"terminal"}
+        self.leader_retry = leader_retry
+        self.aps: AsyncIOScheduler | None = None
+        self.is_leader = False
+        self._lock_conn: AsyncConnection | None = None
+        self._leader_task: asyncio.Task | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.sessionmaker.kw["bind"]
+
+    async def run_job(self, name: str) -> None:
+        if not self.is_leader:
+            return
+        try:
+            result = await run_sweep(self.sessionmaker, name, clock=self.clock, channels=self.channels,
+                                     language=self.settings.language, timezone=self.settings.timezone)
+        except Exception:
+            return  # logged and recorded in sweep_run by run_sweep; the next run tries again
+        if result.acted:
+            log.info("sweep %s: %s", name, result.counts)
+            if self.office is not None and self.office.on_commit:
+                self.office.on_commit()  # wake the delivery worker
+
+    async def start(self) -> None:
+        self.aps = AsyncIOScheduler(timezone=self.settings.timezone, job_defaults=JOB_DEFAULTS)
+        for name, trig in triggers(self.settings.timezone).items():
+            # next_run_time=now: every sweep runs once at start — the catch-up after a restart
+            self.aps.add_job(self.run_job, trig, args=[name], id=name, name=name,
+                             next_run_time=datetime.now(UTC) + timedelta(seconds=1))
+        self.aps.start(paused=True)
+        if self.engine.dialect.name != "postgresql":
+            self._become_leader()
+        else:
+            self._leader_task = asyncio.create_task(self._lead())
+
+    def _become_leader(self) -> None:
+        self.is_leader = True
+        log.info("scheduler: this process runs the sweeps")
+        for job in self.aps.get_jobs():
+            job.modify(next_run_time=datetime.now(UTC))  # catch up at once
+        self.aps.resume()
+
+    def _step_down(self) -> None:
+        if self.is_leader:
+            log.warning("scheduler: lost the leader lock; pausing sweeps")
+        self.is_leader = False
+        if self.aps is not None:
+            self.aps.pause()
+
+    async def _lead(self) -> None:
+        """Hold the advisory lock on a dedicated connection; check it stays alive."""
+        while True:
+            try:
+                if self._lock_conn is None:
+                    self._lock_conn = await self.engine.connect()
+                    got = (await self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                                         {"k": LOCK_KEY})).scalar()
+                    await self._lock_conn.commit()  # the session-level lock outlives the transaction
+                    if got:
+                        self._become_leader()
+                    else:
+                        await self._lock_conn.close()
+                        self._lock_conn = None
+                else:
+                    await self._lock_conn.execute(text("SELECT 1"))
+                    await self._lock_conn.commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler: leader lock connection failed")
+                self._step_down()
+                if self._lock_conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self._lock_conn.invalidate()
+                self._lock_conn = None
+            await asyncio.sleep(self.leader_retry)
+
+    async def stop(self) -> None:
+        if self._leader_task is not None:
+            self._leader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leader_task
+        if self.aps is not None and self.aps.running:
+            self.aps.shutdown(wait=False)
+        self._leader_task = None
+        self.is_leader = False
+        if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                await self._lock_conn.close()
+            self._lock_conn = None
+
+
+def build(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], office=None) -> Scheduler:
+    return Scheduler(settings, sessionmaker, office)

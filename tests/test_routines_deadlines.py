@@ -1,0 +1,103 @@
+"""The deadline sweep: reminders, yellow and red cards, supervision, catch-up, idempotence, leave."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from workflows import cases
+from workflows.models import Case, CaseEvent
+from workflows.routines import leave as leaves
+
+from .test_routines_world import World
+
+
+@pytest.fixture
+async def w(sessionmaker, clock) -> World:
+    return await World(sessionmaker, clock).setup()
+
+
+async def dispatched(w: World, to: str = "CY01-W1", **kw):
+    case = await w.do(cases.report, reporter_id=None, category_id=w.cats["市政设施"], description="路灯不亮",
+                      grid_id=w.nodes["CY-01"])
+    if "team" in kw:
+        return await w.do(cases.dispatch, w.ids["CY01-L"], case.id, team_id=w.teams[kw["team"]])
+    return await w.do(cases.dispatch, w.ids["CY01-L"], case.id, assignee_id=w.ids[to])
+
+
+async def test_reminders_cards_and_supervision(w: World):
+    case = await dispatched(w)
+    t0 = case.registered_at
+    assert case.deadline_at - t0 == timedelta(hours=72)
+    assert (await w.sweep("deadlines", t0 + timedelta(hours=35))).acted == 0
+    r = await w.sweep("deadlines", t0 + timedelta(hours=36))
+    assert r.counts["remind_50"] == 1
+    assert "办理时限已过半" in (await w.texts("p:CY01-W1"))[-1]
+    assert (await w.sweep("deadlines", t0 + timedelta(hours=36))).acted == 0  # twice: nothing
+    r = await w.sweep("deadlines", t0 + timedelta(hours=58))
+    assert r.counts["remind_80"] == 1 and "即将到期" in (await w.texts("p:CY01-W1"))[-1]
+    group_before = len(await w.texts("g:CY-01"))
+    r = await w.sweep("deadlines", t0 + timedelta(hours=72))
+    assert r.counts["yellow_card"] == 1
+    assert "黄牌警告" in (await w.texts("p:CY01-W1"))[-1]
+    assert "黄牌警告" in (await w.texts("g:CY-01"))[-1] and len(await w.texts("g:CY-01")) == group_before + 1
+    r = await w.sweep("deadlines", t0 + timedelta(hours=144))
+    assert r.counts["red_card"] == 1
+    assert "红牌督办" in (await w.texts("g:CY-01"))[-1]
+    assert "【督办】" in (await w.texts("g:CY"))[-1]  # the level above the grid
+    c = await w.case(case.id)
+    assert c.deadline_stage == 4 and c.next_check_at is None
+    async with w.sm() as s:
+        actions = list((await s.execute(select(CaseEvent.action).where(CaseEvent.case_id == case.id)
+                                        .order_by(CaseEvent.id))).scalars())
+    assert actions[-4:] == ["remind_50", "remind_80", "yellow_card", "red_card"]
+    assert (await w.sweep("deadlines", t0 + timedelta(hours=500))).acted == 0
+
+
+async def test_catch_up_after_downtime_acts_once(w: World):
+    case = await dispatched(w)
+    # down for four days: one yellow card, no stale reminders
+    r = await w.sweep("deadlines", case.registered_at + timedelta(hours=100))
+    assert r.counts == {"due": 1, "yellow_card": 1, "messages": 2}  # the assignee and the grid group
+    assert [e.action for e in await w.events("remind_50")] == []
+    assert (await w.sweep("deadlines", case.registered_at + timedelta(hours=101))).acted == 0
+
+
+async def test_team_case_goes_to_team_lead_and_closed_cases_are_left(w: World):
+    case = await dispatched(w, team="T1")
+    other = await dispatched(w)
+    await w.do(cases.accept, w.ids["CY01-W1"], other.id)
+    await w.do(cases.finish, w.ids["CY01-W1"], other.id, "修好了")
+    await w.do(cases.verify, w.ids["CY01-L"], other.id, passed=True)
+    r = await w.sweep("deadlines", case.registered_at + timedelta(hours=73))
+    assert r.counts["yellow_card"] == 1  # only the open one
+    assert any("黄牌" in t for t in await w.texts("p:T1-L"))
+
+
+async def test_leave_cover_takes_reminders(w: World):
+    case = await dispatched(w)
+    lv = await w.do(leaves.request, w.ids["CY01-W1"], "2026-11-24", "2026-11-30", "探亲")
+    await w.do(leaves.approve, w.ids["CY01-L"], lv.id)
+    await w.sweep("deadlines", case.registered_at + timedelta(hours=37))
+    assert any("办理时限已过半" in t for t in await w.texts("p:CY02-W1"))
+    assert not any("办理时限已过半" in t for t in await w.texts("p:CY01-W1"))
+
+
+async def test_unregistered_case_without_assignee_reminds_the_holder_group(w: World):
+    case = await w.do(cases.report, reporter_id=None, category_id=w.cats["市政设施"], description="井盖缺失",
+                      grid_id=w.nodes["CY-01"])
+    await w.do(cases.register, w.ids["CY01-L"], case.id)
+    c = await w.case(case.id)
+    r = await w.sweep("deadlines", c.registered_at + timedelta(hours=37))
+    assert r.counts["remind_50"] == 1 and "办理时限已过半" in (await w.texts("g:CY-01"))[-1]
+
+
+async def test_many_cases_one_sweep(w: World):
+    ids = [(await dispatched(w, to="CY01-W2")).id for _ in range(30)]
+    async with w.sm() as s:
+        t0 = (await s.get(Case, ids[0])).registered_at
+    r = await w.sweep("deadlines", t0 + timedelta(hours=60))
+    assert r.counts["due"] == 30 and r.counts["remind_80"] == 30
+    assert len([t for t in await w.texts("p:CY01-W2") if "即将到期" in t]) == 30

@@ -1,0 +1,242 @@
+"""What the sweeps share: local time, claims on routine_mark, and bulk outbox writing.
+
+A *claim* inserts (kind, subject, slot) rows with ON CONFLICT DO NOTHING and returns the rows
+this transaction really inserted: whatever another run or another process already did is not
+returned, so it is not done again. The outbox batch resolves every recipient with one query per
+kind (people, accounts, group bindings) instead of one per message, and writes with
+ON CONFLICT (dedupe_key) DO NOTHING as a second guard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..context import Ctx
+from ..i18n import T
+from ..models import Account, GroupBinding, Node, Outbox, Person
+from ..outbox import Msg
+from .models import RoutineMark
+
+CHUNK = 2000
+
+
+def zone(ctx: Ctx, node_tz: str | None = None) -> ZoneInfo:
+    return ZoneInfo(node_tz or ctx.timezone)
+
+
+def local_now(ctx: Ctx, node_tz: str | None = None) -> datetime:
+    return ctx.now().astimezone(zone(ctx, node_tz))
+
+
+def at_local(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+    h, m = (int(x) for x in hhmm.split(":"))
+    return datetime.combine(day, time(h, m), tz)
+
+
+def dialect_insert(ctx: Ctx):
+    return postgresql.insert if ctx.session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+def is_pg(ctx: Ctx) -> bool:
+    return ctx.session.bind.dialect.name == "postgresql"
+
+
+async def pg_insert_unnest(ctx: Ctx, table: str, columns: tuple[tuple[str, str], ...], rows: list[dict],
+                           tail: str = "") -> None:
+    """One INSERT … SELECT FROM unnest(arrays) for any number of rows (PostgreSQL): a handful of
+    parameters instead of one per value, so neither compiling nor sending grows with the rows."""
+    names = [c for c, _ in columns]
+    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in columns)
+    sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) {tail}"
+    for part in chunks(rows, 50_000):
+        params = {}
+        for c, t in columns:
+            if t == "jsonb":
+                params[c] = [json.dumps(r[c], ensure_ascii=False) if r[c] is not None else None for r in part]
+            else:
+                params[c] = [r[c] for r in part]
+        await ctx.session.execute(text(sql), params)
+
+
+def chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+@dataclass
+class SweepResult:
+    """What one sweep run did: counts by kind, and warnings a person should read."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, key: str, n: int = 1) -> None:
+        if n:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+
+    @property
+    def acted(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict:
+        return {"counts": dict(self.counts), "warnings": self.warnings[:200],
+                "warnings_total": len(self.warnings)}
+
+
+async def claim(ctx: Ctx, kind: str, rows: list[dict]) -> set[tuple[int, str]]:
+    """Insert marks (rows: subject_id, slot, optional node_id, person_id, note); returns the new ones."""
+    if not rows:
+        return set()
+    now = ctx.now()
+    if is_pg(ctx):
+        res = await ctx.session.execute(text(
+            "INSERT INTO routine_mark (kind, subject_id, slot, node_id, person_id, note, at) "
+            "SELECT :kind, s, sl, n, p, nt, :at FROM unnest(CAST(:s AS bigint[]), CAST(:sl AS text[]), "
+            "CAST(:n AS bigint[]), CAST(:p AS bigint[]), CAST(:nt AS text[])) AS v(s, sl, n, p, nt) "
+            "ON CONFLICT (kind, subject_id, slot) DO NOTHING RETURNING subject_id, slot"),
+            {"kind": kind, "at": now, "s": [r["subject_id"] for r in rows], "sl": [r["slot"] for r in rows],
+             "n": [r.get("node_id") for r in rows], "p": [r.get("person_id") for r in rows],
+             "nt": [r.get("note") for r in rows]})
+        return {(r[0], r[1]) for r in res}
+    ins = dialect_insert(ctx)
+    won: set[tuple[int, str]] = set()
+    for part in chunks(rows):
+        values = [{"kind": kind, "subject_id": r["subject_id"], "slot": r["slot"], "node_id": r.get("node_id"),
+                   "person_id": r.get("person_id"), "note": r.get("note"), "at": now} for r in part]
+        stmt = (ins(RoutineMark).values(values)
+                .on_conflict_do_nothing(index_elements=["kind", "subject_id", "slot"])
+                .returning(RoutineMark.subject_id, RoutineMark.slot))
+        won.update((r[0], r[1]) for r in await ctx.session.execute(stmt))
+    return won
+
+
+Compose = Callable[[T], Msg]
+
+
+class OutboxBatch:
+    """Messages for many people and groups, resolved and written in a few statements."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self._people: list[tuple[int, Compose, str | None]] = []
+        self._groups: list[tuple[int, Compose, str | None]] = []
+
+    def to_person(self, person_id: int, compose: Compose, dedupe_key: str | None = None) -> None:
+        self._people.append((person_id, compose, dedupe_key))
+
+    def to_group(self, node_id: int, compose: Compose, dedupe_key: str | None = None) -> None:
+        self._groups.append((node_id, compose, dedupe_key))
+
+    def __len__(self) -> int:
+        return len(self._people) + len(self._groups)
+
+    async def flush(self) -> dict[str, int]:
+        """Write everything; returns counts of pending and undeliverable rows."""
+        ctx = self.ctx
+        now = ctx.now()
+        rows: list[dict] = []
+        stats = {"pending": 0, "undeliverable": 0}
+        translators: dict[str, T] = {}
+
+        def tr(lang: str | None) -> T:
+            key = lang or ctx.language
+            if key not in translators:
+                translators[key] = T(key)
+            return translators[key]
+
+        def row(channel: str, chat_id: str, msg: Msg, *, is_group: bool, person_id=None, node_id=None,
+                dedupe_key=None, status="pending", error=None) -> None:
+            stats[status] = stats.get(status, 0) + 1
+            rows.append({"created_at": now, "channel": channel, "chat_id": chat_id, "is_group": is_group,
+                         "person_id": person_id, "node_id": node_id, "payload": msg.payload(), "card_key": None,
+                         "dedupe_key": dedupe_key, "status": status, "attempts": 0, "not_before": now,
+                         "error": error})
+
+        if self._people:
+            ids = list({p for p, _, _ in self._people})
+            people: dict[int, tuple[str | None, str | None]] = {}
+            accounts: dict[int, list[tuple[str, str]]] = {}
+            for part in chunks(ids, 5000):
+                for pid, lang, pref in await ctx.session.execute(
+                        select(Person.id, Person.language, Person.preferred_channel).where(Person.id.in_(part))):
+                    people[pid] = (lang, pref)
+                for pid, channel, chat in await ctx.session.execute(
+                        select(Account.person_id, Account.channel, Account.chat_id)
+                        .where(Account.person_id.in_(part), Account.channel.in_(list(ctx.channels)),
+                               Account.chat_id.is_not(None))
+                        .order_by(Account.id)):
+                    accounts.setdefault(pid, []).append((channel, chat))
+            for pid, compose, key in self._people:
+                if pid not in people:
+                    continue
+                lang, pref = people[pid]
+                msg = compose(tr(lang))
+                accs = accounts.get(pid, [])
+                acc = next((a for a in accs if a[0] == pref), accs[0] if accs else None)
+                if acc is None:
+                    row("none", f"person:{pid}", msg, is_group=False, person_id=pid, dedupe_key=key,
+                        status="undeliverable", error="no chat account")
+                else:
+                    row(acc[0], acc[1], msg, is_group=False, person_id=pid, dedupe_key=key)
+        if self._groups:
+            ids = list({n for n, _, _ in self._groups})
+            bindings: dict[int, list[tuple[str, str]]] = {}
+            codes: dict[int, str] = {}
+            for part in chunks(ids, 5000):
+                for nid, channel, chat in await ctx.session.execute(
+                        select(GroupBinding.node_id, GroupBinding.channel, GroupBinding.chat_id)
+                        .where(GroupBinding.node_id.in_(part), GroupBinding.status == "active",
+                               GroupBinding.channel.in_(list(ctx.channels)))
+                        .order_by(GroupBinding.id)):
+                    bindings.setdefault(nid, []).append((channel, chat))
+                missing = [n for n in part if n not in bindings]
+                if missing:
+                    for nid, code in await ctx.session.execute(select(Node.id, Node.code).where(Node.id.in_(missing))):
+                        codes[nid] = code
+            t = tr(None)
+            for nid, compose, key in self._groups:
+                msg = compose(t)
+                bs = bindings.get(nid)
+                if not bs:
+                    row("none", f"node:{codes.get(nid, nid)}", msg, is_group=True, node_id=nid, dedupe_key=key,
+                        status="undeliverable", error="no bound group")
+                    continue
+                for i, (channel, chat) in enumerate(bs):
+                    k = key if i == 0 or key is None else f"{key}#{channel}"
+                    row(channel, chat, msg, is_group=True, node_id=nid, dedupe_key=k)
+        await write_outbox(ctx, rows)
+        self._people.clear()
+        self._groups.clear()
+        return stats
+
+
+OUTBOX_PG = (("created_at", "timestamptz"), ("channel", "text"), ("chat_id", "text"), ("is_group", "boolean"),
+             ("person_id", "bigint"), ("node_id", "bigint"), ("payload", "jsonb"), ("card_key", "text"),
+             ("dedupe_key", "text"), ("status", "text"), ("attempts", "int"), ("not_before", "timestamptz"),
+             ("error", "text"))
+
+
+async def write_outbox(ctx: Ctx, rows: list[dict]) -> None:
+    if not rows:
+        return
+    if is_pg(ctx):
+        await pg_insert_unnest(ctx, "outbox", OUTBOX_PG, rows, "ON CONFLICT (dedupe_key) DO NOTHING")
+        return
+    ins = dialect_insert(ctx)
+    for part in chunks(rows, 1000):
+        await ctx.session.execute(ins(Outbox).values(part).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+def week_key(day: date) -> str:
+    y, w, _ = day.isocalendar()
+    return f"{y}-W{w:02d}"

@@ -1,0 +1,162 @@
+"""The deadline sweep (限时办结): reminders at 50% and 80%, yellow card at the limit, red card and
+supervision (督办) by the level above at twice the limit.
+
+One indexed query takes every open case whose next_check_at has come (ix_case_open_deadline),
+locking the rows with FOR UPDATE SKIP LOCKED on PostgreSQL so a second process skips them. Each
+case jumps to the last checkpoint it has crossed — after downtime a case past its limit gets one
+yellow card, not two reminders and a card. The stage, the next check, the case events and the
+messages are written in bulk, in the sweep's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select, text, update
+
+from ..cards import local
+from ..context import Ctx
+from ..deadlines import STAGE_NAMES, STAGES
+from ..models import OPEN_STATUSES, Case, CaseEvent, Category, Node, Team, TeamMember
+from ..outbox import Msg
+from .common import OutboxBatch, SweepResult, chunks, is_pg, pg_insert_unnest
+from .leave import covers_on, today
+
+EVENT_PG = (("case_id", "bigint"), ("at", "timestamptz"), ("actor_id", "bigint"), ("action", "text"),
+            ("note", "text"), ("attachments", "jsonb"), ("channel", "text"), ("chat_id", "text"), ("data", "jsonb"))
+BATCH = 50_000  # cases per transaction; the runner repeats the sweep while a batch is full
+
+
+def reached(registered: datetime, deadline: datetime, now: datetime, stage: int) -> int:
+    """How many stages have fallen due by now (>= stage)."""
+    span = deadline - registered
+    n = stage
+    while n < len(STAGES) and registered + span * STAGES[n] <= now:
+        n += 1
+    return n
+
+
+def next_check(registered: datetime, deadline: datetime, stage: int) -> datetime | None:
+    if stage >= len(STAGES):
+        return None
+    return registered + (deadline - registered) * STAGES[stage]
+
+
+async def sweep(ctx: Ctx, limit: int = BATCH) -> SweepResult:
+    result = SweepResult()
+    now = ctx.now()
+    stmt = (
+        select(Case.id, Case.number, Case.registered_at, Case.deadline_at, Case.deadline_stage, Case.assignee_id,
+               Case.team_id, Case.grid_id, Case.level_node_id, Category.name)
+        .join(Category, Category.id == Case.category_id)
+        .where(Case.status.in_([str(s) for s in OPEN_STATUSES]), Case.next_check_at <= now)
+        .order_by(Case.next_check_at)
+        .limit(limit)
+    )
+    if ctx.session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Case, skip_locked=True)
+    due = (await ctx.session.execute(stmt)).all()
+    result.add("due", len(due))
+    if not due:
+        return result
+
+    updates, events = [], []
+    acts: list[tuple] = []
+    for row in due:
+        cid, number, reg, dl, stage, assignee, team, grid, level, cat = row
+        if reg is None or dl is None:
+            updates.append({"id": cid, "deadline_stage": stage, "next_check_at": None})
+            continue
+        new = reached(reg, dl, now, stage)
+        updates.append({"id": cid, "deadline_stage": new, "next_check_at": next_check(reg, dl, new)})
+        if new == stage:
+            continue  # the check time moved (e.g. a new deadline) — only reschedule
+        action = STAGE_NAMES[new - 1]
+        events.append({"case_id": cid, "at": now, "actor_id": None, "action": action, "note": None,
+                       "attachments": [], "channel": None, "chat_id": None,
+                       "data": {"stage": new, "deadline_at": dl.isoformat()}})
+        acts.append((action, row))
+        result.add(action)
+
+    if is_pg(ctx):
+        await ctx.session.execute(text(
+            "UPDATE case_file AS c SET deadline_stage = v.stage, next_check_at = v.nxt, version = c.version + 1 "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:stages AS int[]), CAST(:nxts AS timestamptz[])) "
+            "AS v(id, stage, nxt) WHERE c.id = v.id"),
+            {"ids": [u["id"] for u in updates], "stages": [u["deadline_stage"] for u in updates],
+             "nxts": [u["next_check_at"] for u in updates]})
+        await pg_insert_unnest(ctx, "case_event", EVENT_PG, events)
+    else:
+        for part in chunks(updates, 5000):
+            await ctx.session.execute(update(Case), part)  # bulk UPDATE by primary key
+        for part in chunks(events, 5000):
+            await ctx.session.execute(insert(CaseEvent), part)
+    await _tell(ctx, acts, result)
+    return result
+
+
+async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult) -> None:
+    if not acts:
+        return
+    covers = await covers_on(ctx, today(ctx))
+    teams = {r[6] for _, r in acts if r[6]}
+    leads: dict[int, int | None] = {}
+    members: dict[int, list[int]] = {}
+    if teams:
+        for tid, lead in await ctx.session.execute(select(Team.id, Team.lead_id).where(Team.id.in_(teams))):
+            leads[tid] = lead
+        for tid, pid in await ctx.session.execute(
+                select(TeamMember.team_id, TeamMember.person_id).where(TeamMember.team_id.in_(teams))):
+            members.setdefault(tid, []).append(pid)
+    parents: dict[int, int | None] = {}
+    levels = {r[8] for a, r in acts if a == "red_card"}
+    if levels:
+        for nid, parent in await ctx.session.execute(select(Node.id, Node.parent_id).where(Node.id.in_(levels))):
+            parents[nid] = parent
+
+    out = OutboxBatch(ctx)
+    for action, (cid, number, _reg, dl, _stage, assignee, team, grid, level, cat) in acts:
+        at = local(ctx, dl, "%m-%d %H:%M")
+        who = [assignee] if assignee else ([leads[team]] if team and leads.get(team) else members.get(team, []))
+        who = [covers.get(p, p) for p in who if p]
+        key = f"dl:{cid}:{action}"
+
+        def text(t, action=action, number=number, cat=cat, at=at) -> Msg:
+            if action == "remind_50":
+                return Msg(t("【催办】事件 {number}（{category}）办理时限已过半，请抓紧办理。时限：{at}",
+                             number=number, category=cat, at=at))
+            if action == "remind_80":
+                return Msg(t("【催办】事件 {number}（{category}）即将到期，请尽快办结。时限：{at}",
+                             number=number, category=cat, at=at))
+            if action == "yellow_card":
+                return Msg(t("【黄牌警告】事件 {number}（{category}）已超过办结时限（{at}），请立即办理并说明原因。",
+                             number=number, category=cat, at=at))
+            return Msg(t("【红牌督办】事件 {number}（{category}）已超时限一倍仍未办结（时限 {at}），已报上级督办。",
+                         number=number, category=cat, at=at))
+
+        if action in ("remind_50", "remind_80"):
+            if who:
+                for p in who:
+                    out.to_person(p, text, f"{key}:p{p}")
+            else:  # nobody holds it yet (waiting for dispatch or verification): the holder's group
+                out.to_group(level, text, f"{key}:g{level}")
+            continue
+        recipients = set(who)
+        if team and leads.get(team):
+            recipients.add(leads[team])
+        for p in sorted(recipients):
+            out.to_person(p, text, f"{key}:p{p}")
+        out.to_group(grid, text, f"{key}:g{grid}")
+        if level != grid:
+            out.to_group(level, text, f"{key}:g{level}")
+        if action == "red_card":
+            above = parents.get(level) or level
+
+            def supervise(t, number=number, cat=cat, at=at) -> Msg:
+                return Msg(t("【督办】事件 {number}（{category}）超过时限一倍仍未办结（时限 {at}），请上级督促办理。",
+                             number=number, category=cat, at=at))
+
+            out.to_group(above, supervise, f"{key}:supervise:g{above}")
+    written = await out.flush()
+    result.add("messages", written.get("pending", 0))
+    result.add("undeliverable", written.get("undeliverable", 0))

@@ -1,0 +1,193 @@
+"""Weekly reports to every grid group (Friday 17:00), the monthly ranking to every street group,
+and /stats on demand — text plus a PNG chart.
+
+Charts travel in the outbox payload as media {"kind": "photo", "data": <base64 PNG>,
+"mime": "image/png", "name": "...png"}: inline data, so any process on any host can deliver it.
+Chart labels are ASCII (the machine may have no CJK font); the text carries the Chinese.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+
+from ..context import Ctx
+from ..i18n import T
+from ..models import GroupBinding, Level, Node
+from ..outbox import Msg
+from ..tree import GRID_LEVELS
+from .common import OutboxBatch, SweepResult, at_local, claim, local_now, week_key, zone
+from .stats import Stats, grid_stats, node_stats
+
+REPORT_WEEKDAY = 4  # Friday
+REPORT_TIME = "17:00"
+RANKING_DAY_TIME = "09:00"  # on the 1st, for the month before
+CATCH_UP_DAYS = 3  # a report missed by downtime still goes out within this many days
+
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+def stats_text(t: T, title: str, st: Stats) -> str:
+    return "\n".join([
+        title,
+        t("上报 {a} 件，立案 {b} 件，结案 {c} 件", a=st.reported, b=st.registered, c=st.closed),
+        t("按期处置率 {a}，结案率 {b}，返工率 {c}，满意率 {d}", a=pct(st.on_time_rate), b=pct(st.close_rate),
+          c=pct(st.rework_rate), d=pct(st.satisfaction)),
+        t("黄牌 {y} 张，红牌 {r} 张", y=st.yellow, r=st.red),
+        t("巡查完成 {d} 次，未按时巡查 {m} 次", d=st.patrols_done, m=st.patrols_missed),
+    ])
+
+
+def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = "") -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
+    bars = ax.bar(range(len(values)), values, color="#3b7dd8")
+    ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 6 else 0, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.bar_label(bars, fmt="%g", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def photo(png: bytes, name: str) -> dict:
+    return {"kind": "photo", "data": base64.b64encode(png).decode("ascii"), "mime": "image/png", "name": name}
+
+
+def stats_chart(st: Stats, title: str) -> dict:
+    labels = ["reported", "registered", "closed", "yellow", "red", "patrols", "missed"]
+    values = [st.reported, st.registered, st.closed, st.yellow, st.red, st.patrols_done, st.patrols_missed]
+    return photo(chart_png(title, labels, values), "stats.png")
+
+
+def ranking_chart(rows: list[tuple[Node, Stats]], title: str) -> dict:
+    labels = [n.code for n, _ in rows]
+    values = [round(st.score(), 1) for _, st in rows]
+    return photo(chart_png(title, labels, values, "score"), "ranking.png")
+
+
+def week_window(ctx: Ctx, local: datetime) -> tuple[datetime, datetime]:
+    """Monday 00:00 to Friday 17:00 of local's week."""
+    monday = local.date() - timedelta(days=local.weekday())
+    tz = local.tzinfo
+    return (at_local(monday, "00:00", tz), at_local(monday + timedelta(days=REPORT_WEEKDAY), REPORT_TIME, tz))
+
+
+def month_window(ctx: Ctx, first: date, tz) -> tuple[datetime, datetime]:
+    prev_last = first - timedelta(days=1)
+    return at_local(prev_last.replace(day=1), "00:00", tz), at_local(first, "00:00", tz)
+
+
+async def _bound(ctx: Ctx, node_ids: list[int]) -> set[int]:
+    rows = await ctx.session.execute(
+        select(GroupBinding.node_id).where(GroupBinding.node_id.in_(node_ids), GroupBinding.status == "active",
+                                           GroupBinding.channel.in_(list(ctx.channels))))
+    return {r[0] for r in rows}
+
+
+async def weekly_sweep(ctx: Ctx) -> SweepResult:
+    result = SweepResult()
+    loc = local_now(ctx)
+    start, end = week_window(ctx, loc)
+    if not (end <= loc < end + timedelta(days=CATCH_UP_DAYS)):
+        return result
+    grids = list((await ctx.session.execute(
+        select(Node).where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))).scalars())
+    week = week_key(start.date())
+    won = await claim(ctx, "weekly_report", [{"subject_id": g.id, "slot": week, "node_id": g.id} for g in grids])
+    mine = [g for g in grids if (g.id, week) in won]
+    if not mine:
+        return result
+    bound = await _bound(ctx, [g.id for g in mine])
+    per = await grid_stats(ctx, [g.id for g in mine], start, end)
+    out = OutboxBatch(ctx)
+    for g in mine:
+        if g.id not in bound:
+            result.warn(f"网格 {g.name} 没有绑定工作群，周报未能发送。")
+            result.add("no_group")
+            continue
+        st = per[g.id]
+        media = [stats_chart(st, f"{g.code} week {week}")]
+
+        def compose(t, g=g, st=st, media=media) -> Msg:
+            title = t("【{grid} 周报】{start} 至 {end}", grid=g.name, start=start.strftime("%m-%d"),
+                      end=end.strftime("%m-%d %H:%M"))
+            return Msg(stats_text(t, title, st), media=media)
+
+        out.to_group(g.id, compose, f"weekly_report:{g.id}:{week}")
+        result.add("reports")
+    await out.flush()
+    return result
+
+
+async def monthly_sweep(ctx: Ctx) -> SweepResult:
+    """On the 1st (from 09:00, catching up for a few days): each street group gets its grids' ranking."""
+    result = SweepResult()
+    loc = local_now(ctx)
+    first = loc.date().replace(day=1)
+    begin = at_local(first, RANKING_DAY_TIME, loc.tzinfo)
+    if not (begin <= loc < begin + timedelta(days=CATCH_UP_DAYS)):
+        return result
+    start, end = month_window(ctx, first, loc.tzinfo)
+    month = start.strftime("%Y-%m")
+    streets = list((await ctx.session.execute(
+        select(Node).where(Node.level == Level.street).order_by(Node.code))).scalars())
+    won = await claim(ctx, "monthly_ranking", [{"subject_id": s.id, "slot": month, "node_id": s.id} for s in streets])
+    out = OutboxBatch(ctx)
+    for street in streets:
+        if (street.id, month) not in won:
+            continue
+        _total, rows = await node_stats(ctx, street, start, end)
+        rows.sort(key=lambda r: (-r[1].score(), r[0].code))
+        media = [ranking_chart(rows, f"{street.code} {month} ranking")] if rows else []
+
+        def compose(t, street=street, rows=rows, media=media) -> Msg:
+            lines = [t("【{street} {month} 网格考核排名】", street=street.name, month=month)]
+            for i, (g, st) in enumerate(rows, 1):
+                lines.append(t("{i}. {grid}：得分 {score:.1f}（按期 {a}，结案 {b}，满意 {c}，黄牌 {y}，红牌 {r}）",
+                               i=i, grid=g.name, score=st.score(), a=pct(st.on_time_rate), b=pct(st.close_rate),
+                               c=pct(st.satisfaction), y=st.yellow, r=st.red))
+            if not rows:
+                lines.append(t("本街道下没有网格。"))
+            lines.append(t("得分 = 按期率×40 + 结案率×30 + 满意率×30 − 黄牌×5 − 红牌×10 − 未巡查次数"))
+            return Msg("\n".join(lines), media=media)
+
+        out.to_group(street.id, compose, f"monthly_ranking:{street.id}:{month}")
+        result.add("rankings")
+    await out.flush()
+    return result
+
+
+async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
+    """/stats in a bound group: this week so far for the group's node, and its grids below."""
+    loc = local_now(ctx, node.timezone)
+    start, _ = week_window(ctx, loc)
+    end = ctx.now()
+    total, rows = await node_stats(ctx, node, start, end)
+    title = t("【{node} 本周统计】{start} 至 {end}", node=node.name, start=start.strftime("%m-%d"),
+              end=end.astimezone(zone(ctx, node.timezone)).strftime("%m-%d %H:%M"))
+    text = stats_text(t, title, total)
+    media = [stats_chart(total, f"{node.code} this week")]
+    if node.level not in GRID_LEVELS and rows:
+        rows.sort(key=lambda r: (-r[1].score(), r[0].code))
+        text += "\n" + t("—— 网格排名 ——")
+        for i, (g, st) in enumerate(rows[:20], 1):
+            text += "\n" + t("{i}. {grid}：得分 {score:.1f}", i=i, grid=g.name, score=st.score())
+        media.append(ranking_chart(rows[:20], f"{node.code} ranking"))
+    return Msg(text, media=media)

@@ -1,0 +1,142 @@
+"""Statistics and evaluation (考核) for grids and the nodes above them, over a time window.
+
+Definitions (all over [start, end)):
+- reported: cases created; registered: cases registered (立案); closed: cases closed (结案).
+- on-time rate (按期处置率): closed cases closed by their deadline / closed cases.
+- close rate (结案率): cases registered in the window that are now closed / cases registered.
+- rework rate (返工率): closed cases that were sent back at least once / closed cases.
+- satisfaction: closed cases rated 满意 or 基本满意 / closed cases that were rated.
+- yellow / red cards: deadline-sweep events in the window, by the case's grid.
+- patrols done: check-ins; patrols missed: worker-slots still without a check-in 60 minutes on.
+An upper node's figures are the sums over the grids below it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import case as when
+from sqlalchemy import func, select
+
+from ..context import Ctx
+from ..models import Case, CaseEvent, CaseStatus, Node
+from ..tree import GRID_LEVELS, descendants
+from .models import PatrolCheckin, RoutineMark
+
+
+@dataclass
+class Stats:
+    reported: int = 0
+    registered: int = 0
+    closed: int = 0
+    closed_on_time: int = 0
+    registered_closed: int = 0
+    reworked: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    yellow: int = 0
+    red: int = 0
+    patrols_done: int = 0
+    patrols_missed: int = 0
+
+    def __iadd__(self, other: Stats) -> Stats:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @staticmethod
+    def _rate(n: int, d: int) -> float | None:
+        return n / d if d else None
+
+    @property
+    def on_time_rate(self) -> float | None:
+        return self._rate(self.closed_on_time, self.closed)
+
+    @property
+    def close_rate(self) -> float | None:
+        return self._rate(self.registered_closed, self.registered)
+
+    @property
+    def rework_rate(self) -> float | None:
+        return self._rate(self.reworked, self.closed)
+
+    @property
+    def satisfaction(self) -> float | None:
+        return self._rate(self.satisfied, self.rated)
+
+    def score(self) -> float:
+        """Ranking score: on-time 40, close 30, satisfaction 30 (missing rates count as full),
+        minus 5 per yellow and 10 per red card, minus 1 per missed patrol."""
+        def r(x: float | None) -> float:
+            return 1.0 if x is None else x
+
+        return (40 * r(self.on_time_rate) + 30 * r(self.close_rate) + 30 * r(self.satisfaction)
+                - 5 * self.yellow - 10 * self.red - self.patrols_missed)
+
+
+async def grid_stats(ctx: Ctx, grid_ids: list[int], start: datetime, end: datetime) -> dict[int, Stats]:
+    out = {g: Stats() for g in grid_ids}
+    if not grid_ids:
+        return out
+    s = ctx.session
+    in_grids = Case.grid_id.in_(grid_ids)
+
+    def window(col):
+        return (col >= start) & (col < end)
+
+    for g, n in await s.execute(select(Case.grid_id, func.count()).where(in_grids, window(Case.created_at))
+                                .group_by(Case.grid_id)):
+        out[g].reported = n
+    closed = Case.status == CaseStatus.closed
+    for g, n, done in await s.execute(
+            select(Case.grid_id, func.count(), func.sum(when((closed, 1), else_=0)))
+            .where(in_grids, window(Case.registered_at)).group_by(Case.grid_id)):
+        out[g].registered, out[g].registered_closed = n, int(done or 0)
+    good = Case.rating.in_(["satisfied", "basic"])
+    for g, n, ontime, rework, rated, sat in await s.execute(
+            select(Case.grid_id, func.count(),
+                   func.sum(when((Case.closed_at <= Case.deadline_at, 1), else_=0)),
+                   func.sum(when((Case.rework_count > 0, 1), else_=0)),
+                   func.sum(when((Case.rating.is_not(None), 1), else_=0)),
+                   func.sum(when((good, 1), else_=0)))
+            .where(in_grids, closed, window(Case.closed_at)).group_by(Case.grid_id)):
+        st = out[g]
+        st.closed, st.closed_on_time, st.reworked = n, int(ontime or 0), int(rework or 0)
+        st.rated, st.satisfied = int(rated or 0), int(sat or 0)
+    for g, action, n in await s.execute(
+            select(Case.grid_id, CaseEvent.action, func.count())
+            .join(Case, Case.id == CaseEvent.case_id)
+            .where(in_grids, CaseEvent.action.in_(["yellow_card", "red_card"]), window(CaseEvent.at))
+            .group_by(Case.grid_id, CaseEvent.action)):
+        if action == "yellow_card":
+            out[g].yellow = n
+        else:
+            out[g].red = n
+    for g, n in await s.execute(
+            select(PatrolCheckin.node_id, func.count()).where(PatrolCheckin.node_id.in_(grid_ids),
+                                                               window(PatrolCheckin.at))
+            .group_by(PatrolCheckin.node_id)):
+        out[g].patrols_done = n
+    for g, n in await s.execute(
+            select(RoutineMark.node_id, func.count())
+            .where(RoutineMark.kind == "patrol_missed_60", RoutineMark.node_id.in_(grid_ids), window(RoutineMark.at))
+            .group_by(RoutineMark.node_id)):
+        out[g].patrols_missed = n
+    return out
+
+
+async def grids_under(ctx: Ctx, node: Node) -> list[Node]:
+    if node.level in GRID_LEVELS:
+        return [node]
+    return sorted((n for n in await descendants(ctx, node.id) if n.level in GRID_LEVELS), key=lambda n: n.code)
+
+
+async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
+    """The node's total and, below a grid, each grid's figures."""
+    grids = await grids_under(ctx, node)
+    per = await grid_stats(ctx, [g.id for g in grids], start, end)
+    total = Stats()
+    for st in per.values():
+        total += st
+    return total, [(g, per[g.id]) for g in grids]

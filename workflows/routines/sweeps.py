@@ -1,0 +1,82 @@
+"""The registry of named sweeps and the runner that records each run.
+
+Every sweep is `async def sweep(ctx) -> SweepResult`; `run_sweep` opens one transaction, calls
+it with a Ctx whose clock says "now", writes a sweep_run row with what it did, and commits. A
+sweep that fails is rolled back as a whole and its failure is recorded in a row of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..clock import Clock, SystemClock
+from ..context import Ctx
+from . import deadlines, patrols, reports, screening
+from .common import SweepResult
+from .models import SweepRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    fn: Callable[[Ctx], Awaitable[SweepResult]]
+    every_seconds: int
+    summary: str
+    repeat_while_full: bool = False  # deadlines: run again while a batch came back full
+
+
+SWEEPS: dict[str, Sweep] = {s.name: s for s in [
+    Sweep("patrol_reminders", patrols.remind_sweep, 60, "巡查前 15 分钟提醒在岗网格员（请假时提醒A/B岗）"),
+    Sweep("patrol_missed", patrols.missed_sweep, 60, "巡查 30 分钟未打卡提醒本人，60 分钟告知网格群"),
+    Sweep("deadlines", deadlines.sweep, 60, "办结时限：50%/80% 催办，到期黄牌，超一倍红牌并督办",
+          repeat_while_full=True),
+    Sweep("weekly_reports", reports.weekly_sweep, 300, "每周五 17:00 向各网格群发送周报"),
+    Sweep("monthly_ranking", reports.monthly_sweep, 600, "每月 1 日 09:00 向各街道群发送网格考核排名"),
+    Sweep("screening", screening.sweep, 300, "矛盾纠纷/安全隐患周排查、街道半月排查、月度消防检查提醒"),
+]}
+
+HOST = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_ctx(session: AsyncSession, clock: Clock, **kw) -> Ctx:
+    return Ctx(session=session, clock=clock, **kw)
+
+
+async def run_sweep(sessionmaker: async_sessionmaker[AsyncSession], name: str, *, clock: Clock | None = None,
+                    channels: frozenset[str] = frozenset({"terminal"}), language: str = "zh_CN",
+                    timezone: str = "Asia/Shanghai") -> SweepResult:
+    sweep = SWEEPS[name]
+    clock = clock or SystemClock()
+    total = SweepResult()
+    while True:
+        started = SystemClock().now()
+        try:
+            async with sessionmaker() as session, session.begin():
+                ctx = Ctx(session=session, clock=clock, channels=channels, language=language, timezone=timezone)
+                result = await sweep.fn(ctx)
+                session.add(SweepRun(name=name, as_of=clock.now(), started_at=started,
+                                     finished_at=SystemClock().now(), host=HOST, acted=result.acted,
+                                     result=result.as_dict()))
+        except Exception as e:
+            log.exception("sweep %s failed", name)
+            async with sessionmaker() as session, session.begin():
+                session.add(SweepRun(name=name, as_of=clock.now(), started_at=started,
+                                     finished_at=SystemClock().now(), host=HOST, acted=0, result={},
+                                     error="".join(traceback.format_exception_only(e)).strip()[:2000]))
+            raise
+        for k, v in result.counts.items():
+            total.add(k, v)
+        total.warnings.extend(result.warnings)
+        for w in result.warnings:
+            log.warning("sweep %s: %s", name, w)
+        if not (sweep.repeat_while_full and result.counts.get("due", 0) >= deadlines.BATCH):
+            return total
