@@ -76,18 +76,37 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
     return 0
 
 
+class Services:
+    """The delivery worker and, when enabled, the scheduler, running over one runtime."""
+
+    def __init__(self, settings: Settings, rt: Runtime, scheduler: bool | None = None) -> None:
+        self.rt = rt
+        self.scheduler = None
+        if settings.scheduler_enabled if scheduler is None else scheduler:
+            from . import scheduler as sched
+
+            self.scheduler = sched.build(settings, rt.sessionmaker, rt.office)
+        self._delivery: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._delivery = asyncio.create_task(self.rt.delivery.run())
+        if self.scheduler is not None:
+            await self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        self.rt.delivery.stop()
+        if self._delivery is not None:
+            await self._delivery
+        await self.rt.engine.dispose()
+
+
 async def run_channels(settings: Settings) -> int:
     channels = build_channels(settings)
     adapters = {c.name: c.adapter for c in channels}
     rt = await open_runtime(settings, adapters, frozenset(adapters))
-    scheduler = None
-    if settings.scheduler_enabled:
-        try:
-            from . import scheduler as sched
-        except ImportError:
-            sched = None
-        if sched is not None:
-            scheduler = sched.build(settings, rt.sessionmaker, rt.office)
+    services = Services(settings, rt)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,19 +115,13 @@ async def run_channels(settings: Settings) -> int:
     for c in channels:
         await c.start(rt.office)
         log.info("channel %s started", c.name)
-    delivery_task = asyncio.create_task(rt.delivery.run())
-    if scheduler is not None:
-        await scheduler.start()
+    await services.start()
     try:
         await stop.wait()
     finally:
-        if scheduler is not None:
-            await scheduler.stop()
-        rt.delivery.stop()
-        await delivery_task
         for c in channels:
             await c.stop()
-        await rt.engine.dispose()
+        await services.stop()
     return 0
 
 

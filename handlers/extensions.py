@@ -1,3 +1,7 @@
 """Dialogue modules added by later features register here (patrols, leave, statistics …)."""
-from . import leave, patrol, stats  # noqa: F401
-from . import link  # noqa: F401
+from . import (  # noqa: F401
+    leave,
+    link,  # noqa: F401
+    patrol,
+    stats,
+)

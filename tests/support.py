@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -13,6 +18,64 @@ from workflows.context import Ctx
 from workflows.models import Account, Case, GroupBinding, Node, Outbox, Person
 
 CH = "test"
+
+
+# ---------------------------------------------------------------- helpers for tests that run a real channel
+
+
+class MovingClock:
+    """Starts at a fixed date and moves with real time, so Delivery's retry holds expire while a
+    test waits, yet dates stay predictable. `advance()` jumps ahead (a long platform wait, say)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is None:
+            from .conftest import START
+
+            start = START
+        self.start = start
+        self.offset = timedelta(0)
+        self._t0 = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self._t0) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
+    """Polls `check` (plain or async) until it is true, or fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ok = check()
+        if isinstance(ok, Awaitable):
+            ok = await ok
+        if ok:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TrackingOffice(Office):
+    """Remembers which events it has finished (and what it answered), so tests wait for exactly that."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.done: list[str | None] = []  # event ids, in the order handled (repeats included)
+        self.handled: list[tuple[Inbound, Reply]] = []
+
+    async def handle(self, inbound: Inbound) -> Reply:
+        reply = await super().handle(inbound)
+        self.done.append(inbound.event_id)
+        self.handled.append((inbound, reply))
+        return reply
 
 
 @dataclass

@@ -46,7 +46,6 @@ from .test_telegram import (
     until,
 )
 
-
 PING = [{"type": "bot_command", "offset": 0, "length": 5}]  # Telegram marks commands; PTB relies on it
 
 
@@ -567,51 +566,34 @@ async def test_every_case_event_reaches_the_right_chat(running: AioGrid, tg: Fak
     assert not [c for c in tg.sent_to(WORKER.id) + tg.sent_to(OTHER.id) if case.number in c.params["text"]]
 
 
-# ====================================================================== the PTB mount recipe in docs/aiogram.md
+# ====================================================================== mounting into an existing PTB Application
 
 
-async def test_ptb_application_mount_recipe(grid: AioGrid, tg: FakeTelegram, db_url):
-    """docs/aiogram.md's recipe for an existing python-telegram-bot Application, run as written
+async def test_ptb_setup_gridbot_in_a_users_own_application(grid: AioGrid, tg: FakeTelegram, db_url):
+    """bot.channels.telegram_ptb.setup_gridbot: their /ping keeps working, gridbot takes the rest
     (post_init/post_shutdown called by hand: only run_polling calls them itself)."""
-    from telegram.ext import Application, CommandHandler, TypeHandler
+    from telegram.ext import Application, CommandHandler
 
-    from bot.app import open_runtime
-    from bot.channels.telegram_send import TelegramAdapter
+    from bot.channels.telegram_ptb import setup_gridbot as ptb_setup_gridbot
 
-    settings = Settings(_env_file=None, database_url=db_url, delivery_poll_seconds=0.05)
-    gridbot: dict = {}
+    settings = Settings(_env_file=None, database_url=db_url, delivery_poll_seconds=0.05, scheduler_enabled=False)
+    their_init_ran: list[bool] = []
 
-    async def start_gridbot(app: Application) -> None:
-        rt = await open_runtime(settings, {"telegram": TelegramAdapter(app.bot)}, frozenset({"telegram"}))
-        gridbot.update(rt=rt, delivery=asyncio.create_task(rt.delivery.run()))
-
-    async def stop_gridbot(app: Application) -> None:
-        gridbot["rt"].delivery.stop()
-        await gridbot["delivery"]
-        await gridbot["rt"].engine.dispose()
-
-    async def to_gridbot(update: PtbUpdate, context) -> None:
-        alert = None
-        try:
-            inbound = ptb_to_inbound(update)
-            if inbound is not None:
-                alert = (await gridbot["rt"].office.handle(inbound)).alert
-        finally:
-            if update.callback_query is not None:
-                await update.callback_query.answer(text=(alert or "")[:200] or None, show_alert=bool(alert))
+    async def their_init(app: Application) -> None:
+        their_init_ran.append(True)
 
     async def ping(update: PtbUpdate, context) -> None:
         await update.message.reply_text("pong")
 
-    app = (Application.builder().token(tg.token).base_url(tg.base_url)
-           .post_init(start_gridbot).post_shutdown(stop_gridbot).build())
+    app = Application.builder().token(tg.token).base_url(tg.base_url).post_init(their_init).build()
     app.add_handler(CommandHandler("ping", ping))
-    app.add_handler(TypeHandler(PtbUpdate, to_gridbot))
+    ptb_setup_gridbot(app, settings)
     await app.initialize()
-    await start_gridbot(app)
+    await app.post_init(app)
     await app.start()
     await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=PtbUpdate.ALL_TYPES)
     try:
+        assert their_init_ran == [True]
         tg.say(RESIDENT, "/ping", entities=PING)
         await until(lambda: tg.last_text(RESIDENT.id) == "pong", what="their /ping")
         tg.say(RESIDENT, "/report")
@@ -625,5 +607,5 @@ async def test_ptb_application_mount_recipe(grid: AioGrid, tg: FakeTelegram, db_
     finally:
         await app.updater.stop()
         await app.stop()
-        await stop_gridbot(app)
+        await app.post_shutdown(app)
         await app.shutdown()

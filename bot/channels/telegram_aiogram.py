@@ -279,33 +279,22 @@ def setup_gridbot(dp: Dispatcher, settings: Settings, *, commands: bool = False,
     state: dict[str, Any] = {}
     router = gridbot_router(lambda: state["rt"].office)
     dp.include_router(router)
-    run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
 
     async def on_startup(bot: Bot) -> None:
+        from ..app import Services
+
         rt = await open_runtime(settings, {NAME: AiogramAdapter(bot)}, frozenset({NAME}))
         state["rt"] = rt
-        state["delivery"] = asyncio.create_task(rt.delivery.run())
+        state["services"] = Services(settings, rt, scheduler)
+        await state["services"].start()
         if commands:
             await set_commands(bot)
-        if run_scheduler:
-            try:
-                from .. import scheduler as sched
-            except ImportError:
-                sched = None
-            if sched is not None:
-                state["scheduler"] = sched.build(settings, rt.sessionmaker, rt.office)
-                await state["scheduler"].start()
 
     async def on_shutdown() -> None:
-        rt = state.get("rt")
-        if rt is None:
+        if "services" not in state:
             return
         await router.drain()
-        if "scheduler" in state:
-            await state.pop("scheduler").stop()
-        rt.delivery.stop()
-        await state.pop("delivery")
-        await rt.engine.dispose()
+        await state.pop("services").stop()
         state.pop("rt")
 
     dp.startup.register(on_startup)

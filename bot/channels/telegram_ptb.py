@@ -92,25 +92,69 @@ class TelegramRuntime:
             log.warning("telegram: setting the command menu failed", exc_info=True)
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if not isinstance(update, Update) or self.office is None:
-            return
-        query = update.callback_query
-        alert = None
-        try:
-            inbound = to_inbound(update)
-            if inbound is not None:
-                reply = await self.office.handle(inbound)
-                alert = reply.alert
-        finally:
-            if query is not None:
-                # always answer, or the person's client shows a spinner for many seconds
-                try:
-                    await query.answer(text=(alert or "")[:200] or None, show_alert=bool(alert))
-                except TelegramError as e:  # too old, or a network hiccup: nothing to undo
-                    log.info("telegram: answering callback query failed: %s", e)
+        if self.office is not None:
+            await handle_update(self.office, update)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: handling update failed", exc_info=context.error)
+
+
+async def handle_update(office: Office, update: object) -> None:
+    """One update to the office; a button press is always answered, with gridbot's alert if any."""
+    if not isinstance(update, Update):
+        return
+    query = update.callback_query
+    alert = None
+    try:
+        inbound = to_inbound(update)
+        if inbound is not None:
+            alert = (await office.handle(inbound)).alert
+    finally:
+        if query is not None:
+            # always answer, or the person's client shows a spinner for many seconds
+            try:
+                await query.answer(text=(alert or "")[:200] or None, show_alert=bool(alert))
+            except TelegramError as e:  # too old, or a network hiccup: nothing to undo
+                log.info("telegram: answering callback query failed: %s", e)
+
+
+def setup_gridbot(application: Application, settings: Settings, *, group: int = 0,
+                  scheduler: bool | None = None) -> TypeHandler:
+    """Mount gridbot into a python-telegram-bot Application you already run.
+
+    Call it after adding your own handlers: gridbot's handler goes last in `group`, so it only
+    gets what yours did not take. On the Application's post_init gridbot opens its database and
+    starts its delivery worker (and scheduler when enabled); post_shutdown stops them. Hooks you
+    set on the builder still run first.
+    """
+    from ..app import Services, open_runtime
+
+    state: dict[str, Services] = {}
+
+    async def to_gridbot(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if "services" in state:
+            await handle_update(state["services"].rt.office, update)
+
+    their_init, their_shutdown = application.post_init, application.post_shutdown
+
+    async def post_init(app: Application) -> None:
+        if their_init is not None:
+            await their_init(app)
+        rt = await open_runtime(settings, {NAME: TelegramAdapter(app.bot)}, frozenset({NAME}))
+        state["services"] = Services(settings, rt, scheduler)
+        await state["services"].start()
+
+    async def post_shutdown(app: Application) -> None:
+        if "services" in state:
+            await state.pop("services").stop()
+        if their_shutdown is not None:
+            await their_shutdown(app)
+
+    application.post_init = post_init
+    application.post_shutdown = post_shutdown
+    handler = TypeHandler(Update, to_gridbot)
+    application.add_handler(handler, group=group)
+    return handler
 
 
 def build(settings: Settings) -> TelegramRuntime:
