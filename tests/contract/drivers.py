@@ -1,0 +1,671 @@
+"""One driver per channel, all with the same verbs, so one scenario suite runs against every channel.
+
+Every driver runs the channel's real runtime in-process (the terminal shell, python-telegram-bot or
+aiogram long polling, the WeChat Work callback server) with the office and the delivery worker as
+`gridbot run` wires them; remote platforms are local fake HTTP servers (tests/fakes).
+
+People are named by `who`: a staff member by their person code (CY01-L), anyone else is a resident
+with that name. Each driver maps `who` to an identity on its platform.
+
+Verbs (see `Driver`):
+  start() / stop() / restart() / close()      the runtime and the office; restart keeps the database
+                                              and the remote platform, like a new process would
+  as_staff(code)                              link the person's account on this platform
+  bind_group(node_code)                       make a chat on this platform the node's work group
+  say(who, text, times=1)                     a private message; times=2: the platform delivers the
+                                              very same event twice
+  location(who, lat, lon)                     a private location message
+  press(who, label, group=None, seen_by=None, times=1)
+                                              press the newest button with this label that
+                                              `seen_by` (default: who) can see, in the node's group
+                                              or privately; returns the answer shown, if any
+  repeat_last(who)                            the platform delivers who's last event once more
+  private_texts(who) / group_texts(node)      what the platform received for that chat, in order
+  delivered_count(who)                        how many messages reached who's private chat
+  fail_next_send(who)                         the platform answers the next send with its rate limit
+  send_attempts(who)                          ok/refused per send to who, as the platform saw them
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import xmltodict
+from sqlalchemy import func, select
+from wechatpy.enterprise import WeChatCrypto
+
+from bot.app import build_channels
+from bot.channels.base import OutgoingMessage, Sent
+from bot.channels.terminal import TerminalAdapter, TerminalShell
+from bot.delivery import Delivery
+from bot.ratelimit import Limiter
+from bot.settings import Settings
+from bot.wecom_cli import create_group
+from handlers.events import Inbound, Reply
+from workflows import accounts
+from workflows.context import Ctx
+from workflows.models import Assignment, GroupBinding, Node, Outbox, Person
+
+from ..fakes.telegram_api import BOT_USERNAME, FakeTelegram
+from ..fakes.telegram_api import Person as TgUser
+from ..fakes.wecom_api import CORP_ID, SECRET, FakeWeCom
+from ..support import MovingClock, TrackingOffice, free_port, until
+
+
+class Driver(Protocol):
+    name: str
+    channel: str
+    platform_limits: bool  # the platform can answer "too many requests"
+    rate_limit_wait: float  # seconds that answer asks for
+    clock: MovingClock
+    office: TrackingOffice | None
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def restart(self) -> None: ...
+    async def close(self) -> None: ...
+    async def as_staff(self, code: str) -> None: ...
+    async def bind_group(self, node_code: str) -> None: ...
+    async def say(self, who: str, text: str, *, times: int = 1) -> None: ...
+    async def location(self, who: str, lat: float, lon: float) -> None: ...
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None: ...
+    async def repeat_last(self, who: str) -> None: ...
+    def private_texts(self, who: str) -> list[str]: ...
+    def group_texts(self, node_code: str) -> list[str]: ...
+    def delivered_count(self, who: str) -> int: ...
+    def fail_next_send(self, who: str) -> None: ...
+    def send_attempts(self, who: str) -> list[bool]: ...
+    def private_chat(self, who: str) -> str: ...
+
+
+class _Base:
+    """What every driver shares: the office, the database, the demo people."""
+
+    name = ""
+    channel = ""
+    platform_limits = True
+    rate_limit_wait = 0.0
+
+    def __init__(self, sessionmaker) -> None:
+        self.sm = sessionmaker
+        self.clock = MovingClock()
+        self.office: TrackingOffice | None = None
+        self.delivery: Delivery | None = None
+        self.staff: set[str] = set()
+
+    def ctx(self, session) -> Ctx:
+        return Ctx(session=session, clock=self.clock, channels=frozenset({self.channel}))
+
+    def _new_office(self) -> TrackingOffice:
+        return TrackingOffice(self.sm, clock=self.clock, channels=frozenset({self.channel}),
+                              on_commit=self.delivery.wake if self.delivery else None)
+
+    def _new_delivery(self, adapter) -> Delivery:
+        delivery = Delivery(self.sm, {self.channel: adapter}, clock=self.clock, poll_seconds=0.05)
+        # the per-chat windows are tested on their own; here they would only make the suite slow
+        delivery.limiters[self.channel] = Limiter(())
+        return delivery
+
+    async def person(self, code: str) -> Person:
+        async with self.sm() as s:
+            return (await s.execute(select(Person).where(Person.code == code))).scalar_one()
+
+    async def leader_of(self, node_code: str) -> str:
+        async with self.sm() as s:
+            return (await s.execute(
+                select(Person.code).join(Assignment, Assignment.person_id == Person.id)
+                .join(Node, Node.id == Assignment.node_id)
+                .where(Node.code == node_code, Assignment.role == "leader").order_by(Assignment.id).limit(1)
+            )).scalar_one()
+
+    async def _link(self, code: str, external_id: str, chat_id: str) -> Person:
+        async with self.sm() as s, s.begin():
+            person = (await s.execute(select(Person).where(Person.code == code))).scalar_one()
+            await accounts.link(self.ctx(s), person, self.channel, external_id, chat_id, person.name)
+        self.staff.add(code)
+        return person
+
+    async def quiet(self) -> bool:
+        async with self.sm() as s:
+            n = await s.execute(select(func.count()).select_from(Outbox).where(
+                Outbox.channel == self.channel, Outbox.status.in_(["pending", "sending"])))
+            return n.scalar_one() == 0
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def delivered_count(self, who: str) -> int:
+        return len(self.private_texts(who))
+
+
+# ====================================================================== terminal
+
+
+@dataclass
+class Shown:
+    seq: int
+    generation: int  # which shell process printed it (button numbers die with the process)
+    chat_id: str
+    text: str
+    buttons: dict[str, int] = field(default_factory=dict)  # label -> number to type
+
+
+class RecordingTerminal(TerminalAdapter):
+    """The real terminal adapter; also notes what it printed, per chat, with the button numbers."""
+
+    def __init__(self, out, log: list[Shown], generation: int, seq: itertools.count) -> None:
+        super().__init__(out)
+        self.log, self.generation, self.seq = log, generation, seq
+
+    def _note(self, msg: OutgoingMessage) -> None:
+        first = len(self.buttons)
+        labels = [b["label"] for row in msg.buttons for b in row]
+        self.log.append(Shown(next(self.seq), self.generation, msg.chat_id, msg.text,
+                              {label: first + n + 1 for n, label in enumerate(labels)}))
+
+    async def send(self, msg: OutgoingMessage) -> Sent:
+        self._note(msg)
+        return await super().send(msg)
+
+    async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
+        self._note(msg)
+        await super().edit(msg, message_id)
+
+
+class TerminalOffice(TrackingOffice):
+    """The terminal has no platform event ids; the driver gives each line one, so repeats can be tested."""
+
+    def __init__(self, *a, ids: itertools.count, last: dict[str, Inbound], **kw) -> None:
+        super().__init__(*a, **kw)
+        self.ids, self.last = ids, last
+
+    async def handle(self, inbound: Inbound) -> Reply:
+        if inbound.event_id is None:
+            inbound.event_id = f"terminal-{next(self.ids)}"
+            self.last[inbound.user_id] = inbound
+        return await super().handle(inbound)
+
+
+class TerminalDriver(_Base):
+    """`gridbot shell` in-process: lines typed into TerminalShell.handle_line, output captured.
+
+    Every node has a terminal 'group' and every staff member an account as soon as the shell
+    starts (TerminalShell.prepare), so as_staff and bind_group only check that. No platform stands
+    between the bot and the screen, so nothing can answer "too many requests"."""
+
+    name = "terminal"
+    channel = "terminal"
+    platform_limits = False
+
+    def __init__(self, sessionmaker) -> None:
+        super().__init__(sessionmaker)
+        self.out = io.StringIO()
+        self.log: list[Shown] = []
+        self.generation = 0
+        self._seq = itertools.count(1)
+        self._ids = itertools.count(1)
+        self.last: dict[str, Inbound] = {}
+        self.shell: TerminalShell | None = None
+        self.acting: str | None = None
+
+    async def start(self) -> None:
+        self.generation += 1
+        self.adapter = RecordingTerminal(self.out, self.log, self.generation, self._seq)
+        self.delivery = self._new_delivery(self.adapter)
+        self.office = TerminalOffice(self.sm, clock=self.clock, channels=frozenset({self.channel}),
+                                     on_commit=self.delivery.wake, ids=self._ids, last=self.last)
+        self.shell = TerminalShell(self.office, self.delivery, self.adapter, out=self.out)
+        self.acting = None
+        await self.shell.prepare()
+        await self.delivery.drain()
+
+    async def stop(self) -> None:
+        self.shell = self.office = self.delivery = None
+
+    async def close(self) -> None:
+        await self.stop()
+
+    def user_id(self, who: str) -> str:
+        return who if who in self.staff else f"resident:{who}"
+
+    def private_chat(self, who: str) -> str:
+        return f"dm:{self.user_id(who)}"
+
+    async def as_staff(self, code: str) -> None:
+        async with self.sm() as s:
+            n = await s.execute(select(func.count()).select_from(Person).where(Person.code == code))
+            assert n.scalar_one() == 1
+        self.staff.add(code)
+
+    async def bind_group(self, node_code: str) -> None:
+        async with self.sm() as s:
+            binding = (await s.execute(select(GroupBinding).join(Node, Node.id == GroupBinding.node_id).where(
+                Node.code == node_code, GroupBinding.channel == self.channel))).scalar_one()
+        assert binding.chat_id == f"group:{node_code}" and binding.status == "active"
+
+    async def _become(self, who: str) -> None:
+        if self.acting != who:
+            if who in self.staff:
+                assert await self.shell.act_as(who)
+            else:
+                self.shell.act_as_resident(who)
+            self.acting = who
+        await self.shell.handle_line(":dm")  # typed text goes to the private chat
+
+    async def _line(self, who: str, line: str, times: int) -> Reply:
+        await self._become(who)
+        before = len(self.office.handled)
+        assert await self.shell.handle_line(line)
+        assert len(self.office.handled) == before + 1, f"{line!r} was not handed to the office"
+        for _ in range(times - 1):
+            await self.repeat_last(who)
+        return self.office.handled[before][1]
+
+    async def say(self, who: str, text: str, *, times: int = 1) -> None:
+        assert not text.startswith(":") and not text.strip().isdigit(), "the shell would take that as a command"
+        await self._line(who, text, times)
+
+    async def location(self, who: str, lat: float, lon: float) -> None:
+        await self._line(who, f":loc {lat} {lon}", 1)
+
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None:
+        chats = {self.private_chat(seen_by or who)} | ({f"group:{group}"} if group else set())
+        for shown in reversed(self.log):
+            if shown.generation == self.generation and shown.chat_id in chats and label in shown.buttons:
+                number = shown.buttons[label]
+                break
+        else:
+            raise AssertionError(f"no button {label!r} on screen for {who} in {chats}")
+        reply = await self._line(who, str(number), times)
+        if reply.alert:
+            assert f"(提示) {reply.alert}" in self.out.getvalue()  # what the shell shows
+        return reply.alert
+
+    async def repeat_last(self, who: str) -> None:
+        inbound = self.last[self.user_id(who)]
+        await self.office.handle(inbound)  # the same Inbound, the same event id
+        await self.delivery.drain()
+
+    def _texts(self, chat: str) -> list[str]:
+        return [s.text for s in self.log if s.chat_id == chat]
+
+    def private_texts(self, who: str) -> list[str]:
+        return self._texts(self.private_chat(who))
+
+    def group_texts(self, node_code: str) -> list[str]:
+        return self._texts(f"group:{node_code}")
+
+    def fail_next_send(self, who: str) -> None:
+        raise NotImplementedError("the terminal prints; there is no platform to refuse a message")
+
+    def send_attempts(self, who: str) -> list[bool]:
+        return [True] * len(self.private_texts(who))
+
+
+# ====================================================================== Telegram (python-telegram-bot, aiogram)
+
+
+class TelegramDriver(_Base):
+    """The real PTB or aiogram runtime, long polling a fake Bot API server."""
+
+    channel = "telegram"
+    rate_limit_wait = 1.0
+
+    def __init__(self, sessionmaker, framework: str) -> None:
+        super().__init__(sessionmaker)
+        self.name = f"telegram-{framework}"
+        self.framework = framework
+        self.tg: FakeTelegram | None = None
+        self.runtime = None
+        self._task: asyncio.Task | None = None
+        self.users: dict[str, TgUser] = {}
+        self.groups: dict[str, int] = {}
+        self.last: dict[str, dict] = {}  # who -> their last update, as the platform sent it
+        self._ids = itertools.count(1)
+        self._queries = itertools.count(1)
+
+    async def start(self) -> None:
+        if self.tg is None:
+            self.tg = await FakeTelegram().start()
+        settings = Settings(_env_file=None, telegram_bot_token=self.tg.token, telegram_api_base_url=self.tg.base_url,
+                            telegram_framework=self.framework)
+        (self.runtime,) = build_channels(settings)  # as `gridbot run` picks it
+        self.delivery = self._new_delivery(self.runtime.adapter)
+        self.office = self._new_office()
+        await self.runtime.start(self.office)
+        self._task = asyncio.create_task(self.delivery.run())
+
+    async def stop(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
+            await self._task
+        self.runtime = self.delivery = self.office = self._task = None
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.tg is not None:
+            await self.tg.stop()
+
+    # ------------------------------------------------------------------ identities
+
+    def user(self, who: str) -> TgUser:
+        if who not in self.users:
+            self.users[who] = TgUser(500 + next(self._ids), who)
+        return self.users[who]
+
+    def private_chat(self, who: str) -> str:
+        return str(self.user(who).id)
+
+    def group_chat(self, node_code: str) -> int:
+        return self.groups.setdefault(node_code, -1001000000 - len(self.groups))
+
+    async def as_staff(self, code: str) -> None:
+        person = await self.person(code)
+        self.users[code] = user = TgUser(600 + next(self._ids), person.name)
+        await self._link(code, str(user.id), str(user.id))
+
+    async def bind_group(self, node_code: str) -> None:
+        async with self.sm() as s, s.begin():
+            token = await accounts.bind_token(self.ctx(s), node_code)
+        leader = await self.leader_of(node_code)
+        await self._push(leader, self.tg.message_update(self.user(leader), group=self.group_chat(node_code),
+                                                        title=f"{node_code} 工作群",
+                                                        text=f"/bind@{BOT_USERNAME} {token}"))
+        assert any("本群已绑定" in t for t in self.group_texts(node_code)), self.group_texts(node_code)
+
+    # ------------------------------------------------------------------ events
+
+    async def _settle(self, update_id: int, handled: int = 1, query: str | None = None) -> None:
+        await until(lambda: self.office.done.count(str(update_id)) >= handled, 5, f"update {update_id}")
+        if query is not None:
+            await until(lambda: self._answer(query) is not None, 5, f"answer to query {query}")
+        await until(self.quiet, 8, "delivery")
+
+    async def _push(self, who: str, update: dict, times: int = 1, query: str | None = None) -> int:
+        update_id = self.tg.push(update)
+        for _ in range(times - 1):  # the same update again, before the bot confirmed the first
+            self.tg.push(dict(update))
+        self.last[who] = update
+        await self._settle(update_id, times, query)
+        return update_id
+
+    async def say(self, who: str, text: str, *, times: int = 1) -> None:
+        await self._push(who, self.tg.message_update(self.user(who), text=text), times)
+
+    async def location(self, who: str, lat: float, lon: float) -> None:
+        await self._push(who, self.tg.message_update(self.user(who), location={"latitude": lat, "longitude": lon}))
+
+    def _find(self, chats: list[str], label: str) -> tuple[str, int, str]:
+        order = {}
+        for n, c in enumerate(self.tg.calls):
+            if c.method.startswith("send") and c.status == 200 and isinstance(c.result, dict):
+                order[(c.chat_id, c.result["message_id"])] = n
+        best = None
+        for (chat, message_id), msg in self.tg.messages.items():
+            if chat not in chats:
+                continue
+            for row in (msg.get("reply_markup") or {}).get("inline_keyboard", []):
+                for b in row:
+                    if b["text"] == label:
+                        rank = order.get((chat, message_id), -1)
+                        if best is None or rank > best[0]:
+                            best = (rank, chat, message_id, b["callback_data"])
+        if best is None:
+            raise AssertionError(f"no button {label!r} in chats {chats}")
+        return best[1:]
+
+    def _answer(self, query: str) -> dict | None:
+        for c in self.tg.calls_of("answerCallbackQuery"):
+            if c.params.get("callback_query_id") == query:
+                return c.params
+        return None
+
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None:
+        chats = ([str(self.group_chat(group))] if group else []) + [self.private_chat(seen_by or who)]
+        chat, message_id, data = self._find(chats, label)
+        query = str(next(self._queries))
+        update = {"callback_query": {"id": query, "from": self.user(who).as_user(),
+                                     "message": dict(self.tg.message(chat, message_id)),
+                                     "chat_instance": "ci", "data": data}}
+        await self._push(who, update, times, query)
+        return self._answer(query).get("text")
+
+    async def repeat_last(self, who: str) -> None:
+        """Telegram sends an update again only to a bot that never confirmed it (a process that
+        died before its next getUpdates): this reaches the office only after a restart."""
+        update = self.last[who]
+        self.tg.push(dict(update))
+        before = self.office.done.count(str(update["update_id"]))
+        query = update.get("callback_query", {}).get("id")
+        await until(lambda: self.office.done.count(str(update["update_id"])) > before, 5,
+                    f"repeated update {update['update_id']}")
+        if query is not None:
+            await until(lambda: len([c for c in self.tg.calls_of("answerCallbackQuery")
+                                     if c.params.get("callback_query_id") == query]) >= 2, 5, "answer")
+        await until(self.quiet, 5, "delivery")
+
+    # ------------------------------------------------------------------ what the platform received
+
+    def _texts(self, chat: str) -> list[str]:
+        return [c.params["text"] for c in self.tg.calls_of("sendMessage", "editMessageText", chat=chat)
+                if c.status == 200]
+
+    def private_texts(self, who: str) -> list[str]:
+        return self._texts(self.private_chat(who))
+
+    def group_texts(self, node_code: str) -> list[str]:
+        return self._texts(str(self.group_chat(node_code)))
+
+    def delivered_count(self, who: str) -> int:
+        return len([c for c in self.tg.sent_to(self.private_chat(who)) if c.status == 200])
+
+    def fail_next_send(self, who: str) -> None:
+        # the fake fails the next sendMessage whoever it is for; the scenario sends to one chat only
+        self.tg.fail_next("sendMessage", 1, status=429, retry_after=int(self.rate_limit_wait))
+
+    def send_attempts(self, who: str) -> list[bool]:
+        return [c.status == 200 for c in self.tg.sent_to(self.private_chat(who))]
+
+
+# ====================================================================== WeChat Work
+
+
+TOKEN = "callbacktoken"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+AGENT = "1000002"
+
+
+def cdata(v: object) -> str:
+    return f"<![CDATA[{v}]]>"
+
+
+class WeComDriver(_Base):
+    """The real callback server, sent callbacks encrypted with wechatpy's WeChatCrypto; replies go
+    through the real adapter (wechatpy) to a fake WeChat Work API.
+
+    WeChat Work groups are app chats: nobody writes to the bot there, so a group is made with
+    `gridbot wecom create-group` (bot.wecom_cli.create_group), the card goes there as markdown and
+    the node's leader gets its buttons privately as a template card.
+
+    The delivery worker runs between callbacks (settle), not beside them, as in tests/test_wecom.py.
+    A rate-limit answer (45009) holds a message for 60 s; settle lets that time pass by moving the
+    clock forward to the hold's end, as a platform wait would, and records how far it moved it."""
+
+    name = "wecom"
+    channel = "wecom"
+    rate_limit_wait = 60.0
+
+    def __init__(self, sessionmaker) -> None:
+        super().__init__(sessionmaker)
+        self.api: FakeWeCom | None = None
+        self.runtime = None
+        self.port = free_port()
+        self.crypto = WeChatCrypto(TOKEN, AES_KEY, CORP_ID)
+        self.userids: dict[str, str] = {}
+        self.groups: dict[str, str] = {}
+        self.last: dict[str, str] = {}  # who -> plain XML of their last callback
+        self.waited = 0.0  # seconds the clock was moved on for rate-limit holds
+        self._seq = itertools.count(1)
+        self._ts = itertools.count(int(self.clock.now().timestamp()))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/wecom/callback"
+
+    async def start(self) -> None:
+        if self.api is None:
+            self.api = await FakeWeCom().start()
+        settings = Settings(_env_file=None, wecom_corp_id=CORP_ID, wecom_agent_id=AGENT, wecom_secret=SECRET,
+                            wecom_token=TOKEN, wecom_aes_key=AES_KEY, wecom_callback_host="127.0.0.1",
+                            wecom_callback_port=self.port, wecom_api_base_url=self.api.base_url)
+        (self.runtime,) = build_channels(settings)
+        self.delivery = self._new_delivery(self.runtime.adapter)
+        self.office = self._new_office()
+        await self.runtime.start(self.office)
+
+    async def stop(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+        self.runtime = self.delivery = self.office = None
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.api is not None:
+            await self.api.stop()
+
+    # ------------------------------------------------------------------ identities
+
+    def userid(self, who: str) -> str:
+        if who not in self.userids:
+            self.userids[who] = who.lower() if who in self.staff else f"res{next(self._seq)}"
+        return self.userids[who]
+
+    def private_chat(self, who: str) -> str:
+        return self.userid(who)
+
+    async def as_staff(self, code: str) -> None:
+        self.staff.add(code)
+        self.userids[code] = code.lower()
+        await self._link(code, code.lower(), code.lower())
+
+    async def bind_group(self, node_code: str) -> None:
+        async with self.sm() as s, s.begin():
+            self.groups[node_code] = await create_group(s, self.runtime.api, node_code, self.clock)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def xml(self, user: str, msgtype: str, body: str) -> str:
+        ts = next(self._ts)
+        mid = f"<MsgId>{7_000_000 + next(self._seq)}</MsgId>" if msgtype != "event" else ""
+        return (f"<xml><ToUserName>{cdata(CORP_ID)}</ToUserName><FromUserName>{cdata(user)}</FromUserName>"
+                f"<CreateTime>{ts}</CreateTime><MsgType>{cdata(msgtype)}</MsgType>{body}{mid}"
+                f"<AgentID>{AGENT}</AgentID></xml>")
+
+    async def post(self, plain: str) -> None:
+        nonce, ts = f"n{next(self._seq)}", str(int(time.time()))
+        d = xmltodict.parse(self.crypto.encrypt_message(plain, nonce, ts))["xml"]
+        body = (f"<xml><ToUserName>{cdata(CORP_ID)}</ToUserName><Encrypt>{cdata(d['Encrypt'])}</Encrypt>"
+                f"<AgentID>{cdata(AGENT)}</AgentID></xml>")
+        params = {"msg_signature": d["MsgSignature"], "timestamp": ts, "nonce": nonce}
+        async with aiohttp.ClientSession() as http, http.post(self.url, params=params, data=body.encode()) as r:
+            await r.read()
+            assert r.status == 200, r.status
+
+    async def settle(self) -> None:
+        await self.runtime.idle()
+        await self.delivery.drain()
+        for _ in range(5):
+            async with self.sm() as s:
+                held = (await s.execute(select(func.min(Outbox.not_before)).where(
+                    Outbox.channel == self.channel, Outbox.status == "pending"))).scalar()
+            if held is None:
+                break
+            wait = (held - self.clock.now()).total_seconds()
+            if wait > 0:  # a rate-limit hold: let the time pass
+                self.clock.advance(wait + 0.01)
+                self.waited += wait
+            await self.delivery.drain()
+        assert await self.quiet()
+
+    async def _send(self, who: str, plain: str, times: int = 1) -> Reply | None:
+        before = len(self.office.handled)
+        for _ in range(times):  # WeChat Work repeats a callback it thinks went unanswered
+            await self.post(plain)
+        self.last[who] = plain
+        await self.settle()
+        new = self.office.handled[before:]
+        return new[0][1] if new else None
+
+    async def say(self, who: str, text: str, *, times: int = 1) -> None:
+        await self._send(who, self.xml(self.userid(who), "text", f"<Content>{cdata(text)}</Content>"), times)
+
+    async def location(self, who: str, lat: float, lon: float) -> None:
+        await self._send(who, self.xml(self.userid(who), "location",
+                                       f"<Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y>"
+                                       f"<Scale>15</Scale><Label>{cdata('现场')}</Label>"))
+
+    def _find(self, userid: str, label: str) -> str:
+        for call in reversed(self.api.sent_to_user(userid)):
+            for text, key in call.buttons():
+                if text == label:
+                    return key
+        raise AssertionError(f"no button {label!r} sent to {userid}")
+
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None:
+        # the group (an app chat) carries no buttons: they are in the private template cards
+        key = self._find(self.userid(seen_by or who), label)
+        before = len(self.private_texts(who))
+        reply = await self._send(who, self.xml(self.userid(who), "event",
+                                               f"<Event>{cdata('template_card_event')}</Event>"
+                                               f"<EventKey>{cdata(key)}</EventKey><TaskId>{cdata('t')}</TaskId>"
+                                               f"<CardType>{cdata('button_interaction')}</CardType>"
+                                               f"<ResponseCode>{cdata('rc')}</ResponseCode>"), times)
+        if reply is None or not reply.alert:
+            return None
+        # WeChat Work has no pop-up answer: the answer arrives as a message
+        shown = self.private_texts(who)[before:]
+        assert any(reply.alert in t for t in shown), (reply.alert, shown)
+        return reply.alert
+
+    async def repeat_last(self, who: str) -> None:
+        await self._send(who, self.last[who])
+
+    # ------------------------------------------------------------------ what the platform received
+
+    def private_texts(self, who: str) -> list[str]:
+        return [c.content() for c in self.api.sent_to_user(self.userid(who))]
+
+    def group_texts(self, node_code: str) -> list[str]:
+        return [c.content() for c in self.api.sent_to_chat(self.groups[node_code])]
+
+    def fail_next_send(self, who: str) -> None:
+        # the fake fails the next message/send whoever it is for; the scenario sends to one member only
+        self.api.fail_next("message/send", 45009, "api freq out of limit")
+
+    def send_attempts(self, who: str) -> list[bool]:
+        userid = self.userid(who)
+        return [c.ok for c in self.api.calls_of("message/send") if userid in c.body.get("touser", "").split("|")]
+
+
+DRIVERS = {
+    "terminal": TerminalDriver,
+    "telegram-ptb": lambda sm: TelegramDriver(sm, "ptb"),
+    "telegram-aiogram": lambda sm: TelegramDriver(sm, "aiogram"),
+    "wecom": WeComDriver,
+}
+
+__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeComDriver", "re"]
