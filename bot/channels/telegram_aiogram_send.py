@@ -25,8 +25,8 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, InputMediaVideo
 
-from .base import MessageGone, OutgoingMessage, PermanentError, RetryLater, Sent, TransientError
-from .telegram_send import MAX_ALBUM, MAX_CALLBACK_BYTES, MAX_REMEMBERED, NAME, WINDOWS, fit_card, split_text
+from .base import MessageGone, OutgoingMessage, PermanentError, RetryLater, TransientError
+from .telegram_send import MAX_ALBUM, MAX_CALLBACK_BYTES, NAME, StepwiseSender, fit_card, split_text
 
 R = TypeVar("R")
 
@@ -75,18 +75,12 @@ async def call(request: Awaitable[R], *, editing: bool = False) -> R:
         raise TransientError(f"{type(e).__name__}: {e}") from e
 
 
-class AiogramAdapter:
+class AiogramAdapter(StepwiseSender):
     """Delivery's view of Telegram through aiogram: send a message (media first), edit a posted card."""
 
-    name = NAME
-    can_edit = True
-    windows = WINDOWS
-
     def __init__(self, bot: Bot) -> None:
+        super().__init__()
         self.bot = bot
-        # outbox row id → the steps already done (key → message ids), so a retry after a 429
-        # halfway does not post the photos or the first parts again (in-process memory only)
-        self._progress: dict[int, dict[str, list[str]]] = {}
 
     def _steps(self, msg: OutgoingMessage) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
         chat = _chat(msg.chat_id)
@@ -101,22 +95,6 @@ class AiogramAdapter:
 
             steps.append((f"text:{n}", text))
         return steps
-
-    async def send(self, msg: OutgoingMessage) -> Sent:
-        done = self._progress.setdefault(msg.id, {})
-        if len(self._progress) > MAX_REMEMBERED:
-            self._progress.pop(next(iter(self._progress)))
-        try:
-            for key, step in self._steps(msg):
-                if key not in done:
-                    done[key] = await step()
-        except PermanentError:
-            self._progress.pop(msg.id, None)
-            raise
-        self._progress.pop(msg.id, None)
-        ids = [i for ids in done.values() for i in ids]
-        # the last text part carries the buttons: it is the message a card edits later
-        return Sent(ids[-1], extra_ids=ids[:-1])
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
         # an empty keyboard removes the buttons of a card whose case has moved on

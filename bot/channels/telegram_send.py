@@ -108,31 +108,25 @@ async def call(request: Awaitable[R], *, editing: bool = False) -> R:
         raise TransientError(f"{type(e).__name__}: {e}") from e
 
 
-class TelegramAdapter:
-    """Delivery's view of Telegram: send a message (with its media first), edit a posted card."""
+Step = tuple[str, Callable[[], Awaitable[list[str]]]]
+
+
+class StepwiseSender:
+    """One outbox message is several Telegram calls (album, voice, text parts); a retry after a
+    429 halfway resumes where it stopped instead of posting the photos again. Both Telegram
+    transports send this way; each says what its steps are."""
 
     name = NAME
     can_edit = True
     windows = WINDOWS
 
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
-        # outbox row id → the steps already done (key → message ids), so a retry after a 429
-        # halfway does not post the photos or the first parts again. In-process memory only:
+    def __init__(self) -> None:
+        # outbox row id → the steps already done (key → message ids). In-process memory only:
         # after a crash a message may repeat, which beats losing it.
         self._progress: dict[int, dict[str, list[str]]] = {}
 
-    def _steps(self, msg: OutgoingMessage) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
-        steps = self._media_steps(msg)
-        markup = keyboard(msg.buttons) if msg.buttons else None
-        parts = [fit_card(msg.text)] if msg.card_key else split_text(msg.text)
-        for n, part in enumerate(parts):
-            async def text(part: str = part, last: bool = n == len(parts) - 1) -> list[str]:
-                sent = await call(self.bot.send_message(msg.chat_id, part, reply_markup=markup if last else None))
-                return [str(sent.message_id)]
-
-            steps.append((f"text:{n}", text))
-        return steps
+    def _steps(self, msg: OutgoingMessage) -> list[Step]:
+        raise NotImplementedError
 
     async def send(self, msg: OutgoingMessage) -> Sent:
         done = self._progress.setdefault(msg.id, {})
@@ -149,6 +143,26 @@ class TelegramAdapter:
         ids = [i for ids in done.values() for i in ids]
         # the last text part carries the buttons: it is the message a card edits later
         return Sent(ids[-1], extra_ids=ids[:-1])
+
+
+class TelegramAdapter(StepwiseSender):
+    """Delivery's view of Telegram: send a message (with its media first), edit a posted card."""
+
+    def __init__(self, bot: Bot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    def _steps(self, msg: OutgoingMessage) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
+        steps = self._media_steps(msg)
+        markup = keyboard(msg.buttons) if msg.buttons else None
+        parts = [fit_card(msg.text)] if msg.card_key else split_text(msg.text)
+        for n, part in enumerate(parts):
+            async def text(part: str = part, last: bool = n == len(parts) - 1) -> list[str]:
+                sent = await call(self.bot.send_message(msg.chat_id, part, reply_markup=markup if last else None))
+                return [str(sent.message_id)]
+
+            steps.append((f"text:{n}", text))
+        return steps
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
         # an empty keyboard removes the buttons of a card whose case has moved on
