@@ -665,3 +665,36 @@ async def test_per_chat_window_spaces_messages_to_one_chat(office: Grid, tg: Fak
     assert [first.params["text"], second.params["text"]] == ["一", "二"]
     assert second.at - first.at >= 0.9
 
+
+
+# ====================================================================== a person who cannot be reached
+
+
+async def test_blocked_worker_is_shown_to_the_leader(office: Grid, tg: FakeTelegram):
+    """A worker who blocked the bot: the task is recorded as failed once, the grid group is told
+    who cannot be reached, and the rest of the messages still go out."""
+    from workflows.models import Account
+
+    tg.blocked.add(str(WORKER.id))
+    await report_until_confirm(office)
+    await office.press(RESIDENT, "提交")
+    await office.press(LEADER, "派遣", chat=GROUP)
+    await office.press(LEADER, WORKER.first_name, chat=GROUP)
+    await until(office.quiet, what="delivery")
+    assert (await office.case()).status == "dispatched"
+    async with office.sm() as s:
+        failed = (await s.execute(select(Outbox).where(Outbox.chat_id == str(WORKER.id)))).scalars().all()
+        account = (await s.execute(select(Account).where(Account.external_id == str(WORKER.id)))).scalar_one()
+    assert [r.status for r in failed] == ["failed"] and "blocked" in failed[0].error
+    assert account.undeliverable and "blocked" in account.undeliverable
+    warnings = [c for c in tg.sent_to(GROUP) if "无法给 张网格员 发送消息" in c.params["text"]]
+    assert len(warnings) == 1
+    assert "已派遣处理" in tg.last_text(RESIDENT.id)  # the others were not held up
+    # a second failure to the same person does not repeat the warning
+    async with office.sm() as s, s.begin():
+        case = (await s.execute(select(Case))).scalar_one()
+        await cases.hand_back(office.ctx(s), office.ids["W1"], case.id, "测试")
+        await cases.dispatch(office.ctx(s), office.ids["L"], case.id, assignee_id=office.ids["W1"])
+    office.delivery.wake()
+    await until(office.quiet, what="delivery")
+    assert len([c for c in tg.sent_to(GROUP) if "无法给 张网格员" in c.params["text"]]) == 1

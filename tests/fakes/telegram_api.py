@@ -55,6 +55,7 @@ class Person:
 
 class FakeTelegram:
     def __init__(self, token: str = "123456:TEST-TOKEN") -> None:
+        self.blocked: set[str] = set()  # chats whose person blocked the bot
         self.token = token
         self.calls: list[Call] = []
         self.updates: list[dict] = []  # not yet confirmed by a getUpdates offset
@@ -174,6 +175,9 @@ class FakeTelegram:
         if self._failures.get(method):
             call.status, body = self._failures[method].pop(0)
             return _answer(call.status, body)
+        if method.startswith("send") and call.chat_id in self.blocked:
+            call.status = 403
+            return _answer(403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"})
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             call.status = 404
