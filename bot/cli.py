@@ -68,10 +68,21 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     try:
-        return asyncio.run(with_session(settings, go))
+        asyncio.run(with_session(settings, go))
     except ImportFailed as e:
         print(f"import failed, nothing was written:\n{e}", file=sys.stderr)
         return 1
+    if settings.wecom_enabled:
+        # the import may have changed who is on a grid: its WeChat Work group follows
+        from .wecom_cli import api_for, sync_groups
+
+        async def sync(session: AsyncSession) -> int:
+            for line in await sync_groups(session, api_for(settings)):
+                print(f"wecom: {line}")
+            return 0
+
+        asyncio.run(with_session(settings, sync))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -100,7 +100,7 @@ async def sync_groups(session: AsyncSession, api: WeComAPI) -> list[str]:
     return done
 
 
-def _api(settings: Settings) -> WeComAPI:
+def api_for(settings: Settings) -> WeComAPI:
     if not (settings.wecom_corp_id and settings.wecom_secret):
         print("WECOM_CORP_ID and WECOM_SECRET must be set.", file=sys.stderr)
         raise SystemExit(2)
@@ -111,7 +111,7 @@ def _api(settings: Settings) -> WeComAPI:
 def cmd_create_group(args: argparse.Namespace, settings: Settings) -> int:
     from .cli import with_session
 
-    api = _api(settings)
+    api = api_for(settings)
 
     async def go(session: AsyncSession) -> int:
         chatid = await create_group(session, api, args.node)
@@ -124,7 +124,7 @@ def cmd_create_group(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sync_groups(args: argparse.Namespace, settings: Settings) -> int:
     from .cli import with_session
 
-    api = _api(settings)
+    api = api_for(settings)
 
     async def go(session: AsyncSession) -> int:
         for line in await sync_groups(session, api):
