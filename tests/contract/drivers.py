@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +38,7 @@ from typing import Protocol
 import aiohttp
 import xmltodict
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wechatpy.enterprise import WeChatCrypto
 
 from bot.app import build_channels
@@ -64,6 +64,7 @@ class Driver(Protocol):
     channel: str
     platform_limits: bool  # the platform can answer "too many requests"
     rate_limit_wait: float  # seconds that answer asks for
+    sm: async_sessionmaker[AsyncSession]
     clock: MovingClock
     office: TrackingOffice | None
 
@@ -199,7 +200,7 @@ class TerminalDriver(_Base):
     """`gridbot shell` in-process: lines typed into TerminalShell.handle_line, output captured.
 
     Every node has a terminal 'group' and every staff member an account as soon as the shell
-    starts (TerminalShell.prepare), so as_staff and bind_group only check that. No platform stands
+    starts (TerminalShell.prepare), so as_staff only checks the person exists. No platform stands
     between the bot and the screen, so nothing can answer "too many requests"."""
 
     name = "terminal"
@@ -247,6 +248,16 @@ class TerminalDriver(_Base):
         self.staff.add(code)
 
     async def bind_group(self, node_code: str) -> None:
+        # the shell bound a terminal 'group' to every node when it started; /bind typed into that
+        # group by the node's leader goes the same way as on a platform and must keep it bound
+        async with self.sm() as s, s.begin():
+            token = await accounts.bind_token(self.ctx(s), node_code)
+        await self._become(await self.leader_of(node_code))
+        assert await self.shell.handle_line(f":group {node_code}")
+        before = len(self.office.handled)
+        assert await self.shell.handle_line(f"/bind {token}")
+        assert len(self.office.handled) == before + 1
+        assert any("本群已绑定" in t for t in self.group_texts(node_code)), self.group_texts(node_code)
         async with self.sm() as s:
             binding = (await s.execute(select(GroupBinding).join(Node, Node.id == GroupBinding.node_id).where(
                 Node.code == node_code, GroupBinding.channel == self.channel))).scalar_one()
@@ -617,23 +628,35 @@ class WeComDriver(_Base):
                                        f"<Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y>"
                                        f"<Scale>15</Scale><Label>{cdata('现场')}</Label>"))
 
-    def _find(self, userid: str, label: str) -> str:
+    def _find(self, userid: str, label: str) -> tuple[str, str]:
+        """('key', template card button key) or ('number', what to reply to a numbered list):
+        a choice of more buttons than a card holds comes as a numbered text list."""
         for call in reversed(self.api.sent_to_user(userid)):
             for text, key in call.buttons():
                 if text == label:
-                    return key
+                    return "key", key
+            if call.msgtype == "text":
+                for line in call.content().splitlines():
+                    number, dot, rest = line.partition(". ")
+                    if dot and number.isdigit() and rest == label:
+                        return "number", number
         raise AssertionError(f"no button {label!r} sent to {userid}")
 
     async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
                     times: int = 1) -> str | None:
         # the group (an app chat) carries no buttons: they are in the private template cards
-        key = self._find(self.userid(seen_by or who), label)
+        kind, key = self._find(self.userid(seen_by or who), label)
         before = len(self.private_texts(who))
-        reply = await self._send(who, self.xml(self.userid(who), "event",
-                                               f"<Event>{cdata('template_card_event')}</Event>"
-                                               f"<EventKey>{cdata(key)}</EventKey><TaskId>{cdata('t')}</TaskId>"
-                                               f"<CardType>{cdata('button_interaction')}</CardType>"
-                                               f"<ResponseCode>{cdata('rc')}</ResponseCode>"), times)
+        if kind == "number":
+            assert seen_by in (None, who), "a numbered list answers only its own chat"
+            plain = self.xml(self.userid(who), "text", f"<Content>{cdata(key)}</Content>")
+        else:
+            plain = self.xml(self.userid(who), "event",
+                             f"<Event>{cdata('template_card_event')}</Event>"
+                             f"<EventKey>{cdata(key)}</EventKey><TaskId>{cdata('t')}</TaskId>"
+                             f"<CardType>{cdata('button_interaction')}</CardType>"
+                             f"<ResponseCode>{cdata('rc')}</ResponseCode>")
+        reply = await self._send(who, plain, times)
         if reply is None or not reply.alert:
             return None
         # WeChat Work has no pop-up answer: the answer arrives as a message
@@ -668,4 +691,4 @@ DRIVERS = {
     "wecom": WeComDriver,
 }
 
-__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeComDriver", "re"]
+__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeComDriver"]

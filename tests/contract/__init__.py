@@ -1,0 +1,1 @@
+"""Contract tests: one scenario suite, run against every channel through a driver per channel."""
