@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from handlers.events import Inbound, Media, Reply
 from handlers.office import Office
 from workflows.context import Ctx
 from workflows.models import Account, Case, GroupBinding, Node, Outbox, Person
+
+from .pg import free_port  # noqa: F401  (one copy, shared by the channel tests)
 
 CH = "test"
 
@@ -55,12 +56,6 @@ async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TrackingOffice(Office):

@@ -4,10 +4,6 @@ with the office and the delivery worker running as they do in `gridbot run`."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
@@ -21,8 +17,6 @@ from bot.channels.telegram_send import split_text
 from bot.delivery import Delivery
 from bot.ratelimit import Limiter
 from bot.settings import Settings
-from handlers.events import Inbound, Reply
-from handlers.office import Office
 from workflows import accounts, cases
 from workflows.context import Ctx
 from workflows.models import (
@@ -38,8 +32,8 @@ from workflows.models import (
 )
 from workflows.models import Person as DbPerson
 
-from .conftest import START
 from .fakes.telegram_api import BOT_ID, FakeTelegram, Person
+from .support import MovingClock, TrackingOffice, free_port, until
 
 GROUP = -1001234567
 RESIDENT = Person(501, "王小明")
@@ -47,49 +41,6 @@ LEADER = Person(601, "陈网格长")
 WORKER = Person(602, "张网格员")
 OTHER = Person(603, "李网格员")
 MB = 1024 * 1024
-
-
-class MovingClock:
-    """Starts at the suite's fixed date and moves with real time, so Delivery's retry_after
-    holds expire while the test waits, yet dates stay predictable."""
-
-    def __init__(self) -> None:
-        self._t0 = time.monotonic()
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=time.monotonic() - self._t0)
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        ok = check()
-        if isinstance(ok, Awaitable):
-            ok = await ok
-        if ok:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class TrackingOffice(Office):
-    """Remembers which events it has finished, so tests wait for exactly that."""
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.done: list[str] = []
-
-    async def handle(self, inbound: Inbound) -> Reply:
-        reply = await super().handle(inbound)
-        self.done.append(inbound.event_id)
-        return reply
 
 
 class Grid:

@@ -4,11 +4,9 @@ delivery worker running as in `gridbot run`."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -25,8 +23,6 @@ from bot.delivery import Delivery
 from bot.ratelimit import Limiter
 from bot.settings import Settings
 from bot.wecom_cli import create_group, sync_groups
-from handlers.events import Inbound, Reply
-from handlers.office import Office
 from tests.support import Desk
 from workflows.channel_models import ChannelChoice
 from workflows.context import Ctx
@@ -45,44 +41,13 @@ from workflows.models import (
 )
 
 from .conftest import START
-from .fakes.wecom_api import CORP_ID, SECRET, FakeWeCom, free_port
+from .fakes.wecom_api import CORP_ID, SECRET, FakeWeCom
+from .support import MovingClock, TrackingOffice, free_port
 
 TOKEN = "callbacktoken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, as WeChat Work issues
 AGENT = "1000002"
 LEADER, WORKER, OTHER, RESIDENT = "zhangwei", "sunli", "machao", "wangxm"
-
-
-class MovingClock:
-    def __init__(self) -> None:
-        self._t0 = time.monotonic()
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=time.monotonic() - self._t0)
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        ok = check()
-        if isinstance(ok, Awaitable):
-            ok = await ok
-        if ok:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.01)
-
-
-class TrackingOffice(Office):
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.done: list[Inbound] = []
-
-    async def handle(self, inbound: Inbound) -> Reply:
-        reply = await super().handle(inbound)
-        self.done.append(inbound)
-        return reply
 
 
 def cdata(v: object) -> str:

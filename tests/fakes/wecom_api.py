@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from ..pg import free_port
 
 CORP_ID = "wwcorp0000001"
 SECRET = "app-secret-for-tests"
@@ -48,12 +49,6 @@ class Call:
         if self.msgtype != "template_card":
             return []
         return [(b["text"], b["key"]) for b in self.body["template_card"].get("button_list", [])]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeWeCom:
