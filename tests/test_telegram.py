@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from telegram import Update
 
+from bot.app import build_channels
 from bot.channels import telegram_ptb
-from bot.channels.base import MessageGone, OutgoingMessage, PermanentError, RetryLater, Window
+from bot.channels.base import ChannelRuntime, MessageGone, OutgoingMessage, PermanentError, RetryLater, Window
 from bot.channels.telegram_convert import to_inbound
 from bot.channels.telegram_send import split_text
 from bot.delivery import Delivery
@@ -46,13 +47,14 @@ MB = 1024 * 1024
 class Grid:
     """A street → community → two grids, a leader and two workers; a telegram runtime over it."""
 
-    def __init__(self, sm, tg: FakeTelegram) -> None:
+    def __init__(self, sm, tg: FakeTelegram, framework: str = "ptb") -> None:
         self.sm = sm
         self.tg = tg
         self.clock = MovingClock()
-        self.settings = Settings(_env_file=None, telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url)
+        self.settings = Settings(_env_file=None, telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url,
+                                 telegram_framework=framework)
         self.ids: dict[str, int] = {}
-        self.runtime: telegram_ptb.TelegramRuntime | None = None
+        self.runtime: ChannelRuntime | None = None
         self.office: TrackingOffice | None = None
         self.delivery: Delivery | None = None
         self._task: asyncio.Task | None = None
@@ -107,7 +109,7 @@ class Grid:
     async def start(self, **settings) -> None:
         if settings:
             self.settings = self.settings.model_copy(update=settings)
-        self.runtime = telegram_ptb.build(self.settings)
+        (self.runtime,) = build_channels(self.settings)  # as `gridbot run` picks ptb or aiogram
         self.delivery = Delivery(self.sm, {"telegram": self.runtime.adapter}, clock=self.clock, poll_seconds=0.05)
         # the per-chat window (1/s) is tested on its own; here it would only make the suite slow
         self.delivery.limiters["telegram"] = Limiter(())
@@ -187,9 +189,10 @@ async def tg():
     await server.stop()
 
 
-@pytest.fixture
-async def grid(sessionmaker, tg):
-    g = await Grid(sessionmaker, tg).build_tree()
+@pytest.fixture(params=["ptb", "aiogram"])
+async def grid(request, sessionmaker, tg):
+    """The same scenarios on both Telegram transports."""
+    g = await Grid(sessionmaker, tg, request.param).build_tree()
     yield g
     await g.stop()
 

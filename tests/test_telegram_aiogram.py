@@ -1,15 +1,15 @@
 """The Telegram channel on aiogram 3 (TELEGRAM_FRAMEWORK=aiogram): the real aiogram code over HTTP
 against the fake Bot API server, with the office and the delivery worker running as in `gridbot run`.
 
-The fake server, the grid and the helpers come from the python-telegram-bot channel's tests, so
-both channels are held to the same behaviour.
+The scenarios (whole loop, refusals, restart, 429, duplicates, webhook secret …) live in
+tests/test_telegram.py and run on both transports; this file has what is aiogram's own: the
+mountable Router, the adapter, the update conversion, the command menu.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -26,50 +26,21 @@ from bot.channels.telegram_aiogram_convert import to_inbound
 from bot.channels.telegram_convert import to_inbound as ptb_to_inbound
 from bot.channels.telegram_send import split_text
 from bot.delivery import Delivery
-from bot.ratelimit import Limiter
 from bot.settings import Settings
-from workflows import accounts
-from workflows.models import Case, CaseEvent, Conversation, GroupBinding, InboundSeen, Outbox
-from workflows.models import Person as DbPerson
+from workflows.models import Conversation, Outbox
 
 from .fakes.telegram_api import BOT_ID, FakeTelegram, Person
 from .test_telegram import (
     GROUP,
     LEADER,
-    OTHER,
     RESIDENT,
-    WORKER,
     Grid,
     TrackingOffice,
     free_port,
-    report_until_confirm,
     until,
 )
 
 PING = [{"type": "bot_command", "offset": 0, "length": 5}]  # Telegram marks commands; PTB relies on it
-
-
-class AioGrid(Grid):
-    """The PTB tests' grid, running the aiogram channel instead."""
-
-    runtime: telegram_aiogram.AiogramChannel | None
-
-    async def start(self, **settings) -> None:
-        self.settings = self.settings.model_copy(update={"telegram_framework": "aiogram", **settings})
-        (self.runtime,) = build_channels(self.settings)  # as `gridbot run` picks it
-        assert isinstance(self.runtime, telegram_aiogram.AiogramChannel)
-        self.delivery = Delivery(self.sm, {"telegram": self.runtime.adapter}, clock=self.clock, poll_seconds=0.05)
-        self.delivery.limiters["telegram"] = Limiter(())  # the 1/s window is tested on its own
-        self.office = TrackingOffice(self.sm, clock=self.clock, channels=frozenset({"telegram"}),
-                                     on_commit=self.delivery.wake)
-        await self.runtime.start(self.office)
-        self._task = asyncio.create_task(self.delivery.run())
-
-    async def link_staff(self) -> None:
-        async with self.sm() as s, s.begin():
-            for code, p in (("L", LEADER), ("W1", WORKER), ("W2", OTHER)):
-                person = await s.get(DbPerson, self.ids[code])
-                await accounts.link(self.ctx(s), person, "telegram", str(p.id), str(p.id), p.first_name)
 
 
 @pytest.fixture
@@ -81,209 +52,12 @@ async def tg():
 
 @pytest.fixture
 async def grid(sessionmaker, tg):
-    g = await AioGrid(sessionmaker, tg).build_tree()
+    g = await Grid(sessionmaker, tg, "aiogram").build_tree()
     yield g
     await g.stop()
 
 
-@pytest.fixture
-async def running(grid: AioGrid) -> AioGrid:
-    """Staff linked, the group bound, the channel polling."""
-    await grid.link_staff_and_bind()
-    await grid.start()
-    return grid
-
-
-# ====================================================================== the whole loop
-
-
-async def test_full_loop_from_private_report_to_rating(grid: AioGrid, tg: FakeTelegram):
-    await grid.link_staff()
-    await grid.start()
-    assert tg.calls_of("deleteWebhook") and not tg.webhook
-    await until(lambda: tg.calls_of("getUpdates"), what="long polling")
-
-    # the leader binds the work group with a single-use code
-    async with grid.sm() as s, s.begin():
-        bind_code = await accounts.bind_token(grid.ctx(s), "CY-01")
-    await grid.say(LEADER, f"/bind@gridbot_test_bot {bind_code}", group=GROUP, title="翠苑一网格工作群")
-    assert "本群已绑定为「翠苑一网格」的工作群" in tg.last_text(GROUP)
-    async with grid.sm() as s:
-        binding = (await s.execute(select(GroupBinding))).scalar_one()
-    assert binding.chat_id == str(GROUP) and binding.title == "翠苑一网格工作群" and binding.status == "active"
-
-    # a resident reports in a private chat, with a photo
-    await grid.say(RESIDENT, "/report")
-    await grid.press(RESIDENT, "市政设施")
-    await grid.say(RESIDENT, "小区门口路灯坏了三天")
-    await grid.say(RESIDENT, photo=[{"file_id": "lamp-small", "file_unique_id": "s", "width": 90, "height": 90},
-                                    {"file_id": "lamp", "file_unique_id": "l", "width": 1280, "height": 960,
-                                     "file_size": 150_000}])
-    await grid.press(RESIDENT, "下一步")
-    await grid.press(RESIDENT, "选择网格")
-    await grid.press(RESIDENT, "翠苑一网格")
-    await grid.press(RESIDENT, "跳过")
-    assert "请确认上报内容" in tg.last_text(RESIDENT.id)
-    await grid.press(RESIDENT, "提交")
-    case = await grid.case()
-    assert case.status == "reported" and case.description == "小区门口路灯坏了三天"
-    assert case.number in tg.last_text(RESIDENT.id) and "上报成功" in tg.last_text(RESIDENT.id)
-
-    # the card appears once in the bound group with the leader's buttons
-    cards = [c for c in tg.sent_to(GROUP) if "【事件" in c.params["text"]]
-    assert len(cards) == 1 and case.number in cards[0].params["text"]
-    card_id = cards[0].result["message_id"]
-    assert {"立案", "派遣", "要求补充", "不予立案"} <= {label for label, _ in cards[0].buttons()}
-    # the report's photo (the largest size) went first, then the card
-    group_sends = [c for c in tg.calls if c.method.startswith("send") and c.chat_id == str(GROUP)]
-    assert [(c.method, c.params.get("photo")) for c in group_sends[-2:]] == [("sendPhoto", "lamp"),
-                                                                             ("sendMessage", None)]
-
-    # the leader dispatches to the worker
-    await grid.press(LEADER, "派遣", chat=GROUP)
-    await grid.press(LEADER, WORKER.first_name, chat=GROUP)
-    case = await grid.case()
-    assert case.status == "dispatched" and case.assignee_id == grid.ids["W1"]
-    assert "【待办】" in tg.last_text(WORKER.id) and case.number in tg.last_text(WORKER.id)
-    assert [c.params["photo"] for c in tg.calls_of("sendPhoto", chat=WORKER.id)] == ["lamp"]
-
-    # the worker accepts, and finishes with a result and a photo (the largest size is kept)
-    await grid.press(WORKER, "接收")
-    assert (await grid.case()).status == "in_progress"
-    await grid.press(WORKER, "办结")
-    await grid.say(WORKER, "已更换灯泡，恢复照明")
-    await grid.say(WORKER, photo=[{"file_id": "small", "file_unique_id": "s", "width": 90, "height": 90},
-                                  {"file_id": "after-photo", "file_unique_id": "a", "width": 1280, "height": 960,
-                                   "file_size": 180_000}])
-    await grid.press(WORKER, "提交结果")
-    case = await grid.case()
-    assert case.status == "resolved" and case.result == "已更换灯泡，恢复照明"
-
-    # the leader verifies in the group: an alert, and the card is edited in place
-    answer = await grid.press(LEADER, "核查通过", chat=GROUP)
-    assert answer["text"] == "核查通过，已结案。" and answer["show_alert"] in (True, "true")
-    assert (await grid.case()).status == "closed"
-    assert len([c for c in tg.sent_to(GROUP) if "【事件" in c.params["text"]]) == 1
-    edits = tg.calls_of("editMessageText", chat=GROUP)
-    assert len(edits) >= 3 and {int(e.params["message_id"]) for e in edits} == {card_id}
-    final = tg.message(GROUP, card_id)
-    assert "已结案" in final["text"] and "已更换灯泡" in final["text"]
-    assert final["reply_markup"] == {"inline_keyboard": []}
-
-    # the resident rates the result
-    assert "请对处理结果进行评价" in tg.last_text(RESIDENT.id)
-    await grid.press(RESIDENT, "满意")
-    case = await grid.case()
-    assert case.rating == "satisfied" and "感谢您的评价" in tg.last_text(RESIDENT.id)
-    async with grid.sm() as s:
-        actions = list((await s.execute(select(CaseEvent.action).where(CaseEvent.case_id == case.id)
-                                        .order_by(CaseEvent.id))).scalars())
-    assert actions == ["reported", "registered", "dispatched", "accepted", "resolved", "verified", "rated"]
-    # every press answered, every call succeeded
-    presses = tg.calls_of("answerCallbackQuery")
-    assert len(presses) == len({c.params["callback_query_id"] for c in presses}) == 13
-    assert not [c for c in tg.calls if c.status != 200]
-
-
-async def test_a_non_leader_pressing_a_leaders_button_changes_nothing(running: AioGrid, tg: FakeTelegram):
-    await report_until_confirm(running)
-    await running.press(RESIDENT, "提交")
-    before = await running.count(CaseEvent)
-    answer = await running.press(WORKER, "派遣", chat=GROUP)
-    assert "网格长" in answer["text"] and answer["show_alert"] in (True, "true")
-    assert (await running.case()).status == "reported" and await running.count(CaseEvent) == before
-    assert not tg.calls_of("editMessageText")
-    # and a forged button is refused the same way
-    card_id, _ = running.find(GROUP, "派遣")
-    update_id, query = tg.press(LEADER, GROUP, card_id, "forged-0123456789")
-    await running.settle(update_id, query)
-    assert "按钮已失效" in running.answer(query)["text"]
-
-
-# ====================================================================== restart, repeats, limits, webhook
-
-
-async def test_restart_in_the_middle_of_a_report_resumes(grid: AioGrid, tg: FakeTelegram):
-    await grid.start()
-    await grid.say(RESIDENT, "/report")
-    await grid.press(RESIDENT, "市政设施")
-    await grid.stop()
-
-    pending = tg.say(RESIDENT, "路灯不亮")  # written while the bot is down
-    await grid.start()  # a new Bot and Dispatcher on the same database
-    await grid.settle(pending)
-    assert "可以发送现场照片" in tg.last_text(RESIDENT.id)
-    await grid.press(RESIDENT, "下一步")
-    await grid.press(RESIDENT, "选择网格")
-    await grid.press(RESIDENT, "翠苑一网格")
-    await grid.press(RESIDENT, "跳过")
-    await grid.press(RESIDENT, "提交")
-    case = await grid.case()
-    assert case.description == "路灯不亮" and case.grid_id == grid.ids["grid"]
-    assert len([c for c in tg.sent_to(RESIDENT.id) if "请选择问题类别" in c.params["text"]]) == 1
-    assert await grid.count(Conversation) == 0
-
-
-async def test_429_is_retried_after_retry_after_and_delivered_once(running: AioGrid, tg: FakeTelegram):
-    tg.fail_next("sendMessage", 1, retry_after=1)
-    await running.settle(tg.say(RESIDENT, "/start"), timeout=8)
-    sends = tg.sent_to(RESIDENT.id)
-    assert [c.status for c in sends] == [429, 200]
-    assert sends[1].at - sends[0].at >= 0.9
-    delivered = [m for (chat, _), m in tg.messages.items() if chat == str(RESIDENT.id)]
-    assert len(delivered) == 1 and "请选择要办理的事项" in delivered[0]["text"]
-    async with running.sm() as s:
-        row = (await s.execute(select(Outbox).where(Outbox.chat_id == str(RESIDENT.id)))).scalar_one()
-    assert row.status == "sent" and row.message_id == str(delivered[0]["message_id"])
-
-
-async def test_duplicate_update_has_one_effect(running: AioGrid, tg: FakeTelegram):
-    update = tg.message_update(RESIDENT, text="/report")
-    update_id = tg.push(update)
-    tg.push(dict(update))  # the same update_id again, as after a crash before the offset was confirmed
-    await running.settle(update_id)
-    await until(lambda: running.office.done.count(str(update_id)) == 2, what="both copies handled")
-    await until(running.quiet)
-    assert len([c for c in tg.sent_to(RESIDENT.id) if "请选择问题类别" in c.params["text"]]) == 1
-    assert await running.count(InboundSeen) == 1
-
-
-async def test_webhook_rejects_a_wrong_secret_and_ignores_repeats(grid: AioGrid, tg: FakeTelegram):
-    await grid.link_staff_and_bind()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/tg/hook"
-    await grid.start(telegram_webhook_url=url, telegram_webhook_secret="s3cret-token",
-                     telegram_webhook_listen="127.0.0.1", telegram_webhook_port=port)
-    assert tg.webhook["url"] == url and tg.webhook["secret_token"] == "s3cret-token"
-    assert not tg.calls_of("getUpdates")
-
-    update = {"update_id": 777, **tg.message_update(RESIDENT, text="/start")}
-    async with aiohttp.ClientSession() as http:
-        for headers in ({"X-Telegram-Bot-Api-Secret-Token": "wrong"}, {}):
-            async with http.post(url, json=update, headers=headers) as r:
-                assert r.status == 403
-        await asyncio.sleep(0.2)
-        assert await grid.count(InboundSeen) == 0 and not tg.sent_to(RESIDENT.id)
-
-        for _ in range(2):  # Telegram repeats a webhook call it thinks failed
-            async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as r:
-                assert r.status == 200
-    await until(lambda: grid.office.done.count("777") == 2, what="both copies handled")
-    await until(grid.quiet)
-    assert len(tg.sent_to(RESIDENT.id)) == 1 and "请选择要办理的事项" in tg.last_text(RESIDENT.id)
-
-    # a button pressed through the webhook is answered too
-    message_id, data = grid.find(RESIDENT.id, "上报问题")
-    query = {"update_id": 778, "callback_query": {"id": "q1", "from": RESIDENT.as_user(), "chat_instance": "c",
-                                                  "data": data, "message": tg.message(RESIDENT.id, message_id)}}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url, json=query, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as r:
-            assert r.status == 200
-    await grid.settle(778, "q1")
-    assert "请选择问题类别" in tg.last_text(RESIDENT.id)
-
-
-async def test_command_menus_match_the_ptb_channel(grid: AioGrid, tg: FakeTelegram):
+async def test_command_menus_match_the_ptb_channel(grid: Grid, tg: FakeTelegram):
     from bot.channels.telegram_menu import command_menus
 
     await grid.start()
@@ -299,32 +73,14 @@ async def test_command_menus_match_the_ptb_channel(grid: AioGrid, tg: FakeTelegr
     assert {c["command"]: c["description"] for c in menus[("all_private_chats", "en")]}["report"] == "Report a problem"
 
 
-async def test_bot_removed_from_the_group_breaks_the_binding(running: AioGrid, tg: FakeTelegram):
-    await running.settle(tg.bot_status(GROUP, LEADER, old="member", new="left"))
-    async with running.sm() as s:
-        binding = (await s.execute(select(GroupBinding))).scalar_one()
-    assert binding.status == "broken"
-    assert "机器人已被移出" in tg.last_text(LEADER.id)
 
 
-async def test_per_chat_window_spaces_messages_to_one_chat(running: AioGrid, tg: FakeTelegram):
-    running.delivery.limiters["telegram"] = Limiter(running.runtime.adapter.windows)
-    async with running.sm() as s, s.begin():
-        from workflows.outbox import Msg, to_chat
-
-        for text in ("一", "二"):
-            await to_chat(running.ctx(s), "telegram", str(RESIDENT.id), Msg(text))
-    running.delivery.wake()
-    await until(lambda: len(tg.sent_to(RESIDENT.id)) == 2, 5)
-    first, second = tg.sent_to(RESIDENT.id)
-    assert [first.params["text"], second.params["text"]] == ["一", "二"]
-    assert second.at - first.at >= 0.9
 
 
 # ====================================================================== gridbot inside someone else's aiogram bot
 
 
-async def test_router_mounted_in_a_users_own_dispatcher(grid: AioGrid, tg: FakeTelegram, db_url):
+async def test_router_mounted_in_a_users_own_dispatcher(grid: Grid, tg: FakeTelegram, db_url):
     """A bot of their own, with their own /ping; gridbot added with setup_gridbot (its Router last)."""
     theirs = Router(name="theirs")
 
@@ -360,7 +116,7 @@ async def test_router_mounted_in_a_users_own_dispatcher(grid: AioGrid, tg: FakeT
     assert await grid.count(Outbox, Outbox.status != "sent") == 0
 
 
-async def test_router_needs_only_an_office(grid: AioGrid, tg: FakeTelegram):
+async def test_router_needs_only_an_office(grid: Grid, tg: FakeTelegram):
     """The bare Router with an Office and Delivery the host wires itself."""
     bot = telegram_aiogram.make_bot(grid.settings)
     adapter = telegram_aiogram.AiogramAdapter(bot)
@@ -557,19 +313,12 @@ def test_conversion_details():
     assert conv("venue").location == (30.2, 120.1) and conv("venue").text == "文一西路 1 号"
 
 
-async def test_every_case_event_reaches_the_right_chat(running: AioGrid, tg: FakeTelegram):
-    """A resident's report lands in the bound group only: the other chats hear nothing of it."""
-    await report_until_confirm(running)
-    await running.press(RESIDENT, "提交")
-    case: Case = await running.case()
-    assert [c.params["text"] for c in tg.sent_to(GROUP) if case.number in c.params["text"]]
-    assert not [c for c in tg.sent_to(WORKER.id) + tg.sent_to(OTHER.id) if case.number in c.params["text"]]
 
 
 # ====================================================================== mounting into an existing PTB Application
 
 
-async def test_ptb_setup_gridbot_in_a_users_own_application(grid: AioGrid, tg: FakeTelegram, db_url):
+async def test_ptb_setup_gridbot_in_a_users_own_application(grid: Grid, tg: FakeTelegram, db_url):
     """bot.channels.telegram_ptb.setup_gridbot: their /ping keeps working, gridbot takes the rest
     (post_init/post_shutdown called by hand: only run_polling calls them itself)."""
     from telegram.ext import Application, CommandHandler
