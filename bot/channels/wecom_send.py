@@ -113,10 +113,15 @@ class WeComAdapter:
 
     async def send(self, msg: OutgoingMessage) -> Sent:
         done = self._done.setdefault(msg.id, set())
-        if msg.is_group:
-            sent = await self._send_group(msg, done)
-        else:
-            sent = await self._send_private(msg.chat_id, msg.text, msg.buttons, msg.media, done, msg_id=msg.id)
+        try:
+            if msg.is_group:
+                sent = await self._send_group(msg, done)
+            else:
+                sent = await self._send_private(msg.chat_id, msg.text, msg.buttons, msg.media, done,
+                                                msg_id=msg.id)
+        except PermanentError:
+            self._done.pop(msg.id, None)  # never retried: nothing to remember
+            raise
         self._done.pop(msg.id, None)
         return sent
 
