@@ -22,12 +22,15 @@ def _load_dialogues() -> None:
     from . import (  # noqa: F401
         admin,
         common,
-        extensions,  # noqa: F401
         leader,
+        leave,
+        link,
         mine,
+        patrol,
         rating,
         report,
         staff,
+        stats,
         worker,
     )
 
