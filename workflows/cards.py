@@ -28,7 +28,7 @@ STATUS_LABELS = {
     S.in_progress: _("处置中"),
     S.resolved: _("已办结，待核查"),
     S.closed: _("已结案"),
-    S.declined: _("不予立案"),
+    S.declined: _("未予立案"),
     S.cancelled: _("已撤销"),
     S.merged: _("已合并"),
 }
