@@ -4,6 +4,7 @@ with the office and the delivery worker running as they do in `gridbot run`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -11,8 +12,16 @@ from sqlalchemy import func, select
 from telegram import Update
 
 from bot.app import build_channels
-from bot.channels import telegram_ptb
-from bot.channels.base import ChannelRuntime, MessageGone, OutgoingMessage, PermanentError, RetryLater, Window
+from bot.channels import telegram_aiogram, telegram_ptb
+from bot.channels.base import (
+    ChannelRuntime,
+    MessageGone,
+    OutgoingMessage,
+    PermanentError,
+    RetryLater,
+    TransientError,
+    Window,
+)
 from bot.channels.telegram_convert import to_inbound
 from bot.channels.telegram_send import split_text
 from bot.delivery import Delivery
@@ -495,13 +504,30 @@ async def test_bot_removed_from_the_group_breaks_the_binding(office: Grid, tg: F
 # ====================================================================== the adapter on its own
 
 
-async def test_adapter_sends_media_first_splits_long_text_and_maps_errors(tg: FakeTelegram):
+@contextlib.asynccontextmanager
+async def open_adapter(framework: str, settings: Settings):
+    """The adapter of either transport, with its HTTP client open."""
+    if framework == "ptb":
+        runtime = telegram_ptb.build(settings)
+        await runtime.application.initialize()
+        try:
+            yield runtime.adapter
+        finally:
+            await runtime.application.shutdown()
+    else:
+        channel = telegram_aiogram.build(settings.model_copy(update={"telegram_framework": "aiogram"}))
+        try:
+            yield channel.adapter
+        finally:
+            await channel.bot.session.close()
+
+
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_adapter_sends_media_first_splits_long_text_and_maps_errors(tg: FakeTelegram, framework: str):
     settings = Settings(_env_file=None, telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url)
-    runtime = telegram_ptb.build(settings)
-    adapter = runtime.adapter
-    assert adapter.windows == (Window("chat", 1, 1.0), Window("group", 20, 60.0), Window("global", 30, 1.0))
-    await runtime.application.initialize()
-    try:
+    async with open_adapter(framework, settings) as adapter:
+        assert adapter.name == "telegram" and adapter.can_edit
+        assert adapter.windows == (Window("chat", 1, 1.0), Window("group", 20, 60.0), Window("global", 30, 1.0))
         media = [{"kind": "photo", "ref": "p1", "channel": "telegram"},
                  {"kind": "video", "ref": "v1", "channel": "telegram"},
                  {"kind": "voice", "ref": "vo1", "channel": "telegram"},
@@ -509,19 +535,17 @@ async def test_adapter_sends_media_first_splits_long_text_and_maps_errors(tg: Fa
         card = OutgoingMessage(1, "telegram", str(GROUP), True, {
             "text": "【事件 XH-1】", "buttons": [[{"label": "立案", "token": "tok1"}]], "media": media}, card_key="c1")
         sent = await adapter.send(card)
-        methods = [c.method for c in tg.calls if c.method.startswith("send")]
-        assert methods == ["sendMediaGroup", "sendVoice", "sendMessage"]
+        assert [c.method for c in tg.calls if c.method.startswith("send")] == ["sendMediaGroup", "sendVoice",
+                                                                              "sendMessage"]
         assert [m["media"] for m in tg.calls_of("sendMediaGroup")[0].params["media"]] == ["p1", "v1"]
         assert sent.message_id == str(tg.calls_of("sendMessage")[-1].result["message_id"])
         assert len(sent.extra_ids) == 3
         assert tg.calls_of("sendMessage")[-1].buttons() == [("立案", "tok1")]
 
-        # a single photo goes by sendPhoto
         await adapter.send(OutgoingMessage(2, "telegram", "501", False, {
             "text": "任务", "media": [{"kind": "photo", "ref": "p2", "channel": "telegram"}]}))
         assert tg.calls_of("sendPhoto")[-1].params["photo"] == "p2"
 
-        # a long text is split at line breaks; the buttons ride on the last part
         long = "\n".join(f"第{n}行 " + "字" * 60 for n in range(200))
         before = len(tg.sent_to(501))
         await adapter.send(OutgoingMessage(3, "telegram", "501", False, {
@@ -531,11 +555,17 @@ async def test_adapter_sends_media_first_splits_long_text_and_maps_errors(tg: Fa
         assert [bool(p.buttons()) for p in parts] == [False] * (len(parts) - 1) + [True]
         assert "".join(p.params["text"] for p in parts).replace("\n", "") == long.replace("\n", "")
 
-        # edits: same content is fine, a vanished message asks Delivery to post anew
-        await adapter.edit(card, sent.message_id)  # text unchanged → "not modified" → success
+        # edits: changed text is applied; the same content is fine; a vanished message is MessageGone
+        changed = OutgoingMessage(1, "telegram", str(GROUP), True, {"text": "【事件 XH-1】已立案", "buttons": []},
+                                  card_key="c1")
+        await adapter.edit(changed, sent.message_id)
+        assert tg.message(GROUP, int(sent.message_id))["text"] == "【事件 XH-1】已立案"
+        assert tg.message(GROUP, int(sent.message_id))["reply_markup"] == {"inline_keyboard": []}
+        await adapter.edit(changed, sent.message_id)  # "message is not modified" → success
         with pytest.raises(MessageGone):
             await adapter.edit(card, "99999")
-        # a 429 in the middle: the retry does not post the album again
+
+        # a 429 in the middle: RetryLater with Telegram's delay, and the retry does not post the album again
         tg.fail_next("sendMessage", 1, retry_after=3)
         again = OutgoingMessage(4, "telegram", str(GROUP), True, dict(card.payload), card_key="c2")
         with pytest.raises(RetryLater) as retry:
@@ -544,15 +574,27 @@ async def test_adapter_sends_media_first_splits_long_text_and_maps_errors(tg: Fa
         albums = len(tg.calls_of("sendMediaGroup"))
         await adapter.send(again)
         assert len(tg.calls_of("sendMediaGroup")) == albums
-        # blocked by the person, or a chat that does not exist: permanent
+
         tg.fail_next("sendMessage", 1, status=403, description="Forbidden: bot was blocked by the user")
         with pytest.raises(PermanentError, match="blocked"):
             await adapter.send(OutgoingMessage(5, "telegram", "501", False, {"text": "hi"}))
         tg.fail_next("sendMessage", 1, status=400, description="Bad Request: chat not found")
         with pytest.raises(PermanentError, match="(?i)chat not found"):
             await adapter.send(OutgoingMessage(6, "telegram", "777", False, {"text": "hi"}))
-    finally:
-        await runtime.application.shutdown()
+        tg.fail_next("sendMessage", 1, status=502, retry_after=None, description="Bad Gateway")
+        with pytest.raises(TransientError):
+            await adapter.send(OutgoingMessage(7, "telegram", "501", False, {"text": "hi"}))
+        with pytest.raises(PermanentError, match="64 bytes"):
+            await adapter.send(OutgoingMessage(8, "telegram", "501", False, {
+                "text": "hi", "buttons": [[{"label": "x", "token": "t" * 65}]]}))
+
+    if framework == "ptb":
+        return  # PTB's application will not even initialize without a server (getMe), so no "down" case
+    # nothing listening at all: a network error, tried again later
+    down = settings.model_copy(update={"telegram_api_base_url": f"http://127.0.0.1:{free_port()}/bot"})
+    async with open_adapter(framework, down) as adapter:
+        with pytest.raises(TransientError):
+            await adapter.send(OutgoingMessage(9, "telegram", "501", False, {"text": "hi"}))
 
 
 # ====================================================================== updates → Inbound

@@ -21,10 +21,8 @@ from telegram import Update as PtbUpdate
 
 from bot.app import build_channels
 from bot.channels import telegram_aiogram
-from bot.channels.base import MessageGone, OutgoingMessage, PermanentError, RetryLater, TransientError, Window
 from bot.channels.telegram_aiogram_convert import to_inbound
 from bot.channels.telegram_convert import to_inbound as ptb_to_inbound
-from bot.channels.telegram_send import split_text
 from bot.delivery import Delivery
 from bot.settings import Settings
 from workflows.models import Conversation, Outbox
@@ -36,7 +34,6 @@ from .test_telegram import (
     RESIDENT,
     Grid,
     TrackingOffice,
-    free_port,
     until,
 )
 
@@ -135,85 +132,6 @@ async def test_router_needs_only_an_office(grid: Grid, tg: FakeTelegram):
 
 
 # ====================================================================== the adapter on its own
-
-
-async def test_adapter_sends_media_first_splits_long_text_and_maps_errors(tg: FakeTelegram):
-    settings = Settings(_env_file=None, telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url,
-                        telegram_framework="aiogram")
-    channel = telegram_aiogram.build(settings)
-    adapter = channel.adapter
-    assert adapter.name == "telegram" and adapter.can_edit
-    assert adapter.windows == (Window("chat", 1, 1.0), Window("group", 20, 60.0), Window("global", 30, 1.0))
-    try:
-        media = [{"kind": "photo", "ref": "p1", "channel": "telegram"},
-                 {"kind": "video", "ref": "v1", "channel": "telegram"},
-                 {"kind": "voice", "ref": "vo1", "channel": "telegram"},
-                 {"kind": "photo", "ref": "wx-1", "channel": "wecom"}]  # not usable on Telegram
-        card = OutgoingMessage(1, "telegram", str(GROUP), True, {
-            "text": "【事件 XH-1】", "buttons": [[{"label": "立案", "token": "tok1"}]], "media": media}, card_key="c1")
-        sent = await adapter.send(card)
-        assert [c.method for c in tg.calls if c.method.startswith("send")] == ["sendMediaGroup", "sendVoice",
-                                                                              "sendMessage"]
-        assert [m["media"] for m in tg.calls_of("sendMediaGroup")[0].params["media"]] == ["p1", "v1"]
-        assert sent.message_id == str(tg.calls_of("sendMessage")[-1].result["message_id"])
-        assert len(sent.extra_ids) == 3
-        assert tg.calls_of("sendMessage")[-1].buttons() == [("立案", "tok1")]
-
-        await adapter.send(OutgoingMessage(2, "telegram", "501", False, {
-            "text": "任务", "media": [{"kind": "photo", "ref": "p2", "channel": "telegram"}]}))
-        assert tg.calls_of("sendPhoto")[-1].params["photo"] == "p2"
-
-        long = "\n".join(f"第{n}行 " + "字" * 60 for n in range(200))
-        before = len(tg.sent_to(501))
-        await adapter.send(OutgoingMessage(3, "telegram", "501", False, {
-            "text": long, "buttons": [[{"label": "好", "token": "t"}]]}))
-        parts = tg.sent_to(501)[before:]
-        assert len(parts) == len(split_text(long)) >= 3 and all(len(p.params["text"]) <= 4096 for p in parts)
-        assert [bool(p.buttons()) for p in parts] == [False] * (len(parts) - 1) + [True]
-        assert "".join(p.params["text"] for p in parts).replace("\n", "") == long.replace("\n", "")
-
-        # edits: changed text is applied; the same content is fine; a vanished message is MessageGone
-        changed = OutgoingMessage(1, "telegram", str(GROUP), True, {"text": "【事件 XH-1】已立案", "buttons": []},
-                                  card_key="c1")
-        await adapter.edit(changed, sent.message_id)
-        assert tg.message(GROUP, int(sent.message_id))["text"] == "【事件 XH-1】已立案"
-        assert tg.message(GROUP, int(sent.message_id))["reply_markup"] == {"inline_keyboard": []}
-        await adapter.edit(changed, sent.message_id)  # "message is not modified" → success
-        with pytest.raises(MessageGone):
-            await adapter.edit(card, "99999")
-
-        # a 429 in the middle: RetryLater with Telegram's delay, and the retry does not post the album again
-        tg.fail_next("sendMessage", 1, retry_after=3)
-        again = OutgoingMessage(4, "telegram", str(GROUP), True, dict(card.payload), card_key="c2")
-        with pytest.raises(RetryLater) as retry:
-            await adapter.send(again)
-        assert retry.value.seconds == 3
-        albums = len(tg.calls_of("sendMediaGroup"))
-        await adapter.send(again)
-        assert len(tg.calls_of("sendMediaGroup")) == albums
-
-        tg.fail_next("sendMessage", 1, status=403, description="Forbidden: bot was blocked by the user")
-        with pytest.raises(PermanentError, match="blocked"):
-            await adapter.send(OutgoingMessage(5, "telegram", "501", False, {"text": "hi"}))
-        tg.fail_next("sendMessage", 1, status=400, description="Bad Request: chat not found")
-        with pytest.raises(PermanentError, match="(?i)chat not found"):
-            await adapter.send(OutgoingMessage(6, "telegram", "777", False, {"text": "hi"}))
-        tg.fail_next("sendMessage", 1, status=502, retry_after=None, description="Bad Gateway")
-        with pytest.raises(TransientError):
-            await adapter.send(OutgoingMessage(7, "telegram", "501", False, {"text": "hi"}))
-        with pytest.raises(PermanentError, match="64 bytes"):
-            await adapter.send(OutgoingMessage(8, "telegram", "501", False, {
-                "text": "hi", "buttons": [[{"label": "x", "token": "t" * 65}]]}))
-    finally:
-        await channel.bot.session.close()
-
-    # nothing listening at all: a network error, tried again later
-    down = telegram_aiogram.build(settings.model_copy(update={"telegram_api_base_url": f"http://127.0.0.1:{free_port()}"}))
-    try:
-        with pytest.raises(TransientError):
-            await down.adapter.send(OutgoingMessage(9, "telegram", "501", False, {"text": "hi"}))
-    finally:
-        await down.bot.session.close()
 
 
 def test_webhook_without_a_secret_is_refused():
