@@ -94,7 +94,25 @@ class Seen:
         raise AssertionError(f"no button {label!r} in {self.labels()} of: {self.text[:200]}")
 
 
-class Desk:
+class Reads:
+    """Looking at the database the way the tests do; needs `self.sm`, a sessionmaker."""
+
+    sm: object
+
+    async def case(self, number: str | None = None) -> Case | None:
+        """The case with that number, or the newest one."""
+        async with self.sm() as s:
+            stmt = select(Case).order_by(Case.id.desc()).limit(1)
+            if number:
+                stmt = select(Case).where(Case.number == number)
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def count(self, model, *where) -> int:
+        async with self.sm() as s:
+            return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+
+
+class Desk(Reads):
     def __init__(self, sessionmaker, clock, channels=frozenset({CH})) -> None:
         self.sm = sessionmaker
         self.clock = clock
@@ -149,17 +167,6 @@ class Desk:
 
     async def last_text(self, user: str) -> str:
         return (await self.last(f"p:{user}")).text
-
-    async def case(self, number: str | None = None) -> Case:
-        async with self.sm() as s:
-            stmt = select(Case).order_by(Case.id.desc()).limit(1)
-            if number:
-                stmt = select(Case).where(Case.number == number)
-            return (await s.execute(stmt)).scalar_one()
-
-    async def count(self, model) -> int:
-        async with self.sm() as s:
-            return (await s.execute(select(func.count()).select_from(model))).scalar_one()
 
     async def person(self, code: str) -> Person:
         async with self.sm() as s:

@@ -43,7 +43,7 @@ from workflows.models import (
 from workflows.models import Person as DbPerson
 
 from .fakes.telegram_api import BOT_ID, FakeTelegram, Person
-from .support import MovingClock, TrackingOffice, free_port, until
+from .support import MovingClock, Reads, TrackingOffice, free_port, until
 
 GROUP = -1001234567
 RESIDENT = Person(501, "王小明")
@@ -53,7 +53,7 @@ OTHER = Person(603, "李网格员")
 MB = 1024 * 1024
 
 
-class Grid:
+class Grid(Reads):
     """A street → community → two grids, a leader and two workers; a telegram runtime over it."""
 
     def __init__(self, sm, tg: FakeTelegram, framework: str = "ptb") -> None:
@@ -181,14 +181,6 @@ class Grid:
         update_id, query = self.tg.press(person, chat, message_id, data)
         await self.settle(update_id, query)
         return self.answer(query)
-
-    async def case(self) -> Case | None:
-        async with self.sm() as s:
-            return (await s.execute(select(Case).order_by(Case.id.desc()).limit(1))).scalar_one_or_none()
-
-    async def count(self, model, *where) -> int:
-        async with self.sm() as s:
-            return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
 
 
 @pytest.fixture

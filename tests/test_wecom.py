@@ -23,14 +23,12 @@ from bot.delivery import Delivery
 from bot.ratelimit import Limiter
 from bot.settings import Settings
 from bot.wecom_cli import create_group, sync_groups
-from tests.support import Desk
 from workflows.channel_models import ChannelChoice
 from workflows.context import Ctx
 from workflows.errors import Invalid
 from workflows.models import (
     Account,
     Assignment,
-    Case,
     CaseEvent,
     Category,
     GroupBinding,
@@ -42,7 +40,7 @@ from workflows.models import (
 
 from .conftest import START
 from .fakes.wecom_api import CORP_ID, SECRET, FakeWeCom
-from .support import MovingClock, TrackingOffice, free_port
+from .support import Desk, MovingClock, Reads, TrackingOffice, free_port
 
 TOKEN = "callbacktoken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, as WeChat Work issues
@@ -54,7 +52,7 @@ def cdata(v: object) -> str:
     return f"<![CDATA[{v}]]>"
 
 
-class WeGrid:
+class WeGrid(Reads):
     """A street → community → grid, a leader and two workers with WeChat Work userids; the channel over it."""
 
     def __init__(self, sm, api: FakeWeCom) -> None:
@@ -188,14 +186,6 @@ class WeGrid:
 
     def last(self, user: str) -> str:
         return self.api.last_to_user(user).content()
-
-    async def case(self) -> Case | None:
-        async with self.sm() as s:
-            return (await s.execute(select(Case).order_by(Case.id.desc()).limit(1))).scalar_one_or_none()
-
-    async def count(self, model, *where) -> int:
-        async with self.sm() as s:
-            return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
 
 
 @pytest.fixture
