@@ -13,7 +13,7 @@ from . import registry
 from .events import MAX_INBOUND_TEXT
 from .turn import Turn
 
-BUTTON_MAX_AGE = timedelta(days=60)
+BUTTON_MAX_AGE = timedelta(days=60)  # workflows.routines.housekeeping prunes them after that
 HINT_EVERY = timedelta(hours=6)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..clock import Clock, SystemClock
 from ..context import Ctx
-from . import deadlines, patrols, reports, screening
+from . import deadlines, housekeeping, patrols, reports, screening
 from .common import SweepResult
 from .models import SweepRun
 
@@ -42,6 +42,7 @@ SWEEPS: dict[str, Sweep] = {s.name: s for s in [
     Sweep("weekly_reports", reports.weekly_sweep, 300, "每周五 17:00 向各网格群发送周报"),
     Sweep("monthly_ranking", reports.monthly_sweep, 600, "每月 1 日 09:00 向各街道群发送网格考核排名"),
     Sweep("screening", screening.sweep, 300, "矛盾纠纷/安全隐患周排查、街道半月排查、月度消防检查提醒"),
+    Sweep("housekeeping", housekeeping.sweep, 3600, "清理过期按钮、已处理事件编号和长期未完成的对话"),
 ]}
 
 HOST = f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,33 @@
+"""Pruning what only mattered for a while: old button meanings, seen event ids, stale dialogues.
+
+Nothing of a case is touched: case events, outbox history and marks are the record and stay.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete
+
+from ..context import Ctx
+from ..models import ButtonRef, Conversation, InboundSeen
+from .common import SweepResult
+
+# a button older than this no longer works anyway (handlers.router.BUTTON_MAX_AGE)
+BUTTONS_KEPT = timedelta(days=60)
+# platforms repeat an event within minutes (WeChat Work) or until the offset is confirmed (Telegram)
+EVENT_IDS_KEPT = timedelta(days=7)
+# a report left half-written for a month is not coming back
+DIALOGUES_KEPT = timedelta(days=30)
+
+
+async def sweep(ctx: Ctx) -> SweepResult:
+    result = SweepResult()
+    now = ctx.now()
+    for key, stmt in (
+        ("buttons", delete(ButtonRef).where(ButtonRef.created_at < now - BUTTONS_KEPT)),
+        ("event_ids", delete(InboundSeen).where(InboundSeen.at < now - EVENT_IDS_KEPT)),
+        ("dialogues", delete(Conversation).where(Conversation.updated_at < now - DIALOGUES_KEPT)),
+    ):
+        result.add(key, (await ctx.session.execute(stmt)).rowcount or 0)
+    return result
