@@ -23,6 +23,7 @@ from bot.settings import Settings
 from workflows.clock import FixedClock
 from workflows.models import Case, CaseEvent, Outbox
 from workflows.routines.models import RoutineMark, SweepRun
+from workflows.routines.sweeps import SWEEPS
 
 from .conftest import _psql
 from .test_routines_world import World, local
@@ -84,7 +85,7 @@ async def test_two_processes_send_everything_once(pg_world: World):
         marks = (await s.execute(select(func.count()).select_from(RoutineMark)
                                  .where(RoutineMark.kind == "patrol_remind"))).scalar_one()
         stages = (await s.execute(select(Case.deadline_stage, func.count()).group_by(Case.deadline_stage))).all()
-    assert runs == {name: 2 for name in runs} and len(runs) == 6 and hosts == 2
+    assert runs == {name: 2 for name in runs} and len(runs) == len(SWEEPS) and hosts == 2
     assert len(events) == N_CASES and all(n == 1 for _, n in events)
     assert remind_msgs == N_CASES
     assert sorted(n for _, n in patrol_msgs) == [1, 1, 1] and marks == 3
@@ -112,10 +113,10 @@ async def test_scheduler_leader_and_fail_over(pg_world: World):
         for _ in range(50):
             async with w.sm() as s:
                 n = (await s.execute(select(func.count(func.distinct(SweepRun.name))))).scalar_one()
-            if n == 6:
+            if n == len(SWEEPS):
                 break
             await asyncio.sleep(0.1)
-        assert n == 6
+        assert n == len(SWEEPS)
         assert await w.count(RoutineMark, RoutineMark.kind == "patrol_remind") == 3
         await scheds[0].stop()  # the leader goes away: its connection closes, the lock is free
         for _ in range(30):
@@ -144,13 +145,13 @@ async def test_scheduler_on_sqlite_always_leads(sessionmaker, clock):
     try:
         assert sc.is_leader
         for _ in range(50):
-            if await w.count(SweepRun) >= 6:
+            if await w.count(SweepRun) >= len(SWEEPS):
                 break
             await asyncio.sleep(0.1)
-        assert await w.count(SweepRun) == 6
+        assert await w.count(SweepRun) == len(SWEEPS)
         jobs = {j.id: j for j in sc.aps.get_jobs()}
         assert set(jobs) == {"patrol_reminders", "patrol_missed", "deadlines", "weekly_reports",
-                             "monthly_ranking", "screening"}
+                             "monthly_ranking", "screening", "housekeeping"}
         assert all(j.coalesce and j.max_instances == 1 and j.misfire_grace_time for j in jobs.values())
     finally:
         await sc.stop()
