@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from workflows import accounts
 from workflows.errors import Invalid
-from workflows.models import Account, GroupBinding, Node
+from workflows.models import Account, CardMessage, GroupBinding, Node, Outbox
 from workflows.outbox import Msg, to_group, to_person
 from workflows.tree import has_role, leaders_of
 
@@ -71,6 +71,30 @@ async def group_membership_changed(turn: Turn) -> None:
             if leader.id not in told:
                 await to_person(turn.ctx, leader.id, compose)
         await to_group(turn.ctx, node.parent_id, compose)
+
+
+async def group_moved(turn: Turn) -> None:
+    """The platform gave the group a new id (Telegram: group → supergroup): the binding follows."""
+    i = turn.inbound
+    new_chat = (i.text or "").strip()
+    binding = (await turn.session.execute(
+        select(GroupBinding).where(GroupBinding.channel == i.channel, GroupBinding.chat_id == i.chat_id)
+    )).scalar_one_or_none()
+    if binding is None or not new_chat or new_chat == i.chat_id:
+        return
+    taken = (await turn.session.execute(
+        select(GroupBinding).where(GroupBinding.channel == i.channel, GroupBinding.chat_id == new_chat)
+    )).scalar_one_or_none()
+    if taken is not None:
+        await turn.session.delete(taken)  # a stale row for the new id must not block the move
+        await turn.session.flush()
+    binding.chat_id = new_chat
+    await turn.session.execute(
+        update(Outbox).where(Outbox.channel == i.channel, Outbox.chat_id == i.chat_id, Outbox.status == "pending")
+        .values(chat_id=new_chat))
+    # later versions of cards posted in the old group can no longer be edited there
+    await turn.session.execute(delete(CardMessage).where(CardMessage.channel == i.channel,
+                                                         CardMessage.chat_id == i.chat_id))
 
 
 async def own_contact(turn: Turn) -> bool:

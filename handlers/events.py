@@ -29,7 +29,7 @@ class Inbound:
     user_name: str = ""
     language: str | None = None
     event_id: str | None = None  # platform id; a repeat has no effect
-    kind: str = "message"  # message | button | unsupported | forwarded | edited | bot_removed | bot_added
+    kind: str = "message"  # message | button | unsupported | forwarded | edited | bot_removed | bot_added | group_moved
     text: str | None = None
     media: list[Media] = field(default_factory=list)
     location: tuple[float, float] | None = None  # latitude, longitude

@@ -66,6 +66,11 @@ async def _route(turn: Turn) -> None:
 
         await group_membership_changed(turn)
         return
+    if i.kind == "group_moved":
+        from .admin import group_moved
+
+        await group_moved(turn)
+        return
     if i.is_group and not await _bound(turn):
         await _unbound_group(turn)
         return

@@ -493,6 +493,20 @@ async def test_bot_removed_from_the_group_breaks_the_binding(office: Grid, tg: F
     assert "机器人已被移出" in tg.last_text(LEADER.id)
 
 
+async def test_group_upgraded_to_supergroup_keeps_its_binding(office: Grid, tg: FakeTelegram):
+    """Telegram moves a group to a new id when it becomes a supergroup; the binding follows it."""
+    supergroup = -1009876543
+    await office.say(LEADER, group=GROUP, migrate_to_chat_id=supergroup)
+    async with office.sm() as s:
+        binding = (await s.execute(select(GroupBinding))).scalar_one()
+    assert binding.chat_id == str(supergroup) and binding.status == "active"
+    await report_until_confirm(office)
+    await office.press(RESIDENT, "提交")
+    case = await office.case()
+    assert any(case.number in c.params["text"] for c in tg.sent_to(supergroup))
+    assert not any(case.number in c.params["text"] for c in tg.sent_to(GROUP))
+
+
 # ====================================================================== the adapter on its own
 
 

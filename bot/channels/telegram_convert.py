@@ -70,6 +70,10 @@ def _unsupported(message: Message) -> bool:
 
 
 def _message(update: Update, message: Message, kind: str) -> Inbound | None:
+    if message.migrate_to_chat_id:
+        # the group became a supergroup with a new id: its binding must follow
+        return _base(update, message.chat, message.from_user, kind="group_moved",
+                     text=str(message.migrate_to_chat_id))
     if any(getattr(message, f, None) for f in SERVICE_FIELDS):
         return None
     user = message.from_user
