@@ -9,6 +9,8 @@ from workflows.tree import roles_of
 from .registry import COMMANDS, action, command
 from .turn import Turn
 
+RESIDENT_FIRST = ["report", "my", "case", "cancel", "help", "language", "start"]
+
 
 async def is_staff(turn: Turn) -> bool:
     return turn.person is not None and bool(await roles_of(turn.ctx, turn.person.id))
@@ -26,7 +28,11 @@ async def help_text(turn: Turn) -> str:
     t, staff = turn.t, await is_staff(turn)
     where = "group" if turn.inbound.is_group else "private"
     lines = [t("可用命令：")]
-    for cmd in COMMANDS.values():
+    # residents' commands first, then everyone's, then the staff's, each in a stable order
+    ordered = sorted(COMMANDS.values(), key=lambda c: (c.staff_only, c.name not in RESIDENT_FIRST,
+                                                       RESIDENT_FIRST.index(c.name) if c.name in RESIDENT_FIRST
+                                                       else 0, c.name))
+    for cmd in ordered:
         if (where == "group" and not cmd.group) or (where == "private" and not cmd.private):
             continue
         if cmd.staff_only and not staff:
