@@ -14,8 +14,9 @@ from workflows.routines import patrols
 from .registry import action, command, flow
 from .turn import Turn
 
-OK_WORDS = {"正常", "好", "ok", "无", "没有问题", "无问题"}
-BAD_WORDS = {"有问题", "问题", "异常", "有"}
+# typed answers in either language; the buttons work the same in every language
+OK_WORDS = {"正常", "好", "无", "没有问题", "无问题", "ok", "normal", "fine", "good", "no problem", "none"}
+BAD_WORDS = {"有问题", "问题", "异常", "有", "problem", "issue", "bad", "not ok"}
 
 
 def parse_answer(text: str) -> bool | None:
