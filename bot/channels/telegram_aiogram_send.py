@@ -8,7 +8,7 @@ and is edited in place. Text helpers and limits are imported from there, not cop
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TypeVar
 
 from aiogram import Bot
@@ -25,8 +25,8 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, InputMediaVideo
 
-from .base import MessageGone, OutgoingMessage, PermanentError, RetryLater, TransientError
-from .telegram_send import MAX_ALBUM, MAX_CALLBACK_BYTES, NAME, StepwiseSender, fit_card, split_text
+from .base import MessageGone, PermanentError, RetryLater, TransientError
+from .telegram_send import MAX_CALLBACK_BYTES, StepwiseSender
 
 R = TypeVar("R")
 
@@ -42,13 +42,6 @@ def keyboard(rows: list[list[dict]]) -> InlineKeyboardMarkup:
         if cells:
             out.append(cells)
     return InlineKeyboardMarkup(inline_keyboard=out)
-
-
-def _chat(chat_id: str) -> int | str:
-    try:
-        return int(chat_id)
-    except ValueError:
-        return chat_id  # @username of a public chat
 
 
 async def call(request: Awaitable[R], *, editing: bool = False) -> R:
@@ -76,69 +69,7 @@ async def call(request: Awaitable[R], *, editing: bool = False) -> R:
 
 
 class AiogramAdapter(StepwiseSender):
-    """Delivery's view of Telegram through aiogram: send a message (media first), edit a posted card."""
+    """The aiogram transport's adapter: the same steps, aiogram's bot, errors and types."""
 
     def __init__(self, bot: Bot) -> None:
-        super().__init__()
-        self.bot = bot
-
-    def _steps(self, msg: OutgoingMessage) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
-        chat = _chat(msg.chat_id)
-        steps = self._media_steps(msg, chat)
-        markup = keyboard(msg.buttons) if msg.buttons else None
-        parts = [fit_card(msg.text)] if msg.card_key else split_text(msg.text)
-        for n, part in enumerate(parts):
-            async def text(part: str = part, last: bool = n == len(parts) - 1) -> list[str]:
-                sent = await call(self.bot.send_message(chat_id=chat, text=part,
-                                                        reply_markup=markup if last else None))
-                return [str(sent.message_id)]
-
-            steps.append((f"text:{n}", text))
-        return steps
-
-    async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
-        # an empty keyboard removes the buttons of a card whose case has moved on
-        markup = keyboard(msg.buttons)
-        try:
-            await call(self.bot.edit_message_text(text=fit_card(msg.text), chat_id=_chat(msg.chat_id),
-                                                  message_id=int(message_id), reply_markup=markup),
-                       editing=True)
-        except PermanentError as e:
-            if "message is not modified" in str(e).lower():
-                return  # the card already shows this: the edit has done its job
-            raise
-
-    def _media_steps(self, msg: OutgoingMessage, chat) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
-        # media from other channels have file ids Telegram cannot use; the text mentions them
-        mine = [m for m in msg.media if m.get("channel") == NAME and m.get("ref")]
-        visual = [m for m in mine if m.get("kind") in ("photo", "video")]
-        steps: list[tuple[str, Callable[[], Awaitable[list[str]]]]] = []
-        for start in range(0, len(visual), MAX_ALBUM):
-            chunk = visual[start:start + MAX_ALBUM]
-
-            async def album(chunk: list[dict] = chunk) -> list[str]:
-                if len(chunk) == 1:  # an album needs two items; one goes on its own
-                    m = chunk[0]
-                    if m["kind"] == "photo":
-                        sent = await call(self.bot.send_photo(chat_id=chat, photo=m["ref"]))
-                    else:
-                        sent = await call(self.bot.send_video(chat_id=chat, video=m["ref"]))
-                    return [str(sent.message_id)]
-                items = [InputMediaPhoto(media=m["ref"]) if m["kind"] == "photo" else InputMediaVideo(media=m["ref"])
-                         for m in chunk]
-                return [str(s.message_id) for s in await call(self.bot.send_media_group(chat_id=chat, media=items))]
-
-            steps.append((f"album:{start}", album))
-        for n, m in enumerate(mine):
-            if m.get("kind") not in ("voice", "file"):
-                continue
-
-            async def single(m: dict = m) -> list[str]:
-                if m["kind"] == "voice":
-                    sent = await call(self.bot.send_voice(chat_id=chat, voice=m["ref"]))
-                else:
-                    sent = await call(self.bot.send_document(chat_id=chat, document=m["ref"]))
-                return [str(sent.message_id)]
-
-            steps.append((f"{m['kind']}:{n}", single))
-        return steps
+        super().__init__(bot, call=call, keyboard=keyboard, photo=InputMediaPhoto, video=InputMediaVideo)

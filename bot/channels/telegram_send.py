@@ -111,22 +111,35 @@ async def call(request: Awaitable[R], *, editing: bool = False) -> R:
 Step = tuple[str, Callable[[], Awaitable[list[str]]]]
 
 
+def chat_ref(chat_id: str) -> int | str:
+    try:
+        return int(chat_id)
+    except ValueError:
+        return chat_id  # @username of a public chat
+
+
 class StepwiseSender:
-    """One outbox message is several Telegram calls (album, voice, text parts); a retry after a
-    429 halfway resumes where it stopped instead of posting the photos again. Both Telegram
-    transports send this way; each says what its steps are."""
+    """Delivery's view of Telegram, whichever library speaks to it.
+
+    One outbox message is several Bot API calls (albums, voice and files, then the text parts
+    with the buttons on the last); a retry after a 429 halfway resumes where it stopped instead
+    of posting the photos again. A card is one message, shortened instead of split, and is
+    edited in place. Each transport gives its bot, its error mapping and its keyboard and media
+    classes; the Bot API's keyword names are the same in both libraries.
+    """
 
     name = NAME
     can_edit = True
     windows = WINDOWS
 
-    def __init__(self) -> None:
+    def __init__(self, bot, *, call: Callable, keyboard: Callable, photo: type, video: type) -> None:
+        self.bot = bot
+        self._call = call
+        self._keyboard = keyboard
+        self._photo, self._video = photo, video
         # outbox row id → the steps already done (key → message ids). In-process memory only:
         # after a crash a message may repeat, which beats losing it.
         self._progress: dict[int, dict[str, list[str]]] = {}
-
-    def _steps(self, msg: OutgoingMessage) -> list[Step]:
-        raise NotImplementedError
 
     async def send(self, msg: OutgoingMessage) -> Sent:
         done = self._progress.setdefault(msg.id, {})
@@ -144,54 +157,52 @@ class StepwiseSender:
         # the last text part carries the buttons: it is the message a card edits later
         return Sent(ids[-1], extra_ids=ids[:-1])
 
-
-class TelegramAdapter(StepwiseSender):
-    """Delivery's view of Telegram: send a message (with its media first), edit a posted card."""
-
-    def __init__(self, bot: Bot) -> None:
-        super().__init__()
-        self.bot = bot
-
-    def _steps(self, msg: OutgoingMessage) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
-        steps = self._media_steps(msg)
-        markup = keyboard(msg.buttons) if msg.buttons else None
-        parts = [fit_card(msg.text)] if msg.card_key else split_text(msg.text)
-        for n, part in enumerate(parts):
-            async def text(part: str = part, last: bool = n == len(parts) - 1) -> list[str]:
-                sent = await call(self.bot.send_message(msg.chat_id, part, reply_markup=markup if last else None))
-                return [str(sent.message_id)]
-
-            steps.append((f"text:{n}", text))
-        return steps
-
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
         # an empty keyboard removes the buttons of a card whose case has moved on
-        markup = keyboard(msg.buttons)
+        markup = self._keyboard(msg.buttons)
         try:
-            await call(self.bot.edit_message_text(fit_card(msg.text), chat_id=msg.chat_id,
-                                                  message_id=int(message_id), reply_markup=markup),
-                       editing=True)
+            await self._call(self.bot.edit_message_text(text=fit_card(msg.text), chat_id=chat_ref(msg.chat_id),
+                                                        message_id=int(message_id), reply_markup=markup),
+                             editing=True)
         except PermanentError as e:
             if "message is not modified" in str(e).lower():
                 return  # the card already shows this: the edit has done its job
             raise
 
-    def _media_steps(self, msg: OutgoingMessage) -> list[tuple[str, Callable[[], Awaitable[list[str]]]]]:
+    def _steps(self, msg: OutgoingMessage) -> list[Step]:
+        chat = chat_ref(msg.chat_id)
+        steps = self._media_steps(msg, chat)
+        markup = self._keyboard(msg.buttons) if msg.buttons else None
+        parts = [fit_card(msg.text)] if msg.card_key else split_text(msg.text)
+        for n, part in enumerate(parts):
+            async def text(part: str = part, last: bool = n == len(parts) - 1) -> list[str]:
+                sent = await self._call(self.bot.send_message(chat_id=chat, text=part,
+                                                              reply_markup=markup if last else None))
+                return [str(sent.message_id)]
+
+            steps.append((f"text:{n}", text))
+        return steps
+
+    def _media_steps(self, msg: OutgoingMessage, chat: int | str) -> list[Step]:
         # media from other channels have file ids Telegram cannot use; the text mentions them
         mine = [m for m in msg.media if m.get("channel") == NAME and m.get("ref")]
         visual = [m for m in mine if m.get("kind") in ("photo", "video")]
-        steps: list[tuple[str, Callable[[], Awaitable[list[str]]]]] = []
+        steps: list[Step] = []
         for start in range(0, len(visual), MAX_ALBUM):
             chunk = visual[start:start + MAX_ALBUM]
 
             async def album(chunk: list[dict] = chunk) -> list[str]:
                 if len(chunk) == 1:  # an album needs two items; one goes on its own
                     m = chunk[0]
-                    send = self.bot.send_photo if m["kind"] == "photo" else self.bot.send_video
-                    return [str((await call(send(msg.chat_id, m["ref"]))).message_id)]
-                items = [InputMediaPhoto(m["ref"]) if m["kind"] == "photo" else InputMediaVideo(m["ref"])
+                    if m["kind"] == "photo":
+                        sent = await self._call(self.bot.send_photo(chat_id=chat, photo=m["ref"]))
+                    else:
+                        sent = await self._call(self.bot.send_video(chat_id=chat, video=m["ref"]))
+                    return [str(sent.message_id)]
+                items = [self._photo(media=m["ref"]) if m["kind"] == "photo" else self._video(media=m["ref"])
                          for m in chunk]
-                return [str(s.message_id) for s in await call(self.bot.send_media_group(msg.chat_id, items))]
+                sent = await self._call(self.bot.send_media_group(chat_id=chat, media=items))
+                return [str(one.message_id) for one in sent]
 
             steps.append((f"album:{start}", album))
         for n, m in enumerate(mine):
@@ -199,8 +210,18 @@ class TelegramAdapter(StepwiseSender):
                 continue
 
             async def single(m: dict = m) -> list[str]:
-                send = self.bot.send_voice if m["kind"] == "voice" else self.bot.send_document
-                return [str((await call(send(msg.chat_id, m["ref"]))).message_id)]
+                if m["kind"] == "voice":
+                    sent = await self._call(self.bot.send_voice(chat_id=chat, voice=m["ref"]))
+                else:
+                    sent = await self._call(self.bot.send_document(chat_id=chat, document=m["ref"]))
+                return [str(sent.message_id)]
 
             steps.append((f"{m['kind']}:{n}", single))
         return steps
+
+
+class TelegramAdapter(StepwiseSender):
+    """The python-telegram-bot transport's adapter."""
+
+    def __init__(self, bot: Bot) -> None:
+        super().__init__(bot, call=call, keyboard=keyboard, photo=InputMediaPhoto, video=InputMediaVideo)
