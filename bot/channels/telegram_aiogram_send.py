@@ -1,9 +1,7 @@
-"""Sending outbox messages through an aiogram `Bot`, and mapping aiogram's errors for Delivery.
+"""Sending outbox messages through an aiogram `Bot`: aiogram's keyboard and error mapping.
 
-Behaves as `telegram_send.TelegramAdapter` (the python-telegram-bot channel): media first
-(albums of photos and videos, then voice and files one by one), then the text split at 4,096
-characters with the buttons on the last part; a card is one message, shortened instead of split,
-and is edited in place. Text helpers and limits are imported from there, not copied.
+The steps of sending (media first, text parts, cards edited in place, resuming after a 429) are
+`telegram_send.StepwiseSender`'s, shared with the python-telegram-bot channel.
 """
 
 from __future__ import annotations
