@@ -77,6 +77,18 @@ async def test_command_menus_match_the_ptb_channel(grid: Grid, tg: FakeTelegram)
 # ====================================================================== gridbot inside someone else's aiogram bot
 
 
+async def their_ping_then_gridbots_report(grid: Grid, tg: FakeTelegram) -> None:
+    """In a bot that mounts gridbot: their /ping answers, gridbot's /report and buttons work."""
+    tg.say(RESIDENT, "/ping", entities=PING)
+    await until(lambda: tg.last_text(RESIDENT.id) == "pong", what="their /ping")
+    tg.say(RESIDENT, "/report")
+    await until(lambda: "请选择问题类别" in tg.last_text(RESIDENT.id), what="gridbot's /report")
+    message_id, data = grid.find(RESIDENT.id, "市政设施")
+    _, query = tg.press(RESIDENT, RESIDENT.id, message_id, data)
+    await until(lambda: grid.answer(query) is not None, what="the button answered")
+    await until(lambda: "描述" in tg.last_text(RESIDENT.id), what="the next step")
+
+
 async def test_router_mounted_in_a_users_own_dispatcher(grid: Grid, tg: FakeTelegram, db_url):
     """A bot of their own, with their own /ping; gridbot added with setup_gridbot (its Router last)."""
     theirs = Router(name="theirs")
@@ -94,14 +106,7 @@ async def test_router_mounted_in_a_users_own_dispatcher(grid: Grid, tg: FakeTele
     bot = Bot(tg.token, session=AiohttpSession(api=telegram_aiogram.api_server(tg.base_url)))
     polling = asyncio.create_task(dp.start_polling(bot, polling_timeout=1, handle_signals=False))
     try:
-        tg.say(RESIDENT, "/ping", entities=PING)
-        await until(lambda: tg.last_text(RESIDENT.id) == "pong", what="their /ping")
-        tg.say(RESIDENT, "/report")
-        await until(lambda: "请选择问题类别" in tg.last_text(RESIDENT.id), what="gridbot's /report")
-        message_id, data = grid.find(RESIDENT.id, "市政设施")
-        _, query = tg.press(RESIDENT, RESIDENT.id, message_id, data)
-        await until(lambda: grid.answer(query) is not None, what="the button answered")
-        await until(lambda: "描述" in tg.last_text(RESIDENT.id), what="the next step")
+        await their_ping_then_gridbots_report(grid, tg)
         tg.say(RESIDENT, "/ping", entities=PING)  # their command still theirs in the middle of a report
         await until(lambda: tg.last_text(RESIDENT.id) == "pong", what="their /ping again")
         async with grid.sm() as s:
@@ -261,14 +266,7 @@ async def test_ptb_setup_gridbot_in_a_users_own_application(grid: Grid, tg: Fake
     await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=PtbUpdate.ALL_TYPES)
     try:
         assert their_init_ran == [True]
-        tg.say(RESIDENT, "/ping", entities=PING)
-        await until(lambda: tg.last_text(RESIDENT.id) == "pong", what="their /ping")
-        tg.say(RESIDENT, "/report")
-        await until(lambda: "请选择问题类别" in tg.last_text(RESIDENT.id), what="gridbot's /report")
-        message_id, data = grid.find(RESIDENT.id, "市政设施")
-        _, query = tg.press(RESIDENT, RESIDENT.id, message_id, data)
-        await until(lambda: grid.answer(query) is not None, what="the button answered")
-        await until(lambda: "描述" in tg.last_text(RESIDENT.id), what="the next step")
+        await their_ping_then_gridbots_report(grid, tg)
         assert [c.params["text"] for c in tg.sent_to(RESIDENT.id)].count("pong") == 1
         assert not [c for c in tg.sent_to(RESIDENT.id) if "没有这个命令" in c.params["text"]]
     finally:

@@ -7,6 +7,7 @@ The steps of sending (media first, text parts, cards edited in place, resuming a
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from functools import partial
 from typing import TypeVar
 
 from aiogram import Bot
@@ -24,22 +25,13 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, InputMediaVideo
 
 from .base import MessageGone, PermanentError, RetryLater, TransientError
-from .telegram_send import MAX_CALLBACK_BYTES, StepwiseSender
+from .telegram_send import StepwiseSender
+from .telegram_send import keyboard as ptb_keyboard
 
 R = TypeVar("R")
 
 
-def keyboard(rows: list[list[dict]]) -> InlineKeyboardMarkup:
-    out = []
-    for row in rows:
-        cells = []
-        for b in row:
-            if len(b["token"].encode()) > MAX_CALLBACK_BYTES:
-                raise PermanentError(f"button token longer than {MAX_CALLBACK_BYTES} bytes")
-            cells.append(InlineKeyboardButton(text=b["label"], callback_data=b["token"]))
-        if cells:
-            out.append(cells)
-    return InlineKeyboardMarkup(inline_keyboard=out)
+keyboard = partial(ptb_keyboard, button=InlineKeyboardButton, markup=InlineKeyboardMarkup)
 
 
 async def call(request: Awaitable[R], *, editing: bool = False) -> R:

@@ -64,17 +64,19 @@ def fit_card(text: str, limit: int = MAX_TEXT) -> str:
     return text[:half] + marker + text[-half:]
 
 
-def keyboard(rows: list[list[dict]]) -> InlineKeyboardMarkup:
+def keyboard(rows: list[list[dict]], button: type = InlineKeyboardButton,
+             markup: type = InlineKeyboardMarkup) -> InlineKeyboardMarkup:
+    """Payload buttons as an inline keyboard; aiogram passes its own two classes (same fields)."""
     out = []
     for row in rows:
         cells = []
         for b in row:
             if len(b["token"].encode()) > MAX_CALLBACK_BYTES:
                 raise PermanentError(f"button token longer than {MAX_CALLBACK_BYTES} bytes")
-            cells.append(InlineKeyboardButton(b["label"], callback_data=b["token"]))
+            cells.append(button(text=b["label"], callback_data=b["token"]))
         if cells:
             out.append(cells)
-    return InlineKeyboardMarkup(out)
+    return markup(inline_keyboard=out)
 
 
 def retry_seconds(error: RetryAfter) -> float:
