@@ -19,13 +19,12 @@ from workflows.clock import Clock, SystemClock
 from workflows.context import Ctx
 from workflows.errors import Invalid
 from workflows.models import Account, Assignment, GroupBinding, Node
-from workflows.tree import node_by_code
+from workflows.tree import CARD_ACTORS, node_by_code
 
 from .channels.wecom_api import WeComAPI, WeComError
 from .settings import Settings
 
 CH = "wecom"
-OWNER_ROLES = ("leader", "centre_staff", "standin")
 
 
 async def node_userids(session: AsyncSession, node_id: int) -> tuple[list[str], list[str]]:
@@ -41,8 +40,8 @@ async def node_userids(session: AsyncSession, node_id: int) -> tuple[list[str], 
     for userid, role in rows:
         if userid not in members:
             members.append(userid)
-        if role in OWNER_ROLES:
-            owners.append((OWNER_ROLES.index(role), userid))
+        if role in CARD_ACTORS:
+            owners.append((CARD_ACTORS.index(role), userid))
     return members, [u for _, u in sorted(owners, key=lambda x: x[0])]
 
 

@@ -13,6 +13,8 @@ from .models import Assignment, GroupBinding, Level, Node, Person, Role, TeamMem
 
 DISPATCH_ROLES_HERE = {Role.leader, Role.standin, Role.centre_staff, Role.admin}
 DISPATCH_ROLES_ABOVE = {Role.leader, Role.centre_staff, Role.admin}
+# who acts on a node's case cards day to day, first the one who owns its work group
+CARD_ACTORS = (Role.leader, Role.centre_staff, Role.standin)
 GRID_LEVELS = {Level.grid, Level.micro_grid, Level.special_grid}
 LEVEL_NAMES = {
     "city": "市",

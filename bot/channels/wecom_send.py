@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from workflows.channel_models import ChannelChoice
 from workflows.clock import Clock, SystemClock
 from workflows.models import Account, Assignment, GroupBinding
+from workflows.tree import CARD_ACTORS
 
 from .base import OutgoingMessage, PermanentError, Sent, Window
 from .wecom_api import WeComAPI
@@ -37,7 +38,6 @@ SUB_CHARS = 112  # template card sub_title_text
 GROUP_HINT = "请网格长在应用内操作（操作按钮已私信发送）。"
 CHOOSE_HINT = "回复数字选择。"
 # roles that get a group card's buttons privately: whoever may act on the node's cards
-GROUP_ACTORS = ("leader", "standin", "centre_staff")
 MEDIA_TYPES = {"photo": "image", "voice": "voice", "video": "video", "file": "file"}
 
 
@@ -245,7 +245,7 @@ class WeComAdapter:
                 .join(Assignment, Assignment.person_id == Account.person_id)
                 .join(GroupBinding, GroupBinding.node_id == Assignment.node_id)
                 .where(GroupBinding.channel == NAME, GroupBinding.chat_id == chat_id,
-                       GroupBinding.status == "active", Assignment.role.in_(GROUP_ACTORS),
+                       GroupBinding.status == "active", Assignment.role.in_(list(CARD_ACTORS)),
                        Account.channel == NAME, Account.undeliverable.is_(None))
                 .order_by(Account.id)
             )
