@@ -135,10 +135,14 @@ async def test_scheduler_leader_and_fail_over(pg_world: World):
             await e.dispose()
 
 
-async def test_scheduler_on_sqlite_always_leads(sessionmaker, clock):
+async def test_scheduler_on_sqlite_always_leads(sqlite_template, tmp_path, clock):
+    """SQLite has no advisory lock and one process: it leads at once (PostgreSQL: the test above)."""
+    import shutil
+
+    shutil.copy(sqlite_template, tmp_path / "one.db")
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+    sessionmaker = make_sessionmaker(engine)
     w = await World(sessionmaker, clock).setup()
-    if sessionmaker.kw["bind"].dialect.name != "sqlite":
-        pytest.skip("SQLite only")
     sc = Scheduler(Settings(database_url="sqlite://"), sessionmaker, clock=FixedClock(local(2026, 11, 23, 8, 50)))
     sc.channels = frozenset({"test"})
     await sc.start()
@@ -155,6 +159,7 @@ async def test_scheduler_on_sqlite_always_leads(sessionmaker, clock):
         assert all(j.coalesce and j.max_instances == 1 and j.misfire_grace_time for j in jobs.values())
     finally:
         await sc.stop()
+        await engine.dispose()
 
 
 def test_jobs_cli_list_and_run(tmp_path, sqlite_template):
