@@ -10,10 +10,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from workflows.accounts import unreachable
 from workflows.clock import Clock, SystemClock
 from workflows.context import Ctx
-from workflows.models import Account, Assignment, CardMessage, Outbox, Person
-from workflows.outbox import Msg, to_group
+from workflows.models import CardMessage, Outbox
 
 from .channels.base import (
     Adapter,
@@ -238,23 +238,6 @@ class Delivery:
                 await self._mark_undeliverable(session, row, error)
 
     async def _mark_undeliverable(self, session: AsyncSession, row: Outbox, error: str) -> None:
-        """Tell the person's leaders once, when their account first becomes unreachable."""
-        account = (await session.execute(
-            select(Account).where(Account.channel == row.channel, Account.chat_id == row.chat_id,
-                                  Account.person_id == row.person_id)
-        )).scalar_one_or_none()
-        if account is None or account.undeliverable:
-            return
-        account.undeliverable = error[:200]
-        person = await session.get(Person, row.person_id)
-        nodes = (await session.execute(
-            select(Assignment.node_id).where(Assignment.person_id == person.id).distinct()
-        )).scalars().all()
         ctx = Ctx(session=session, clock=self.clock, channels=frozenset(self.adapters),
                   language=self.language, timezone=self.timezone)
-        for node_id in nodes:
-            async def compose(t, person=person) -> Msg:
-                return Msg(t("无法给 {name} 发送消息（{channel}：{error}），请电话联系本人，并请其重新私聊机器人。",
-                             name=person.name, channel=row.channel, error=error[:80]))
-
-            await to_group(ctx, node_id, compose)
+        await unreachable(ctx, row.person_id, row.channel, row.chat_id, error)

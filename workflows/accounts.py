@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from .context import Ctx
 from .errors import Invalid
-from .models import Account, GroupBinding, Node, OneTimeToken, Person
+from .models import Account, Assignment, GroupBinding, Node, OneTimeToken, Person
+from .outbox import Msg, to_group
 from .tree import node_by_code
 
 TOKEN_LIFETIME = timedelta(hours=24)
@@ -109,3 +110,26 @@ async def staff_by_phone(ctx: Ctx, phone: str) -> Person | None:
     rows = await ctx.session.execute(select(Person).where(Person.code.is_not(None), Person.phone.is_not(None)))
     found = [p for p in rows.scalars() if _digits(p.phone) == wanted]
     return found[0] if len(found) == 1 else None
+
+
+async def unreachable(ctx: Ctx, person_id: int, channel: str, chat_id: str, error: str) -> None:
+    """A private message could not be delivered for good: remember it on the account and, the
+    first time, tell the work groups of the person's nodes so someone phones them."""
+    account = (await ctx.session.execute(
+        select(Account).where(Account.channel == channel, Account.chat_id == chat_id,
+                              Account.person_id == person_id)
+    )).scalar_one_or_none()
+    if account is None or account.undeliverable:
+        return
+    account.undeliverable = error[:200]
+    person = await ctx.session.get(Person, person_id)
+    nodes = (await ctx.session.execute(
+        select(Assignment.node_id).where(Assignment.person_id == person_id).distinct()
+    )).scalars().all()
+
+    async def compose(t) -> Msg:
+        return Msg(t("无法给 {name} 发送消息（{channel}：{error}），请电话联系本人，并请其重新私聊机器人。",
+                     name=person.name, channel=channel, error=error[:80]))
+
+    for node_id in nodes:
+        await to_group(ctx, node_id, compose)
