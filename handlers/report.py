@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 from sqlalchemy import select
 
 from workflows import cases
 from workflows.cards import local
+from workflows.deadlines import promised_deadline
 from workflows.errors import Invalid
 from workflows.models import Category, Node
 from workflows.tree import GRID_LEVELS, children, locate
@@ -309,7 +309,6 @@ async def submit(turn: Turn, args: dict) -> None:
         contact_phone=data.get("phone"),
     )
     await turn.finish()
-    category = await turn.session.get(Category, case.category_id)
-    expected = turn.ctx.now() + timedelta(hours=category.time_limit_hours)
+    expected = await promised_deadline(turn.ctx, case)
     await turn.say(turn.t("上报成功！事件编号：{number}\n网格长立案后开始办理，一般在 {at} 前办结。发送编号可随时查询进度。",
                           number=case.number, at=local(turn.ctx, expected, "%Y-%m-%d %H:%M")))

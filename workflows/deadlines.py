@@ -30,6 +30,19 @@ def compute_deadline(
     return start + timedelta(hours=hours)
 
 
+async def promised_deadline(ctx, case: Case) -> datetime:
+    """The deadline a case would get if registered now: what a resident is promised at report.
+
+    The same rule as the deadline set at registration (category, urgency, the grid's time zone).
+    """
+    from .models import Node
+
+    category = await ctx.session.get(Category, case.category_id)
+    grid = await ctx.session.get(Node, case.grid_id) if case.grid_id else None
+    tz = (grid.timezone if grid is not None else None) or ctx.timezone
+    return compute_deadline(ctx.now(), category, case.urgency, tz)
+
+
 def checkpoint(case: Case, stage: int) -> datetime | None:
     """When stage (0-based index into STAGES) falls due, or None past the last one."""
     if stage >= len(STAGES) or case.deadline_at is None or case.registered_at is None:
