@@ -23,6 +23,7 @@ from bot.delivery import Delivery
 from bot.ratelimit import Limiter
 from bot.settings import Settings
 from bot.wecom_cli import create_group, sync_groups
+from workflows import geo
 from workflows.channel_models import ChannelChoice
 from workflows.context import Ctx
 from workflows.errors import Invalid
@@ -268,7 +269,8 @@ async def test_resident_report_leader_card_worker_verify_and_rating(running: WeG
     await g.press(RESIDENT, "提交")
     case = await g.case()
     assert case is not None and case.status == "reported" and case.description == "小区门口路灯坏了三天"
-    assert case.latitude == pytest.approx(30.29) and [a["ref"] for a in case.attachments] == ["MEDIA-1"]
+    # WeChat Work sends GCJ-02; the case keeps WGS-84
+    assert (case.latitude, case.longitude) == pytest.approx(geo.to_wgs84(30.29, 120.105, "gcj02")) and [a["ref"] for a in case.attachments] == ["MEDIA-1"]
 
     # the group gets the card as markdown (with the photo first); the leader gets the buttons privately
     group = api.sent_to_chat(chat)

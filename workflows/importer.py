@@ -25,6 +25,7 @@ from shapely.validation import explain_validity
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import geo
 from .models import (
     Account,
     Assignment,
@@ -45,7 +46,7 @@ DEMO_FILE = Path(__file__).parent / "data" / "demo.yaml"
 KINDS = ("departments", "nodes", "people", "teams", "categories")
 KEYS = {
     "departments": ("code", "name"),
-    "nodes": ("code", "name", "level", "parent", "case_prefix", "timezone", "notice", "boundary",
+    "nodes": ("code", "name", "level", "parent", "case_prefix", "timezone", "notice", "boundary", "crs",
               "patrol_times", "checklist"),
     "people": ("code", "name", "phone", "language", "partner", "roles", "accounts", "preferred_channel"),
     "teams": ("code", "name", "department", "lead", "members", "grids"),
@@ -161,6 +162,7 @@ def _plain(value: Any) -> Any:
 class _Source:
     def __init__(self, name: str) -> None:
         self.name = name
+        self.crs = "wgs84"  # the file's datum (top-level `crs`); a node may name its own
         self.found: list[tuple[int, str]] = []
 
     def error(self, line: int, name: str, message: str) -> None:
@@ -258,6 +260,10 @@ def _codes(value: Any) -> list[tuple[str, int]]:
     return [(_code(v), line) for v, line in zip(value, lines, strict=True)]
 
 
+def _crs(value: Any) -> str:
+    return geo.check_crs(value)  # UnknownCRS is a ValueError naming the three accepted
+
+
 def _boundary(value: Any) -> dict:
     if not isinstance(value, dict):
         raise ValueError("must be a GeoJSON geometry mapping {type: Polygon, coordinates: ...}")
@@ -328,7 +334,10 @@ def _node(it: _Item) -> None:
     it.get("case_prefix", _text(16))
     it.get("timezone", _timezone)
     it.get("notice", _text(4000))
-    it.get("boundary", _boundary)
+    crs = it.get("crs", _crs) or it.src.crs
+    if it.get("boundary", _boundary) and crs != "wgs84":
+        # stored in WGS-84 whatever datum the file was drawn in
+        it.out["boundary"] = geo.geometry_to_wgs84(it.out["boundary"], crs)
     it.get("patrol_times", _times)
     it.get("checklist", _str_list)
 
@@ -440,7 +449,14 @@ def _parse_yaml(src: _Source, text: str) -> Parsed:
     if not isinstance(doc, dict):
         src.error(1, "(top)", f"the file must be a mapping with keys {', '.join(KINDS)}")
         return parsed
+    if "crs" in doc:
+        try:
+            src.crs = geo.check_crs(doc["crs"])
+        except ValueError as e:
+            src.error(doc.lines["crs"], "crs", str(e))
     for key, items in doc.items():
+        if key == "crs":
+            continue
         if key not in KINDS:
             src.error(doc.lines[key], str(key), f"unknown key (expected one of: {', '.join(KINDS)})")
         else:
@@ -582,6 +598,8 @@ class _Writer:
             values = _present(row, ["name", "level", "case_prefix", "timezone", "notice", "boundary",
                                     "patrol_times", "checklist"])
             self.upsert("nodes", Node, nodes, row["code"], values)
+        if any("boundary" in row for row in data["nodes"]):
+            geo.invalidate()
         await s.flush()  # parents may come later in the file: link once every node has an id
         for row in data["nodes"]:
             if "parent" in row:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shapely.geometry import Point, shape
+from shapely.geometry import shape
 from sqlalchemy import select
 
+from . import geo
 from .context import Ctx
 from .errors import NotFound
 from .models import Assignment, GroupBinding, Level, Node, Person, Role, TeamMember
@@ -133,19 +134,20 @@ async def grids(ctx: Ctx) -> list[Node]:
     return list(rows.scalars())
 
 
+async def grid_index(ctx: Ctx) -> geo.GridIndex:
+    """Built once per database and kept until an import changes boundaries (geo.invalidate)."""
+    key = str(ctx.session.bind.url) if ctx.session.bind is not None else None
+    index = geo.cached_index(key)
+    if index is None:
+        index = geo.GridIndex([geo.GridShape(n.id, shape(n.boundary)) for n in await grids(ctx) if n.boundary])
+        geo.store_index(key, index)
+    return index
+
+
 async def locate(ctx: Ctx, lat: float, lon: float, near_metres: float = 0) -> Node | None:
-    """The grid whose boundary holds the point (GeoJSON is lon, lat); the smallest one wins."""
-    point = Point(lon, lat)
-    best: tuple[float, Node] | None = None
-    for node in await grids(ctx):
-        if not node.boundary:
-            continue
-        geom = shape(node.boundary)
-        tolerance = near_metres / 111_000
-        if geom.contains(point) or (tolerance and geom.distance(point) <= tolerance):
-            if best is None or geom.area < best[0]:
-                best = (geom.area, node)
-    return best[1] if best else None
+    """The grid whose boundary holds the WGS-84 point; the nearest within `near_metres` otherwise."""
+    node_id = (await grid_index(ctx)).locate(lat, lon, near_metres)
+    return await ctx.session.get(Node, node_id) if node_id is not None else None
 
 
 async def active_bindings(ctx: Ctx, node_id: int) -> list[GroupBinding]:

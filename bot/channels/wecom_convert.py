@@ -10,8 +10,10 @@ from wechatpy.enterprise import parse_message
 from wechatpy.messages import BaseMessage
 
 from handlers.events import Inbound, Media
+from workflows import geo
 
 NAME = "wecom"
+DATUM = "gcj02"  # the datum of the locations this channel receives
 IGNORED_EVENTS = {"enter_agent", "view", "location", "subscribe", "unsubscribe", "batch_job_result",
                   "change_contact", "open_approval_change", "taskcard_click"}
 
@@ -54,7 +56,8 @@ def to_inbound(xml: str) -> tuple[Inbound | None, dict]:
         return Inbound(**base, media=[Media(kind="video", ref=msg.media_id, channel=NAME)]), raw
     if kind == "location":
         try:
-            lat, lon = float(msg.location_x), float(msg.location_y)
+            # WeChat Work reports GCJ-02 (Amap/Tencent); we store WGS-84
+            lat, lon = geo.to_wgs84(float(msg.location_x), float(msg.location_y), DATUM)
         except (TypeError, ValueError):
             return Inbound(**base, kind="unsupported"), raw
         return Inbound(**base, location=(lat, lon), text=None), raw
