@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
 from handlers.office import Office
+from workflows.cards import local
 from workflows.models import Case, CaseEvent, Conversation, Outbox
 
 from .support import Desk
@@ -20,9 +23,9 @@ async def desk(sessionmaker, clock) -> Desk:
     return d
 
 
-async def report_until_confirm(desk: Desk, user: str = "r1") -> None:
+async def report_until_confirm(desk: Desk, user: str = "r1", category: str = "市政设施") -> None:
     await desk.send(user, "/report", name="王小明")
-    await desk.press(user, "市政设施")
+    await desk.press(user, category)
     await desk.send(user, "小区门口路灯坏了三天")
     await desk.photo(user)
     await desk.press(user, "下一步")
@@ -45,6 +48,20 @@ async def test_resident_report_dialogue(desk: Desk):
     assert case.number in done and "上报成功" in done
     assert case.number in (await desk.last(f"g:{(await _grid_code(desk, case))}")).text
     assert await desk.count(Conversation) == 0
+
+
+@pytest.mark.parametrize("category", ["市政设施", "消防安全隐患"])
+async def test_promised_time_is_the_deadline(desk: Desk, category: str):
+    """What the resident is told at report is the deadline the case gets when it is registered."""
+    await report_until_confirm(desk, category=category)
+    await desk.press("r1", "提交")
+    promised = re.search(r"一般在 (\S+ \S+) 前办结", await desk.last_text("r1")).group(1)
+    case = await desk.case()
+    await desk.press(_code(await _grid_code(desk, case), "L"), "立案", group=await _grid_code(desk, case))
+    case = await desk.case()
+    assert case.deadline_at is not None
+    async with desk.sm() as session:
+        assert local(desk.ctx(session), case.deadline_at, "%Y-%m-%d %H:%M") == promised
 
 
 async def test_anonymous_report_hides_the_reporter(desk: Desk):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .models import Case, Category, Urgency
+from .context import Ctx
+from .models import Case, Category, Node, Urgency
 
 # share of the time limit at which each stage falls due: reminders, yellow card, red card
 STAGES = (0.5, 0.8, 1.0, 2.0)
@@ -30,13 +31,11 @@ def compute_deadline(
     return start + timedelta(hours=hours)
 
 
-async def promised_deadline(ctx, case: Case) -> datetime:
+async def promised_deadline(ctx: Ctx, case: Case) -> datetime:
     """The deadline a case would get if registered now: what a resident is promised at report.
 
     The same rule as the deadline set at registration (category, urgency, the grid's time zone).
     """
-    from .models import Node
-
     category = await ctx.session.get(Category, case.category_id)
     grid = await ctx.session.get(Node, case.grid_id) if case.grid_id else None
     tz = (grid.timezone if grid is not None else None) or ctx.timezone
