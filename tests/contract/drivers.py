@@ -624,6 +624,10 @@ class WeComDriver(_Base):
         await self._send(who, self.xml(self.userid(who), "text", f"<Content>{cdata(text)}</Content>"), times)
 
     async def location(self, who: str, lat: float, lon: float) -> None:
+        # the contract's points are WGS-84; a WeChat Work client reports the same place in GCJ-02
+        from workflows.geo import from_wgs84
+
+        lat, lon = from_wgs84(lat, lon, "gcj02")
         await self._send(who, self.xml(self.userid(who), "location",
                                        f"<Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y>"
                                        f"<Scale>15</Scale><Label>{cdata('现场')}</Label>"))
