@@ -63,3 +63,27 @@ def test_index_prefers_containing_grid_and_tolerance_only_outside():
     assert index.locate(0.5, 0.99995, near_metres=300) == 1  # inside 1 though 2 is within 300 m
     assert index.locate(0.5, 1.00008, near_metres=300) == 2  # in neither: nearest wins
     assert index.locate(5, 5, near_metres=300) is None
+
+
+def test_locate_command(tmp_path, monkeypatch, capsys):
+    from bot import cli
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/g.db")
+    cli.get_settings.cache_clear() if hasattr(cli.get_settings, "cache_clear") else None
+    assert cli.main(["db", "upgrade"]) == 0
+    assert cli.main(["demo"]) == 0
+    capsys.readouterr()
+    assert cli.main(["locate", "30.285", "120.115"]) == 0
+    assert capsys.readouterr().out.strip()  # a grid code and name
+    assert cli.main(["locate", "0", "0"]) == 1
+    assert "no grid" in capsys.readouterr().out
+    assert cli.main(["locate", "30.285", "120.115", "--crs", "mars"]) == 2
+    assert "gcj02" in capsys.readouterr().out
+
+
+def test_cached_index_expires_so_another_process_import_is_seen(monkeypatch):
+    index = geo.GridIndex([])
+    geo.store_index("db-x", index)
+    assert geo.cached_index("db-x") is index
+    monkeypatch.setattr(geo, "INDEX_MAX_AGE_SECONDS", -1.0)
+    assert geo.cached_index("db-x") is None

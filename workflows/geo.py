@@ -10,6 +10,7 @@ iteration; pyproj has no GCJ-02) — see docs/geo.md.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -121,15 +122,21 @@ class GridIndex:
         return g.node_id if distance_metres(g.geom, point) <= near_metres else None
 
 
-_indexes: dict[object, GridIndex] = {}
+# An import in this process invalidates at once; one run by another process (`gridbot import`
+# beside `gridbot run`) is picked up when the cached index is older than this.
+INDEX_MAX_AGE_SECONDS = 60.0
+_indexes: dict[object, tuple[float, GridIndex]] = {}
 
 
 def cached_index(key: object) -> GridIndex | None:
-    return _indexes.get(key)
+    hit = _indexes.get(key)
+    if hit is None or time.monotonic() - hit[0] > INDEX_MAX_AGE_SECONDS:
+        return None
+    return hit[1]
 
 
 def store_index(key: object, index: GridIndex) -> None:
-    _indexes[key] = index
+    _indexes[key] = (time.monotonic(), index)
 
 
 def invalidate() -> None:

@@ -49,7 +49,7 @@ from bot.ratelimit import Limiter
 from bot.settings import Settings
 from bot.wecom_cli import create_group
 from handlers.events import Inbound, Reply
-from workflows import accounts, geo
+from workflows import accounts
 from workflows.context import Ctx
 from workflows.models import Assignment, GroupBinding, Node, Outbox, Person
 
@@ -624,8 +624,10 @@ class WeComDriver(_Base):
         await self._send(who, self.xml(self.userid(who), "text", f"<Content>{cdata(text)}</Content>"), times)
 
     async def location(self, who: str, lat: float, lon: float) -> None:
-        # WeChat Work reports points in GCJ-02, as its maps show them; the case keeps WGS-84
-        lat, lon = geo.from_wgs84(lat, lon, "gcj02")
+        # the contract's points are WGS-84; a WeChat Work client reports the same place in GCJ-02
+        from workflows.geo import from_wgs84
+
+        lat, lon = from_wgs84(lat, lon, "gcj02")
         await self._send(who, self.xml(self.userid(who), "location",
                                        f"<Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y>"
                                        f"<Scale>15</Scale><Label>{cdata('现场')}</Label>"))
