@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from workflows import cases
-from workflows.cards import STATUS_LABELS, event_lines, local, summary
-from workflows.errors import NotAllowed
+from workflows.cards import (
+    RATING_LABELS,
+    STATUS_LABELS,
+    card_buttons,
+    event_lines,
+    local,
+    summary,
+    task_buttons,
+)
+from workflows.errors import NotAllowed, NotFound
 from workflows.models import Case, Category
+from workflows.tree import can_dispatch, get_node
 
 from .registry import action, command, flow
 from .turn import Turn
@@ -32,13 +41,44 @@ async def mine_button(turn: Turn, args: dict) -> None:
         await my_cases(turn)
 
 
-@command("case", "按编号查询事件", private=True)
+@command("case", "按编号查询事件", private=True, group=True)
 async def case_status(turn: Turn) -> None:
     number = cases.find_number(turn.text) or turn.text
     if not number:
         await turn.say(turn.t("请在命令后写上事件编号，例如：/case XH-20261123-001"))
         return
-    await show_case(turn, await cases.case_by_number(turn.ctx, number))
+    await show_number(turn, number)
+
+
+async def show_number(turn: Turn, number: str) -> None:
+    """Someone else's case and a number that does not exist get the same answer (issue 14.8)."""
+    try:
+        case = await cases.case_by_number(turn.ctx, number)
+    except NotFound:
+        case = None
+    if case is None or turn.person is None or not await cases.can_view(turn.ctx, turn.person.id, case):
+        raise NotFound("找不到编号为 {number} 的事件。", number=number.strip().upper())
+    await show_case(turn, case)
+
+
+async def _buttons(turn: Turn, case: Case) -> list:
+    """Exactly the buttons this viewer may press now, whatever message they have lost."""
+    me = turn.person.id
+    rows: list = []
+    node = await get_node(turn.ctx, case.level_node_id)
+    if await can_dispatch(turn.ctx, me, node):
+        rows.extend(await card_buttons(turn.ctx, turn.t, case, case.level_node_id))
+    if await cases.is_assignee(turn.ctx, me, case):
+        rows.extend(await task_buttons(turn.ctx, turn.t, case))
+    if case.reporter_id == me and not turn.inbound.is_group:
+        if case.status == "needs_info":
+            rows.append([await turn.button("补充材料", "case.supplement", case_id=case.id)])
+        if case.status in ("reported", "needs_info"):
+            rows.append([await turn.button("撤销上报", "case.cancel", case_id=case.id)])
+        if case.status == "closed" and not case.rating:
+            rows.append([await turn.button(label, "case.rate", case_id=case.id, rating=key)
+                         for key, label in RATING_LABELS.items()])
+    return rows
 
 
 async def show_case(turn: Turn, case: Case) -> None:
@@ -54,10 +94,7 @@ async def show_case(turn: Turn, case: Case) -> None:
         lines.append(t("处理结果：{text}", text=case.result))
     lines.append(t("—— 进展 ——"))
     lines.extend(await event_lines(turn.ctx, t, case, limit=20, public=public))
-    buttons = []
-    if case.reporter_id == turn.person.id and case.status in ("reported", "needs_info"):
-        buttons.append([await turn.button("撤销上报", "case.cancel", case_id=case.id)])
-    await turn.say("\n".join(lines), buttons=buttons)
+    await turn.say("\n".join(lines), buttons=await _buttons(turn, case))
 
 
 @action("case.detail")

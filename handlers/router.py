@@ -97,6 +97,11 @@ async def _route(turn: Turn) -> None:
         await _command(turn, *cmd)
         return
     conv = await turn.conversation()
+    if conv is None and (number := _bare_number(turn.text)):
+        from .mine import show_number
+
+        await show_number(turn, number)
+        return
     if conv is not None and conv.flow in registry.FLOWS:
         await registry.FLOWS[conv.flow](turn, dict(conv.data))
         return
@@ -105,6 +110,14 @@ async def _route(turn: Turn) -> None:
     from .common import fallback
 
     await fallback(turn)
+
+
+def _bare_number(text: str) -> str | None:
+    """A message that is only a case number asks for that case's card."""
+    from workflows.cases import NUMBER_RE
+
+    text = (text or "").strip()
+    return text.upper() if NUMBER_RE.fullmatch(text) else None
 
 
 async def _command(turn: Turn, name: str, args: str) -> None:

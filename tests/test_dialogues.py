@@ -199,11 +199,17 @@ async def test_my_cases_and_status(desk: Desk):
     await desk.send("r1", f"请问 {case.number} 怎么样了")
     text = await desk.last_text("r1")
     assert "待立案" in text and "上报" in text
-    # another resident may not read it
+    # another resident may not read it, and cannot tell it from a number that does not exist (14.8)
     await desk.send("r2", f"/case {case.number}")
-    assert "只能查询自己" in await desk.last_text("r2")
+    other = await desk.last_text("r2")
     await desk.send("r2", "/case XH-20990101-001")
-    assert "找不到" in await desk.last_text("r2")
+    unknown = await desk.last_text("r2")
+    assert "找不到" in other and other.replace(case.number, "N") == unknown.replace("XH-20990101-001", "N")
+    # a bare number is enough, and the reporter's own card offers what they may do now
+    await desk.send("r1", case.number)
+    assert "待立案" in await desk.last_text("r1")
+    await desk.press("r1", "撤销上报")
+    assert "已撤销" in await desk.last_text("r1")
 
 
 async def test_unbound_group_gets_a_hint_once(desk: Desk):
@@ -258,3 +264,26 @@ async def _grid_code(desk: Desk, case: Case) -> str:
 
     async with desk.sm() as s:
         return (await s.get(Node, case.grid_id)).code
+
+
+async def test_case_number_in_group_shows_the_buttons_this_viewer_may_press(desk: Desk):
+    """Issue 9.1: the card's actions are reachable without the original message."""
+    from sqlalchemy import select
+
+    from workflows.models import Assignment, Node, Person
+
+    await report_until_confirm(desk)
+    await desk.press("r1", "提交")
+    case = await desk.case()
+    async with desk.sm() as s:
+        grid = (await s.get(Node, case.grid_id)).code
+        leader = (await s.execute(select(Person.code).join(Assignment, Assignment.person_id == Person.id).where(
+            Assignment.node_id == case.grid_id, Assignment.role == "leader").limit(1))).scalar_one()
+    await desk.send(leader, case.number, group=grid)
+    card = await desk.last(f"g:{grid}")
+    assert case.number in card.text and "立案" in card.labels()
+    await desk.press(leader, "立案", group=grid)
+    assert (await desk.case()).status == "registered"
+    # the reporter sees no leader buttons on the same case
+    await desk.send("r1", f"/case {case.number}")
+    assert "立案" not in (await desk.last("p:r1")).labels()
