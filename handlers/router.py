@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from workflows.cases import NUMBER_RE
 from workflows.errors import DomainError
 from workflows.models import ButtonRef, Conversation, GroupBinding
 
@@ -114,8 +115,6 @@ async def _route(turn: Turn) -> None:
 
 def _bare_number(text: str) -> str | None:
     """A message that is only a case number asks for that case's card."""
-    from workflows.cases import NUMBER_RE
-
     text = (text or "").strip()
     return text.upper() if NUMBER_RE.fullmatch(text) else None
 

@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import numpy as np
 import prcoords
@@ -42,21 +41,22 @@ _TO_WGS: dict[str, Callable] = {"gcj02": prcoords.gcj_wgs_bored, "bd09": prcoord
 _FROM_WGS: dict[str, Callable] = {"gcj02": prcoords.wgs_gcj, "bd09": prcoords.wgs_bd}
 
 
-def to_wgs84(lat: float, lon: float, crs: str) -> tuple[float, float]:
-    """(lat, lon) in `crs` → WGS-84. Outside China the national datums equal WGS-84."""
+def _convert(lat: float, lon: float, crs: str, table: dict[str, Callable]) -> tuple[float, float]:
     crs = check_crs(crs)
     if crs == "wgs84":
         return lat, lon
-    c = _TO_WGS[crs](prcoords.Coords(lat, lon))
+    c = table[crs](prcoords.Coords(lat, lon))
     return c.lat, c.lon
+
+
+def to_wgs84(lat: float, lon: float, crs: str) -> tuple[float, float]:
+    """(lat, lon) in `crs` → WGS-84. Outside China the national datums equal WGS-84."""
+    return _convert(lat, lon, crs, _TO_WGS)
 
 
 def from_wgs84(lat: float, lon: float, crs: str) -> tuple[float, float]:
-    crs = check_crs(crs)
-    if crs == "wgs84":
-        return lat, lon
-    c = _FROM_WGS[crs](prcoords.Coords(lat, lon))
-    return c.lat, c.lon
+    """WGS-84 (lat, lon) → `crs`, for what a Chinese map or a GCJ-02 client expects."""
+    return _convert(lat, lon, crs, _FROM_WGS)
 
 
 def geometry_to_wgs84(geojson: dict, crs: str) -> dict:
@@ -74,19 +74,6 @@ def geometry_to_wgs84(geojson: dict, crs: str) -> dict:
 def distance_metres(a: BaseGeometry, b: BaseGeometry) -> float:
     """Rough distance for warnings and tolerances (degrees scaled at the equator; enough for 'far')."""
     return a.distance(b) * METRES_PER_DEGREE
-
-
-# ---------------------------------------------------------------- map links
-
-def map_links(lat: float, lon: float, label: str | None = None) -> dict[str, str]:
-    """Amap and Tencent marker URIs for a WGS-84 point; both maps expect GCJ-02."""
-    glat, glon = from_wgs84(lat, lon, "gcj02")
-    name = quote(label or f"{lat:.5f},{lon:.5f}")
-    return {
-        "amap": f"https://uri.amap.com/marker?position={glon:.6f},{glat:.6f}&name={name}&coordinate=gaode",
-        "tencent": f"https://apis.map.qq.com/uri/v1/marker?marker=coord:{glat:.6f},{glon:.6f};title:{name}"
-                   f"&referer=gridbot",
-    }
 
 
 # ---------------------------------------------------------------- the grid index

@@ -260,10 +260,6 @@ def _codes(value: Any) -> list[tuple[str, int]]:
     return [(_code(v), line) for v, line in zip(value, lines, strict=True)]
 
 
-def _crs(value: Any) -> str:
-    return geo.check_crs(value)  # UnknownCRS is a ValueError naming the three accepted
-
-
 def _boundary(value: Any) -> dict:
     if not isinstance(value, dict):
         raise ValueError("must be a GeoJSON geometry mapping {type: Polygon, coordinates: ...}")
@@ -334,7 +330,7 @@ def _node(it: _Item) -> None:
     it.get("case_prefix", _text(16))
     it.get("timezone", _timezone)
     it.get("notice", _text(4000))
-    crs = it.get("crs", _crs) or it.src.crs
+    crs = it.get("crs", geo.check_crs) or it.src.crs  # UnknownCRS names the three accepted
     if it.get("boundary", _boundary) and crs != "wgs84":
         # stored in WGS-84 whatever datum the file was drawn in
         it.out["boundary"] = geo.geometry_to_wgs84(it.out["boundary"], crs)
