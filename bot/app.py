@@ -112,13 +112,21 @@ async def run_channels(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    from .web import from_settings
+
+    server = from_settings(settings, rt.sessionmaker, rt.office.clock)
+    for c in channels:  # a channel with HTTP entry points adds them before the server starts
+        if hasattr(c, "routes"):
+            c.routes(server)
     for c in channels:
         await c.start(rt.office)
         log.info("channel %s started", c.name)
+    await server.start()
     await services.start()
     try:
         await stop.wait()
     finally:
+        await server.stop()
         for c in channels:
             await c.stop()
         await services.stop()

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     wecom_callback_path: str = "/wecom/callback"
     wecom_api_base_url: str | None = None  # ends in /cgi-bin/
 
+    # the one web server (bot/web.py): WeChat Work callback, /healthz, the API.
+    # Empty host/port fall back to WECOM_CALLBACK_HOST/PORT, so older .env files keep working.
+    http_host: str | None = None
+    http_port: int | None = None
+    health_max_queue_age: float = 300.0  # /healthz answers 503 when a due message waits longer
+
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0
     scheduler_enabled: bool = True
@@ -46,6 +52,14 @@ class Settings(BaseSettings):
     @property
     def wecom_enabled(self) -> bool:
         return bool(self.wecom_corp_id and self.wecom_secret and self.wecom_token and self.wecom_aes_key)
+
+    @property
+    def web_host(self) -> str:
+        return self.http_host or self.wecom_callback_host
+
+    @property
+    def web_port(self) -> int:
+        return self.http_port if self.http_port is not None else self.wecom_callback_port
 
     @property
     def chat_channels(self) -> frozenset[str]:

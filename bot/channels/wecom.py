@@ -47,31 +47,37 @@ class WeComRuntime:
         self.adapter = WeComAdapter(self.api)
         self.crypto = WeChatCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id)
         self.office: Office | None = None
-        self._runner: web.AppRunner | None = None
+        self._server = None  # bot.web.WebServer: the shared one (routes) or our own (start)
+        self._own_server = False
         self._tasks: set[asyncio.Task] = set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._recent: OrderedDict[str, None] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
 
+    def routes(self, server) -> None:
+        """Puts the callback on the process's one web server (bot/web.py), before it starts."""
+        path = self.settings.wecom_callback_path
+        server.add("GET", path, self.verify_url, summary="WeChat Work URL verification", tag="wecom")
+        server.add("POST", path, self.callback, summary="WeChat Work encrypted callback", tag="wecom")
+        self._server = server
+
     async def start(self, office: Office) -> None:
         self.office = office
         self.adapter.sessionmaker = office.sessionmaker
         self.adapter.clock = office.clock
-        app = web.Application(client_max_size=1024 * 1024)
-        path = self.settings.wecom_callback_path
-        app.router.add_get(path, self.verify_url)
-        app.router.add_post(path, self.callback)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.settings.wecom_callback_host, self.settings.wecom_callback_port).start()
-        log.info("wecom callback listening on %s:%s%s", self.settings.wecom_callback_host,
-                 self.settings.wecom_callback_port, path)
+        if self._server is None:  # used on its own (tests, embedding): serve the callback alone
+            from ..web import WebServer
+
+            self.routes(WebServer(self.settings.web_host, self.settings.web_port, office.sessionmaker,
+                                  office.clock))
+            self._own_server = True
+            await self._server.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._own_server and self._server is not None:
+            await self._server.stop()
+            self._server, self._own_server = None, False
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
