@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import cards
+from . import cards, rollup
 from .context import Ctx
 from .deadlines import compute_deadline, reset_checks
 from .errors import Invalid, NotAllowed, NotFound, WrongState
@@ -77,6 +77,7 @@ async def _event(ctx: Ctx, case: Case, actor_id: int | None, action: str, note: 
     )
     ctx.session.add(ev)
     case.version = (case.version or 0) + 1
+    await rollup.apply_cases(ctx.session, [case.id])  # the indicators change with the event
     return ev
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, text, update
 
+from .. import rollup
 from ..cards import local
 from ..context import Ctx
 from ..deadlines import STAGE_NAMES, STAGES
@@ -91,6 +92,9 @@ async def sweep(ctx: Ctx, limit: int = BATCH) -> SweepResult:
             await ctx.session.execute(update(Case), part)  # bulk UPDATE by primary key
         for part in chunks(events, 5000):
             await ctx.session.execute(insert(CaseEvent), part)
+    cards = [e["case_id"] for e in events if e["action"] in rollup.CARD_FIELDS]
+    for part in chunks(cards, 5000):
+        await rollup.apply_cases(ctx.session, part)
     await _tell(ctx, acts, result)
     return result
 
