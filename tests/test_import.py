@@ -13,7 +13,6 @@ from workflows.importer import (
     ImportFailed,
     export_data,
     import_file,
-    import_people_csv,
     import_yaml,
     load_demo,
 )
@@ -286,7 +285,7 @@ async def test_people_csv(session, tmp_path):
     roles = (await session.execute(select(Assignment.role).join(Person).where(Person.code.in_(["W2", "H1"]))
                                    .order_by(Person.code))).scalars()
     assert list(roles) == ["helper", "worker"]  # an empty role is a worker
-    again = await import_people_csv(session, path)
+    again = await import_file(session, path)
     assert (again.created, again.updated) == (0, 0)
 
 
@@ -313,7 +312,7 @@ async def test_people_csv_errors(session, tmp_path, row, line, name, words):
 
 async def test_people_csv_header(session, tmp_path):
     path = write(tmp_path, "code,name,email\nX1,某人,x@y\n", "people.csv")
-    with pytest.raises(ImportFailed, match=rf"{path}:1: field 'email': unknown column"):
+    with pytest.raises(ImportFailed, match=rf"{path}:1: column C 'email': unknown column for people"):
         await import_file(session, path)
 
 

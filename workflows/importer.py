@@ -8,8 +8,6 @@ clears it. The caller owns the transaction: this module flushes but never commit
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -52,7 +50,6 @@ KEYS = {
     "teams": ("code", "name", "department", "lead", "members", "grids"),
     "categories": ("code", "name", "name_en", "time_limit_hours", "default_team", "split", "urgency", "sort"),
 }
-CSV_COLUMNS = ("code", "name", "phone", "node", "role", "partner", "telegram", "wecom")
 
 
 class ImportFailed(Exception):
@@ -740,52 +737,15 @@ def _read(path: Path, encoding: str = "utf-8") -> str:
         raise ImportFailed([f"{path}:1: the file is not UTF-8 text ({e.reason})"]) from None
 
 
-async def import_people_csv(session: AsyncSession, path: Path, now: datetime | None = None) -> ImportReport:
-    """One row per person: code,name,phone,node,role,partner,telegram,wecom (role defaults to worker)."""
-    src = _Source(str(path))
-    reader = csv.reader(io.StringIO(_read(path, "utf-8-sig"), newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    for column in header:
-        if column not in CSV_COLUMNS:
-            src.error(1, column, f"unknown column (expected: {','.join(CSV_COLUMNS)})")
-    for column in ("code", "name"):
-        if column not in header:
-            src.error(1, column, "required column is missing")
-    if src.errors:
-        raise ImportFailed(src.errors)
-    people, seen = [], set()
-    line = reader.line_num + 1
-    for cells in reader:
-        start, line = line, reader.line_num + 1  # a quoted cell may span lines
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != len(header):
-            src.error(start, "(row)", f"expected {len(header)} columns, found {len(cells)}")
-            continue
-        row = {k: v.strip() for k, v in zip(header, cells, strict=True) if v.strip()}
-        item = _Map({k: row[k] for k in ("code", "name", "phone", "partner") if k in row})
-        if "node" in row or "role" in row:
-            role = _Map({"role": row.get("role", Role.worker.value)} | ({"node": row["node"]} if "node" in row else {}))
-            role.line, role.lines = start, {"node": start, "role": start}
-            item["roles"] = _Seq([role])
-            item["roles"].lines = [start]
-        if accounts := {ch: row[ch] for ch in ("telegram", "wecom") if ch in row}:
-            item["accounts"] = _Map(accounts)
-            item["accounts"].line, item["accounts"].lines = start, dict.fromkeys(accounts, start)
-        item.line, item.lines = start, dict.fromkeys(item, start)
-        it = _Item(src, item, start, None)
-        _person(it, csv_row=True)
-        if it.out.get("code") in seen:
-            it.err("code", f"duplicate code {it.out['code']!r} in this file")
-        seen.add(it.out.get("code"))
-        people.append(it.out)
-    return await _import(session, src, {kind: [] for kind in KINDS} | {"people": people}, now)
-
-
 async def import_file(session: AsyncSession, path: Path, now: datetime | None = None) -> ImportReport:
+    """YAML (every kind), or a table: .xlsx (a sheet per kind) or CSV (one kind), see import_tables."""
+    from . import import_tables  # it builds on this module's checks
+
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        return await import_people_csv(session, path, now)
+        return await import_tables.import_csv(session, path, now)
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        return await import_tables.import_xlsx(session, path, now)
     return await import_yaml(session, _read(path), str(path), now)
 
 

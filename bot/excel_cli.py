@@ -1,5 +1,6 @@
-"""`gridbot ledger KIND --node CODE --from DATE --to DATE [--out FILE.xlsx]`: the office's
-ledgers (台账) as Excel workbooks, for a node and everything below it."""
+"""Excel for the office: `gridbot ledger KIND --node CODE --from DATE --to DATE [--out FILE.xlsx]`
+writes a ledger (台账) of a node and everything below it; `gridbot template FILE.xlsx [--kind K]`
+writes an empty workbook to fill in and import."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from workflows import tree
 from workflows.context import Ctx
 from workflows.errors import NotFound
 from workflows.i18n import T
+from workflows.import_tables import write_template
+from workflows.importer import KINDS as IMPORT_KINDS
 from workflows.ledger_xlsx import write_xlsx
 from workflows.ledgers import KINDS, ledger
 
@@ -55,6 +58,19 @@ def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(with_session(settings, go))
 
 
+def cmd_template(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    path = Path(args.file)
+    if path.suffix.lower() != ".xlsx":
+        print("the template is an Excel workbook: give a FILE ending in .xlsx", file=sys.stderr)
+        return 2
+    kinds = (args.kind,) if args.kind else (path.stem,) if path.stem in IMPORT_KINDS else IMPORT_KINDS
+    write_template(path, kinds)
+    print(f"{path}: {', '.join(kinds)} — fill it in from row 3, then `gridbot import {path}`")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ledger", help="write a ledger (台账) as an Excel workbook")
     p.add_argument("kind", choices=KINDS, help="cases 事件台账, patrols 巡查台账, diary 民情日记, "
@@ -65,3 +81,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.xlsx", help="where to write (default: KIND-NODE-FROM-TO.xlsx here)")
     p.add_argument("--lang", help="zh_CN (default: LANGUAGE) or en")
     p.set_defaults(fn=cmd_ledger)
+
+    p = sub.add_parser("template", help="write an empty Excel workbook to fill in for `gridbot import`")
+    p.add_argument("file", metavar="FILE.xlsx", help="people.xlsx, nodes.xlsx … gives that kind; another name gives every kind")
+    p.add_argument("--kind", choices=IMPORT_KINDS, help="the one kind to write (default: from the file name, else all)")
+    p.set_defaults(fn=cmd_template)
