@@ -25,6 +25,7 @@ def _load_dialogues() -> None:
         common,
         leader,
         leave,
+        ledger,
         link,
         mine,
         patrol,

@@ -3,6 +3,7 @@ came from, and the 考核表 against /stats' own figures."""
 
 from __future__ import annotations
 
+import base64
 import io
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -152,3 +153,30 @@ async def test_bad_requests_say_what_is_wrong(w: World):
             await ledger(ctx, T(), "money", node, date(2026, 11, 1), date(2026, 11, 30))
         with pytest.raises(ValueError, match="早于开始日期"):
             await ledger(ctx, T(), "cases", node, date(2026, 11, 30), date(2026, 11, 1))
+
+
+async def test_ledger_in_chat(w: World):
+    """A leader asks for the case ledger in the group and receives the workbook; a worker and
+    a resident are refused; a worker pressing the leader's buttons gets no file."""
+    case = await w.report()
+    await w.do(cases.register, w.ids[L], case.id)
+    desk = w.desk
+    await desk.send(L, "/ledger", group="CY-01")
+    assert (await desk.last("g:CY-01")).labels() == ["事件台账", "巡查台账", "民情日记", "请销假台账", "考核表"]
+    await desk.press(L, "事件台账", group="CY-01")
+    assert (await desk.last("g:CY-01")).labels() == ["本月", "上月", "本周", "上周", "今年"]
+    await desk.press(W1, "本周", group="CY-01")  # not the worker's to press
+    assert "只有本级及上级的网格长" in (await desk.last("g:CY-01")).text
+    await desk.press(L, "本周", group="CY-01")
+    sent = await desk.last("g:CY-01")
+    assert sent.text.startswith("事件台账（翠苑第一网格，") and sent.text.endswith("共 1 行。")
+    (media,) = sent.payload["media"]
+    assert media["kind"] == "file" and media["name"].endswith(".xlsx")
+    rows = list(load_workbook(io.BytesIO(base64.b64decode(media["data"]))).active.iter_rows(values_only=True))
+    assert rows[2][0] == case.number and len(rows) == 3
+
+    # in a private chat, a street's centre staff exports for the street
+    await desk.send("XH-ZX1", "/ledger")
+    assert "西湖街道" in (await desk.last_text("XH-ZX1"))
+    await desk.send(W1, "/ledger")
+    assert "只有本级及上级的网格长" in await desk.last_text(W1)

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from .cards import RATING_LABELS, STATUS_LABELS, URGENCY_LABELS, mask_name, mask_phone
 from .context import Ctx
 from .i18n import T, _
-from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Team
+from .models import Case, CaseEvent, CaseStatus, Category, Level, Node, Person, Team
 from .routines.models import DiaryEntry, Leave, PatrolCheckin
 from .routines.stats import node_stats
-from .tree import descendants
+from .tree import DISPATCH_ROLES_HERE, can_dispatch, descendants, roles_of
 
 PAGE = 1000  # rows per query
 KINDS = ("cases", "patrols", "diary", "leave", "assessment")
@@ -283,3 +283,42 @@ async def ledger(ctx: Ctx, t: T, kind: str, node: Node, first: date, last: date)
     columns, rows = make[kind]
     return Ledger(kind, node, first, last, columns, rows())
 
+
+
+# ---------------------------------------------------------------------------- who, and for when
+
+PERIODS = {"this_month": _("本月"), "last_month": _("上月"), "this_week": _("本周"), "last_week": _("上周"),
+           "this_year": _("今年")}
+
+
+def period(name: str, today: date) -> tuple[date, date]:
+    """A named period as (first, last) days; the current ones end today."""
+    if name == "this_week":
+        return today - timedelta(days=today.weekday()), today
+    if name == "last_week":
+        monday = today - timedelta(days=today.weekday())
+        return monday - timedelta(days=7), monday - timedelta(days=1)
+    if name == "this_month":
+        return today.replace(day=1), today
+    if name == "last_month":
+        last = today.replace(day=1) - timedelta(days=1)
+        return last.replace(day=1), last
+    if name == "this_year":
+        return today.replace(month=1, day=1), today
+    raise ValueError(name)
+
+
+async def may_export(ctx: Ctx, person_id: int | None, node: Node) -> bool:
+    """Ledgers are for whoever dispatches at the node or supervises it from above: its leader
+    (or stand-in), centre staff and admins — the same people who see its cases."""
+    return await can_dispatch(ctx, person_id, node)
+
+
+async def export_nodes(ctx: Ctx, person_id: int) -> list[Node]:
+    """The nodes a person may export ledgers for from a private chat, highest level first."""
+    ids = {nid for nid, role in await roles_of(ctx, person_id) if role in DISPATCH_ROLES_HERE}
+    if not ids:
+        return []
+    nodes = list((await ctx.session.execute(select(Node).where(Node.id.in_(ids)))).scalars())
+    order = {lv: i for i, lv in enumerate(Level)}
+    return sorted(nodes, key=lambda n: (order.get(n.level, 99), n.code))
