@@ -7,7 +7,10 @@ printed with its target. Lines starting with ':' are shell commands (:help lists
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+import threading
 from typing import TextIO
 
 from sqlalchemy import or_, select
@@ -30,8 +33,9 @@ SHELL_HELP = """终端命令 (shell commands):
   :phone 号码        分享自己的手机号 / share your own phone number
   :dm               之后的文字发到私聊 / type into your private chat
   :group 编码        之后的文字发到某个工作群 / type into a node's work group
+  :time 日期 时间    把时钟拨到某一时刻，如 :time 2026-11-24 08:50 / move the clock
   :who              当前身份 / who am I
-  :quit             退出 / quit
+  :quit             退出（或 Ctrl-C）/ quit (or Ctrl-C)
 其他文字按消息发送 / anything else is sent as a message."""
 
 
@@ -45,6 +49,7 @@ class TerminalAdapter:
         self.labels: dict[str, str] = {}  # chat id -> how to show it
         self.buttons: list[tuple[str, str, bool]] = []  # (token, chat id, is group), numbered from 1
         self.current_chat: str = ""
+        self.shown: list[tuple[str, str]] = []  # (chat id, text) of everything printed, in order
         self._next_id = 0
 
     def _print_buttons(self, msg: OutgoingMessage) -> list[str]:
@@ -64,6 +69,7 @@ class TerminalAdapter:
         for m in msg.media:
             lines.append(f"     ({m.get('kind', 'file')}: {m.get('name') or m.get('ref')})")
         lines.extend(self._print_buttons(msg))
+        self.shown.append((msg.chat_id, msg.text))
         print("\n".join(lines), file=self.out, flush=True)
 
     async def send(self, msg: OutgoingMessage) -> Sent:
@@ -77,7 +83,7 @@ class TerminalAdapter:
 
 class TerminalShell:
     def __init__(self, office: Office, delivery: Delivery, adapter: TerminalAdapter,
-                 stdin: TextIO | None = None, out: TextIO | None = None) -> None:
+                 stdin: TextIO | None = None, out: TextIO | None = None, scheduler=None) -> None:
         self.office = office
         self.delivery = delivery
         self.adapter = adapter
@@ -86,7 +92,10 @@ class TerminalShell:
         self.user_id = ""
         self.user_name = ""
         self.typing_chat: tuple[str, bool] | None = None  # where typed text goes, if not the private chat
+        self.scheduler = scheduler  # bot.scheduler.Scheduler, when the trial runs the sweeps
         self._seq = 0
+        self._drain_lock = asyncio.Lock()  # the shell and the scheduler's pump never send the same row
+        self._prompt_shown = False
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -144,10 +153,16 @@ class TerminalShell:
         is_group = kw.pop("is_group", default_group)
         inbound = Inbound(channel=NAME, chat_id=chat, user_id=self.user_id, user_name=self.user_name,
                           is_group=is_group, event_id=None, **kw)
+        mark = len(self.adapter.shown)
         reply = await self.office.handle(inbound)
-        await self.delivery.drain()
-        if reply.alert:
+        await self.drain()
+        # a refusal of a private button is also written into the chat: say it once, not twice
+        if reply.alert and (chat, reply.alert) not in self.adapter.shown[mark:]:
             self.say(f"(提示) {reply.alert}")
+
+    async def drain(self) -> None:
+        async with self._drain_lock:
+            await self.delivery.drain()
 
     async def handle_line(self, line: str) -> bool:
         """Returns False when the shell should stop."""
@@ -177,6 +192,8 @@ class TerminalShell:
                 self.typing_chat = None
             elif cmd == "group":
                 self.typing_chat = (f"group:{arg}", True)
+            elif cmd == "time":
+                await self.set_time(arg)
             elif cmd == "who":
                 self.say(f"{self.user_name} ({self.user_id})")
             elif cmd == "loc":
@@ -199,17 +216,92 @@ class TerminalShell:
         await self.send(text=line)
         return True
 
+    async def set_time(self, arg: str) -> None:
+        """Moves the trial's clock and runs every sweep at once, as the scheduler would then."""
+        from ..jobs_cli import format_local, parse_at
+
+        clock = self.office.clock
+        tz = self.office.timezone
+        if not arg:
+            self.say(f"现在是 / now: {format_local(clock.now(), tz)}")
+            return
+        if not hasattr(clock, "set"):
+            self.say("这个终端的时钟不能拨动。/ This shell's clock cannot be moved.")
+            return
+        try:
+            at = parse_at(arg, tz)
+        except ValueError as e:
+            self.say(f"{e}")
+            return
+        clock.set(at)
+        self.say(f"—— 时钟已拨到 / clock set to {format_local(clock.now(), tz)} ——")
+        if self.scheduler is not None:
+            await self.scheduler.run_all()
+        await self.drain()
+
+    async def pump(self) -> None:
+        """Sends what the scheduler's sweeps wrote while nobody typed, then shows the prompt again."""
+        while True:
+            await self.delivery._wake.wait()
+            self.delivery._wake.clear()
+            async with self._drain_lock:
+                before = len(self.adapter.shown)
+                await self.delivery.drain()
+            if len(self.adapter.shown) > before and self._prompt_shown:
+                self._prompt()
+
+    def _prompt(self) -> None:
+        where = f"@{self.adapter.labels.get(self.typing_chat[0], self.typing_chat[0])}" if self.typing_chat else ""
+        print(f"{self.user_name or '?'}{where}> ", end="", file=self.out, flush=True)
+        self._prompt_shown = True
+
+    def _start_reader(self, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+        # a daemon thread, not the default executor: Ctrl-C must not wait for a blocked readline
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            while True:
+                try:
+                    line = self.stdin.readline()
+                except (OSError, ValueError):
+                    line = ""
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+                if not line:
+                    return
+
+        threading.Thread(target=read, name="terminal-stdin", daemon=True).start()
+        return lines
+
     async def run(self) -> None:
         await self.prepare()
-        await self.delivery.drain()
+        if self.scheduler is not None:
+            await self.scheduler.run_all()  # the catch-up `gridbot run` does at start
+        await self.drain()
         self.say(SHELL_HELP)
         loop = asyncio.get_running_loop()
-        while True:
-            where = f"@{self.adapter.labels.get(self.typing_chat[0], self.typing_chat[0])}" if self.typing_chat else ""
-            prompt = f"{self.user_name or '?'}{where}> "
-            print(prompt, end="", file=self.out, flush=True)
-            line = await loop.run_in_executor(None, self.stdin.readline)
-            if not line:
-                break
-            if not await self.handle_line(line):
-                break
+        lines = self._start_reader(loop)
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        pump = asyncio.create_task(self.pump())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                self._prompt()
+                reading = asyncio.create_task(lines.get())
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    self.say("")
+                    break
+                self._prompt_shown = False
+                line = reading.result()
+                if not line or not await self.handle_line(line):
+                    break
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+            for task in (pump, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

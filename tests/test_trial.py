@@ -1,0 +1,160 @@
+"""The terminal trial as a new user meets it (issue 9, points 13–16): `gridbot shell` driven through
+stdin with the scheduler running on a clock `:time` moves; chat bindings that no button can move;
+a refusal said once; Ctrl-C; the `gridbot` command's help, logging and time format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+
+from sqlalchemy import select
+
+from bot.cli import build_parser
+from bot.db import make_engine, make_sessionmaker
+from workflows.models import Account, Person
+
+from .test_terminal import Shell, env_for, gridbot, run_cli
+
+NUMBER = re.compile(r"[A-Z]+-\d{8}-\d{3}")
+
+
+async def open_shell(db_url: str, *args: str) -> Shell:
+    proc = await asyncio.create_subprocess_exec(*gridbot(), "shell", *args, env=env_for(db_url),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, cwd="/tmp")
+    sh = Shell(proc)
+    await sh.until_prompt()
+    return sh
+
+
+async def close_shell(sh: Shell) -> None:
+    if sh.proc.returncode is None:
+        sh.proc.stdin.write(b":quit\n")
+        await sh.proc.stdin.drain()
+        try:
+            await asyncio.wait_for(sh.proc.wait(), 10)
+        except TimeoutError:
+            sh.proc.kill()
+            await sh.proc.wait()
+
+
+async def chats(db_url: str) -> dict[str, str]:
+    """Every terminal account's private chat, by the person's code (residents by name)."""
+    engine = make_engine(db_url)
+    async with make_sessionmaker(engine)() as s:
+        rows = await s.execute(select(Person.code, Person.name, Account.chat_id)
+                               .join(Account, Account.person_id == Person.id).where(Account.channel == "terminal"))
+        out = {code or name: chat for code, name, chat in rows}
+    await engine.dispose()
+    return out
+
+
+async def report(sh: Shell, text: str = "12号楼前的路灯不亮") -> str:
+    await sh.type(":resident 王大妈")
+    await sh.type("/report")
+    await sh.press("市政设施")
+    await sh.type(text)
+    await sh.press("下一步")
+    await sh.type(":loc 30.2850 120.1150")  # in 翠苑第二网格
+    await sh.press("跳过")
+    out = await sh.press("提交")
+    return NUMBER.search(out).group(0)
+
+
+async def test_trial_loop_keeps_chats_says_refusals_once_and_runs_the_scheduler(db_url):
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    sh = await open_shell(db_url)
+    try:
+        await report(sh)
+        await sh.type(":as CY02-L")
+        await sh.press("派遣")
+        await sh.press("朱琳")  # CY02-W1; her task card goes to her private chat
+        assert "[→ 私聊 朱琳]" in sh.screen
+
+        # 胡军 (CY02-W2) presses the 接收 on 朱琳's private card: refused, and said once
+        await sh.type(":as CY02-W2")
+        out = await sh.press("接收")
+        refusals = [line for line in out.splitlines() if line.strip() and not line.endswith("> ")]
+        assert len(refusals) == 1, out
+        assert "只有" in refusals[0] or "不能" in refusals[0] or "无权" in refusals[0], out
+
+        # no button press moved anyone's private chat
+        bound = await chats(db_url)
+        assert bound.pop("王大妈") == "dm:resident:王大妈"
+        assert bound and all(chat == f"dm:{code}" for code, chat in bound.items()), bound
+
+        # the scheduler runs in the shell: move the clock to before the next morning patrol
+        out = await sh.type(":time 2026-11-24 08:50")
+        assert "2026-11-24T08:50:00+08:00" in out
+        mine = [line for line in out.splitlines() if line.startswith("bot> ") and "巡查提醒" in line]
+        hers = [line for line in out.splitlines() if line.startswith("[→ 私聊 朱琳]") and "巡查提醒" in line]
+        assert len(mine) == 1 and "翠苑第二网格 09:00" in mine[0], out
+        assert len(hers) == 1, out
+        out = await sh.type(":time 2026-11-24 08:52")  # the sweeps again: nothing is said twice
+        assert "巡查提醒" not in out, out
+        out = await sh.type(":time tomorrow")
+        assert "2026-11-23T09:00:00+08:00" in out and "Traceback" not in out
+    finally:
+        await close_shell(sh)
+    assert sh.proc.returncode == 0 and "Traceback" not in sh.screen
+    assert " INFO " not in sh.screen  # no log lines on the trial's screen
+
+
+async def test_ctrl_c_leaves_the_shell_at_once(db_url):
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    sh = await open_shell(db_url, "--as", "CY01-L")
+    try:
+        started = time.monotonic()
+        sh.proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(sh.proc.wait(), 5)
+        assert time.monotonic() - started < 5
+        rest = (await sh.proc.stdout.read()).decode()
+        assert "Traceback" not in rest
+    finally:
+        await close_shell(sh)
+
+
+async def test_gridbot_command_help_logging_and_times(db_url):
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    code, out = await run_cli(db_url)  # bare: the help
+    assert code == 0 and "usage: gridbot" in out and "shell" in out and "jobs" in out
+
+    code, out = await run_cli(db_url, "db", "upgrade")
+    assert code == 0 and "INFO" not in out and "alembic" not in out, out
+    code, out = await run_cli(db_url, "-v", "db", "upgrade")
+    assert code == 0 and "alembic" in out, out
+
+    code, out = await run_cli(db_url, "jobs", "run", "patrol_reminders", "--at", "2026-11-24T08:55:00+08:00")
+    assert code == 0, out
+    first = json.loads(out.strip().splitlines()[-1])
+    assert first["as_of"] == "2026-11-24T08:55:00+08:00" and first["counts"], out
+    code, out = await run_cli(db_url, "jobs", "run", "patrol_reminders", "--at", "2026-11-24T00:55:00Z")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["as_of"] == "2026-11-24T08:55:00+08:00"
+    code, out = await run_cli(db_url, "jobs", "run", "patrol_reminders", "--at", "2026-11-24 08:56")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["as_of"] == "2026-11-24T08:56:00+08:00"
+    code, out = await run_cli(db_url, "jobs", "run", "patrol_reminders", "--at", "24.11.2026")
+    assert code != 0 and "ISO 8601" in out and "Traceback" not in out
+
+
+def test_every_subcommand_and_argument_has_a_help_line():
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                helps = {a.dest: a.help for a in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    walk(sub, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "gridbot")
+    assert not missing, missing
