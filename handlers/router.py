@@ -10,7 +10,7 @@ from workflows.cases import NUMBER_RE
 from workflows.errors import DomainError
 from workflows.models import ButtonRef, Conversation, GroupBinding
 
-from . import registry
+from . import access, registry
 from .events import MAX_INBOUND_TEXT
 from .turn import Turn
 
@@ -67,6 +67,12 @@ async def _route(turn: Turn) -> None:
 
         await group_membership_changed(turn)
         return
+    if i.kind == "member_joined":
+        if i.is_group and await _bound(turn):
+            from .admin import member_joined
+
+            await member_joined(turn)
+        return
     if i.kind == "group_moved":
         from .admin import group_moved
 
@@ -98,7 +104,7 @@ async def _route(turn: Turn) -> None:
         await _command(turn, *cmd)
         return
     conv = await turn.conversation()
-    if conv is None and (number := _bare_number(turn.text)):
+    if conv is None and (number := _bare_number(turn.text)) and (not i.is_group or await access.answers_in_group(turn)):
         from .mine import show_number
 
         await show_number(turn, number)
@@ -128,6 +134,11 @@ async def _command(turn: Turn, name: str, args: str) -> None:
             return  # other bots' commands in a shared group are none of our business
         await turn.say(turn.t("没有这个命令。发送 /help 查看可用的命令。") if cmd is None else
                        turn.t("这个命令只能在{where}中使用。", where=turn.t("私聊") if cmd.private else turn.t("工作群")))
+        return
+    if i.is_group and not cmd.open_in_group and not await access.answers_in_group(turn):
+        return  # in a work group only the node's own staff get answers (the group was told of strangers)
+    if not await access.allowed(turn, cmd):
+        await turn.say(turn.t("您没有使用 /{name} 的权限。发送 /help 查看您可用的命令。", name=name))
         return
     turn.inbound.text = args
     await cmd.fn(turn)

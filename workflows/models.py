@@ -126,6 +126,8 @@ class Node(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     patrol_times: Mapped[list | None] = mapped_column(Json)  # ["09:00", "15:00"]
     checklist: Mapped[list | None] = mapped_column(Json)
+    # 小区、楼栋、路名 a typed address may name: a report's address picks the grid by them
+    address_keywords: Mapped[list | None] = mapped_column(Json)
     parent: Mapped[Node | None] = relationship(remote_side=[id], lazy="raise")
 
 
