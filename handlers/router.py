@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from workflows.cases import NUMBER_RE
 from workflows.errors import DomainError
-from workflows.models import ButtonRef, Conversation, GroupBinding
+from workflows.models import ButtonRef, Conversation, GroupBinding, Outbox
 
 from . import access, registry
 from .events import MAX_INBOUND_TEXT
@@ -104,6 +104,15 @@ async def _route(turn: Turn) -> None:
         await _command(turn, *cmd)
         return
     conv = await turn.conversation()
+    if not i.is_group and conv is not None and turn.text.casefold() in CANCEL_WORDS:
+        from .common import cancel
+
+        await cancel(turn)  # 取消 typed works at every step, whatever buttons the step shows
+        return
+    if not i.is_group and (token := await _typed_label(turn)):
+        i.kind, i.button, i.text = "button", token, None
+        await _button(turn)
+        return
     if conv is None and (number := _bare_number(turn.text)) and (not i.is_group or await access.answers_in_group(turn)):
         from .mine import show_number
 
@@ -117,6 +126,29 @@ async def _route(turn: Turn) -> None:
     from .common import fallback
 
     await fallback(turn)
+
+
+CANCEL_WORDS = {"取消", "cancel", "退出"}
+LABEL_MAX = 40
+
+
+async def _typed_label(turn: Turn) -> str | None:
+    """Text that is exactly a button label of the newest message with buttons in this chat
+    presses that button: typing 「跳过」 or 「提交」 works where tapping does."""
+    i, text = turn.inbound, turn.text
+    if i.kind != "message" or not text or len(text) > LABEL_MAX or i.media or i.location or i.contact_phone:
+        return None
+    rows = await turn.session.execute(
+        select(Outbox.payload).where(Outbox.channel == i.channel, Outbox.chat_id == i.chat_id)
+        .order_by(Outbox.id.desc()).limit(5))
+    wanted = text.casefold()
+    for payload in rows.scalars():
+        buttons = [b for row in payload.get("buttons") or [] for b in row]
+        if not buttons:
+            continue
+        found = [b["token"] for b in buttons if str(b.get("label", "")).strip().casefold() == wanted]
+        return found[0] if len(found) == 1 else None
+    return None
 
 
 def _bare_number(text: str) -> str | None:

@@ -143,3 +143,33 @@ async def test_case_number_shows_the_card_with_the_viewers_buttons(office: Grid,
     other = tg.last_text(RESIDENT.id)
     await office.say(RESIDENT, "XH-20200101-999")
     assert "找不到" in other and other.replace(number, "N") == tg.last_text(RESIDENT.id).replace("XH-20200101-999", "N")
+
+
+async def test_typing_works_where_tapping_does(office: Grid, tg: FakeTelegram):
+    async with office.sm() as s, s.begin():
+        from workflows.models import Node
+
+        (await s.get(Node, office.ids["grid"])).address_keywords = ["翠苑一区", "文三路"]
+    await office.say(RESIDENT, "/report")
+    await office.say(RESIDENT, "市政设施")
+    await office.say(RESIDENT, "文三路88号路灯不亮")
+    await office.say(RESIDENT, "下一步")
+    await office.say(RESIDENT, "文三路88号")
+    assert "所在网格：翠苑一网格" in tg.last_text(RESIDENT.id)
+    await office.say(RESIDENT, "139 1234 5678")
+    assert "联系电话：13912345678" in tg.last_text(RESIDENT.id)
+    await office.say(RESIDENT, "匿名提交")
+    assert "上报成功" in tg.last_text(RESIDENT.id)
+    case = await office.case()
+    assert case.grid_id == office.ids["grid"] and case.anonymous and case.contact_phone == "13912345678"
+
+    # 取消 typed at a step that shows no 取消 button
+    await office.say(RESIDENT, "/report")
+    await office.say(RESIDENT, "环境卫生")
+    await office.say(RESIDENT, "垃圾没人清")
+    await office.say(RESIDENT, "取消")
+    assert "已取消" in tg.last_text(RESIDENT.id)
+    async with office.sm() as s:
+        from workflows.models import Conversation
+
+        assert (await s.execute(select(Conversation).where(Conversation.chat_id == str(RESIDENT.id)))).first() is None

@@ -158,3 +158,64 @@ def test_every_subcommand_and_argument_has_a_help_line():
 
     walk(build_parser(), "gridbot")
     assert not missing, missing
+
+
+async def test_typing_works_where_tapping_does(db_url):
+    """Issue 9 point 10 in the terminal: labels typed as text, a typed phone number, a typed
+    address choosing the grid by its keywords, 取消 at any step."""
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    sh = await open_shell(db_url, "--resident", "李阿姨")
+    try:
+        await sh.type("/report")
+        await sh.type("市政设施")  # the category button's label, typed
+        await sh.type("学院路15号门口井盖松动")
+        await sh.type("下一步")  # typed, not pressed
+        out = await sh.type("学院路15号")  # an address naming a keyword of 翠苑第二网格
+        assert "所在网格：翠苑第二网格" in out, out
+        out = await sh.type("13912345678")  # a phone number, not button number 13912345678
+        assert "没有这个编号的按钮" not in out and "联系电话：13912345678" in out, out
+        out = await sh.type("提交")
+        number = NUMBER.search(out).group(0)
+
+        await sh.type("/report")
+        await sh.type("环境卫生")
+        out = await sh.type("取消")  # at the description step, which shows no category buttons
+        assert "已取消" in out, out
+        await sh.type("/report")
+        await sh.type("环境卫生")
+        await sh.type("楼道里堆满杂物")
+        await sh.type("下一步")
+        out = await sh.type("某某大厦")  # no grid names it: the grid choice as before
+        assert "请再选择所在网格" in out and "翠苑社区" in out, out
+        out = await sh.type("取消")
+        assert "已取消" in out, out
+    finally:
+        await close_shell(sh)
+    assert "Traceback" not in sh.screen
+    engine = make_engine(db_url)
+    async with make_sessionmaker(engine)() as s:
+        from workflows.models import Case, Node
+
+        case = (await s.execute(select(Case).where(Case.number == number))).scalar_one()
+        grid = await s.get(Node, case.grid_id)
+        n = len((await s.execute(select(Case))).scalars().all())
+    await engine.dispose()
+    assert grid.code == "CY-02" and case.contact_phone == "13912345678" and case.address == "学院路15号"
+    assert n == 1  # the cancelled reports left nothing
+
+
+async def test_address_keywords_are_imported_and_exported(db_url, tmp_path):
+    path = tmp_path / "office.yaml"
+    path.write_text(
+        "nodes:\n"
+        "  - {code: ST, name: 西湖街道, level: street, case_prefix: XH}\n"
+        "  - {code: G1, name: 第一网格, level: grid, parent: ST, address_keywords: 翠苑一区、文三路，12幢}\n",
+        encoding="utf-8")
+    code, out = await run_cli(db_url, "import", str(path))
+    assert code == 0, out
+    code, out = await run_cli(db_url, "export")
+    assert "address_keywords: [翠苑一区, 文三路, 12幢]" in out, out
+    path.write_text(path.read_text(encoding="utf-8").replace("12幢", "A"), encoding="utf-8")
+    code, out = await run_cli(db_url, "import", str(path))
+    assert code == 1 and "address_keywords" in out and "too short" in out and "Traceback" not in out

@@ -23,6 +23,7 @@ from ..delivery import Delivery
 from .base import OutgoingMessage, Sent
 
 NAME = "terminal"
+PHONE_DIGITS = 5  # a longer number than any button's is typed text: a phone number, say
 
 SHELL_HELP = """终端命令 (shell commands):
   数字 N            按下第 N 个按钮 / press button N
@@ -169,7 +170,7 @@ class TerminalShell:
         line = line.strip()
         if not line:
             return True
-        if line.isdigit():
+        if line.isdigit() and not (len(line) >= PHONE_DIGITS and int(line) > len(self.adapter.buttons)):
             n = int(line)
             if not 1 <= n <= len(self.adapter.buttons):
                 self.say("没有这个编号的按钮。/ No such button.")

@@ -1,4 +1,4 @@
-"""access and addresses: strangers told of in work groups (group_stranger); node.address_keywords
+"""access and addresses: strangers told of in work groups (group_stranger); node.address_keywords; outbox index per chat
 
 Revision ID: 0013
 Revises: 0003 (the lead re-chains it at merge)
@@ -29,9 +29,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('node') as batch:
         batch.add_column(sa.Column('address_keywords', Json, nullable=True))
+    op.create_index('ix_outbox_chat', 'outbox', ['channel', 'chat_id', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_outbox_chat', table_name='outbox')
     with op.batch_alter_table('node') as batch:
         batch.drop_column('address_keywords')
     op.drop_table('group_stranger')
