@@ -10,6 +10,7 @@ from workflows import cases
 from workflows.cards import local
 from workflows.deadlines import promised_deadline
 from workflows.errors import Invalid
+from workflows.i18n import category_name
 from workflows.models import Category, Node
 from workflows.tree import GRID_LEVELS, children, locate
 
@@ -28,7 +29,7 @@ async def _categories(turn: Turn) -> list[Category]:
 
 
 def _cat_name(turn: Turn, c: Category) -> str:
-    return c.name_en if turn.t.language == "en" and c.name_en else c.name
+    return category_name(turn.t, c)
 
 
 async def _cancel_row(turn: Turn) -> list:

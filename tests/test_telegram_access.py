@@ -173,3 +173,24 @@ async def test_typing_works_where_tapping_does(office: Grid, tg: FakeTelegram):
         from workflows.models import Conversation
 
         assert (await s.execute(select(Conversation).where(Conversation.chat_id == str(RESIDENT.id)))).first() is None
+
+
+async def test_an_english_client_reads_category_and_status_in_english(office: Grid, tg: FakeTelegram):
+    jane = Person(777, "Jane", language_code="en")
+    await office.say(jane, "/report")
+    await office.press(jane, "Municipal facilities")
+    await office.say(jane, "The lamp at gate 3 is out")
+    await office.press(jane, "Next")
+    await office.press(jane, "Choose grid")
+    await office.press(jane, "翠苑一网格")  # the grid's own name is data
+    await office.press(jane, "Skip")
+    await office.press(jane, "Submit")
+    number = (await office.case()).number
+    await office.say(jane, "/my")
+    listing = tg.last_text(jane.id)
+    assert f"{number} Municipal facilities — Awaiting registration" in listing, listing
+    await office.say(jane, number)
+    detail = tg.last_text(jane.id)
+    assert "Municipal facilities" in detail and "市政设施" not in detail and "待立案" not in detail, detail
+    # the group card follows the group's language (the office's default), not hers
+    assert "市政设施" in tg.last_text(GROUP)

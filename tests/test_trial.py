@@ -97,7 +97,7 @@ async def test_trial_loop_keeps_chats_says_refusals_once_and_runs_the_scheduler(
         out = await sh.type(":time 2026-11-24 08:52")  # the sweeps again: nothing is said twice
         assert "巡查提醒" not in out, out
         out = await sh.type(":time tomorrow")
-        assert "2026-11-23T09:00:00+08:00" in out and "Traceback" not in out
+        assert "读不懂时间" in out and "Traceback" not in out
     finally:
         await close_shell(sh)
     assert sh.proc.returncode == 0 and "Traceback" not in sh.screen
@@ -219,3 +219,34 @@ async def test_address_keywords_are_imported_and_exported(db_url, tmp_path):
     path.write_text(path.read_text(encoding="utf-8").replace("12幢", "A"), encoding="utf-8")
     code, out = await run_cli(db_url, "import", str(path))
     assert code == 1 and "address_keywords" in out and "too short" in out and "Traceback" not in out
+
+
+async def test_the_terminal_follows_language(db_url):
+    """Issue 9 point 12: with LANGUAGE=en the shell's own lines, category and status names are English."""
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    env = {**env_for(db_url), "LANGUAGE": "en"}
+    proc = await asyncio.create_subprocess_exec(*gridbot(), "shell", "--resident", "Jane", env=env,
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, cwd="/tmp")
+    sh = Shell(proc)
+    try:
+        first = await sh.until_prompt()
+        assert "Shell commands:" in first and "You are now: resident Jane" in first, first
+        await sh.type("/report")
+        await sh.press("Municipal")  # (the test reads labels up to the first space)
+        await sh.type("The street lamp at building 12 is out")
+        await sh.press("Next")
+        await sh.type(":loc 30.2850 120.1150")
+        await sh.press("Skip")
+        out = await sh.press("Submit")
+        assert "[→ " in out and " work group]" in out, out  # the terminal's own label, in English
+        out = await sh.type("/my")
+        line = next(x for x in out.splitlines() if NUMBER.search(x))
+        assert "Municipal facilities" in line and "Awaiting registration" in line, line
+        assert not re.search(r"[\u4e00-\u9fff]", line), line
+        out = await sh.type("999")
+        assert "No button has that number." in out
+    finally:
+        await close_shell(sh)
+    assert "Traceback" not in sh.screen
