@@ -250,3 +250,43 @@ async def test_the_terminal_follows_language(db_url):
     finally:
         await close_shell(sh)
     assert "Traceback" not in sh.screen
+
+
+async def test_case_number_reaches_the_card_in_the_terminal(db_url):
+    """Issue 9 point 1: /case NUMBER and a bare number, in a private chat and in the work group,
+    show the card with the buttons this viewer may press now — here after a restart of the shell."""
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    sh = await open_shell(db_url)
+    try:
+        number = await report(sh)
+    finally:
+        await close_shell(sh)
+
+    sh = await open_shell(db_url, "--as", "CY02-L")  # a new process: the old card's buttons are gone
+    try:
+        out = await sh.type(f"/case {number}")
+        card = out[out.index("bot>"):]
+        assert number in card and "] 立案" in card and "] 派遣" in card, out
+        await sh.type(":group CY-02")
+        out = await sh.type(number.lower())  # typed bare in the work group
+        assert number in out and "] 派遣" in out, out
+        await sh.type(":as CY02-W1")
+        await sh.type(":group CY-02")
+        out = await sh.type(number)
+        assert number in out and "] 立案" not in out and "] 派遣" not in out, out  # a worker sees the card without the leader's buttons
+        await sh.type(":as CY02-L")
+        await sh.type(":dm")
+        await sh.type(f"/case {number}")
+        out = await sh.press("立案")  # a button from the card reached by its number works
+        assert "Traceback" not in out, out
+    finally:
+        await close_shell(sh)
+    assert "Traceback" not in sh.screen
+    engine = make_engine(db_url)
+    async with make_sessionmaker(engine)() as s:
+        from workflows.models import Case
+
+        case = (await s.execute(select(Case).where(Case.number == number))).scalar_one()
+    await engine.dispose()
+    assert case.status == "registered"
