@@ -47,4 +47,5 @@ class Reply:
     alert: str | None = None  # a short pop-up answer to a button press
     duplicate: bool = False
     handled: bool = True
+    alert_in_chat: bool = False  # the alert's words were also written into the chat: no pop-up as well
     menu_changed: bool = False  # the sender's commands changed (a /link): refresh their chat's menu

@@ -53,9 +53,11 @@ async def route(turn: Turn) -> None:
     except DomainError as err:
         text = err.render(turn.t)
         if turn.inbound.kind == "button":
-            turn.alert(text)
+            turn.alert(text)  # in a group: a pop-up for the one who pressed, not a line for everyone
             if not turn.inbound.is_group:
+                # in a private chat it is written into the chat, and the channel shows no pop-up too
                 await turn.say(text)
+                turn.reply.alert_in_chat = True
         else:
             await turn.say(text)
 

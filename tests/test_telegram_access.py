@@ -194,3 +194,20 @@ async def test_an_english_client_reads_category_and_status_in_english(office: Gr
     assert "Municipal facilities" in detail and "市政设施" not in detail and "待立案" not in detail, detail
     # the group card follows the group's language (the office's default), not hers
     assert "市政设施" in tg.last_text(GROUP)
+
+
+async def test_a_refused_private_button_is_said_once(office: Grid, tg: FakeTelegram):
+    from .test_telegram import report_until_confirm
+
+    await report_until_confirm(office)
+    await office.press(RESIDENT, "提交")
+    number = (await office.case()).number
+    await office.say(RESIDENT, number)  # the detail, with 撤销上报
+    await office.press(LEADER, "立案", chat=GROUP)
+    before = len(tg.sent_to(RESIDENT.id))
+    answer = await office.press(RESIDENT, "撤销上报")
+    said = sent_texts(tg, RESIDENT.id)[before:]
+    refusals = [t for t in said if "当前状态" in t or "不能" in t or "只能" in t]
+    assert len(refusals) == 1, said
+    assert not answer.get("text")  # no pop-up saying it a second time
+    assert (await office.case()).status == "registered"

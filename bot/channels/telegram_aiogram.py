@@ -119,7 +119,7 @@ class GridbotRouter(Router):
             if inbound is not None:
                 async with self._chat_lock(inbound.chat_id):
                     reply = await self.office.handle(inbound)
-                alert = reply.alert
+                alert = None if reply.alert_in_chat else reply.alert  # said once: in the chat, no pop-up
                 if reply.menu_changed and not inbound.is_group and update.bot is not None:
                     await set_chat_menus(update.bot, self.office, [inbound.chat_id])
         finally:

@@ -122,7 +122,7 @@ async def handle_update(office: Office, update: object) -> None:
         inbound = to_inbound(update)
         if inbound is not None:
             reply = await office.handle(inbound)
-            alert = reply.alert
+            alert = None if reply.alert_in_chat else reply.alert  # said once: in the chat, no pop-up
             if reply.menu_changed and not inbound.is_group:
                 await set_chat_menus(update.get_bot(), office, [inbound.chat_id])
     finally:

@@ -162,7 +162,7 @@ class TerminalShell:
         reply = await self.office.handle(inbound)
         await self.drain()
         # a refusal of a private button is also written into the chat: say it once, not twice
-        if reply.alert and (chat, reply.alert) not in self.adapter.shown[mark:]:
+        if reply.alert and not reply.alert_in_chat and (chat, reply.alert) not in self.adapter.shown[mark:]:
             self.say(self.t("(提示) {text}", text=reply.alert))
 
     async def drain(self) -> None:
