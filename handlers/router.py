@@ -52,7 +52,7 @@ async def route(turn: Turn) -> None:
             await _route(turn)
     except DomainError as err:
         text = err.render(turn.t)
-        if turn.inbound.kind == "button":
+        if turn.inbound.kind == "button" and not turn.typed:
             turn.alert(text)  # in a group: a pop-up for the one who pressed, not a line for everyone
             if not turn.inbound.is_group:
                 # in a private chat it is written into the chat, and the channel shows no pop-up too
@@ -60,6 +60,11 @@ async def route(turn: Turn) -> None:
                 turn.reply.alert_in_chat = True
         else:
             await turn.say(text)
+        return
+    if turn.typed and turn.reply.alert and not turn.reply.alert_in_chat:
+        # a typed label has no pop-up to show an action's short answer in: write it into the chat
+        await turn.say(turn.reply.alert)
+        turn.reply.alert_in_chat = True
 
 
 async def _route(turn: Turn) -> None:
@@ -111,8 +116,9 @@ async def _route(turn: Turn) -> None:
 
         await cancel(turn)  # 取消 typed works at every step, whatever buttons the step shows
         return
-    if not i.is_group and (token := await _typed_label(turn)):
+    if (token := await _typed_label(turn)) and (not i.is_group or await access.answers_in_group(turn)):
         i.kind, i.button, i.text = "button", token, None
+        turn.typed = True
         await _button(turn)
         return
     if conv is None and (number := _bare_number(turn.text)) and (not i.is_group or await access.answers_in_group(turn)):
@@ -136,7 +142,8 @@ LABEL_MAX = 40
 
 async def _typed_label(turn: Turn) -> str | None:
     """Text that is exactly a button label of the newest message with buttons in this chat
-    presses that button: typing 「跳过」 or 「提交」 works where tapping does."""
+    presses that button: typing 「跳过」 or 「提交」 works where tapping does (in a work group, the
+    newest card's 「立案」 typed by the node's staff; the action checks who may, as for a tap)."""
     i, text = turn.inbound, turn.text
     if i.kind != "message" or not text or len(text) > LABEL_MAX or i.media or i.location or i.contact_phone:
         return None

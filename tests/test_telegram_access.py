@@ -211,3 +211,12 @@ async def test_a_refused_private_button_is_said_once(office: Grid, tg: FakeTeleg
     assert len(refusals) == 1, said
     assert not answer.get("text")  # no pop-up saying it a second time
     assert (await office.case()).status == "registered"
+
+
+async def test_a_label_typed_in_the_work_group_acts_on_the_newest_card(office: Grid, tg: FakeTelegram):
+    await a_case(office)
+    await office.say(WORKER, "立案", group=GROUP)  # the worker may not: refused in the chat, nothing changes
+    assert "只有" in tg.last_text(GROUP) and (await office.case()).status == "reported"
+    await office.say(STRANGER, "立案", group=GROUP)  # a stranger is not answered at all
+    await office.say(LEADER, "立案", group=GROUP)
+    assert (await office.case()).status == "registered"
