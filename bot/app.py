@@ -59,19 +59,32 @@ def build_channels(settings: Settings) -> list[ChannelRuntime]:
 
 
 async def run_shell(settings: Settings, who: str | None = None, resident: str | None = None) -> int:
+    """The terminal trial: the dialogues, delivery and — as in `gridbot run` — the scheduler's
+    sweeps, on a clock that `:time` can move."""
+    from workflows.clock import SettableClock
+
     from .channels.terminal import TerminalAdapter, TerminalShell
 
     adapter = TerminalAdapter(sys.stdout)
-    rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}))
+    rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}), clock=SettableClock())
+    scheduler = None
+    if settings.scheduler_enabled:
+        from . import scheduler as sched
+
+        scheduler = sched.build(settings, rt.sessionmaker, rt.office)
     try:
-        shell = TerminalShell(rt.office, rt.delivery, adapter)
+        shell = TerminalShell(rt.office, rt.delivery, adapter, scheduler=scheduler)
         await shell.prepare()
         if who and not await shell.act_as(who):
             return 2
         if resident:
             shell.act_as_resident(resident)
+        if scheduler is not None:
+            await scheduler.start(catch_up=False)  # the shell runs the first round before its prompt
         await shell.run()
     finally:
+        if scheduler is not None:
+            await scheduler.stop()
         await rt.engine.dispose()
     return 0
 

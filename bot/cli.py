@@ -147,23 +147,26 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridbot", description="Community grid governance chat-bot (网格化管理)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="show log lines: -v the libraries' too (alembic, the scheduler, HTTP), -vv debug")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the configured chat channels (the terminal when none)").set_defaults(fn=cmd_run)
     db = sub.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument("action", choices=["upgrade", "current"],
+                    help="upgrade: create or migrate the schema; current: show its revision and the code's")
     db.set_defaults(fn=cmd_db)
     imp = sub.add_parser("import", help="load the tree, people, teams, categories (YAML, or people CSV)")
-    imp.add_argument("file")
+    imp.add_argument("file", help="a YAML file (the format `gridbot export` writes) or a people CSV")
     imp.set_defaults(fn=cmd_import)
     exp = sub.add_parser("export", help="write the reference data as YAML")
-    exp.add_argument("file", nargs="?")
+    exp.add_argument("file", nargs="?", help="where to write it (default: print it)")
     exp.set_defaults(fn=cmd_export)
     sub.add_parser("demo", help="load the demo street").set_defaults(fn=cmd_demo)
     bt = sub.add_parser("bind-token", help="a single-use code to bind a work group to a node")
-    bt.add_argument("node", metavar="NODE_CODE")
+    bt.add_argument("node", metavar="NODE_CODE", help="the node whose work group it binds, e.g. CY-01")
     bt.set_defaults(fn=cmd_bind_token)
     inv = sub.add_parser("invite", help="a single-use code linking a staff member's chat account")
-    inv.add_argument("person", metavar="PERSON_CODE")
+    inv.add_argument("person", metavar="PERSON_CODE", help="the staff member's code, e.g. CY01-L")
     inv.set_defaults(fn=cmd_invite)
     sh = sub.add_parser("shell", help="the dialogues in this terminal")
     who = sh.add_mutually_exclusive_group()
@@ -181,10 +184,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# loggers of other libraries: quiet unless -v (alembic alone prints two INFO lines per command)
+LIBRARY_LOGGERS = ("alembic", "apscheduler", "httpx", "httpcore", "telegram", "aiogram", "aiohttp", "sqlalchemy",
+                   "wechatpy", "urllib3", "asyncio")
+
+
+def setup_logging(settings: Settings, verbose: int, quiet_own: bool) -> None:
+    """Our own log lines at LOG_LEVEL (WARNING in the terminal shell, whose screen is the chat);
+    the libraries' only with -v."""
+    own = "DEBUG" if verbose > 1 else ("INFO" if verbose else settings.log_level.upper())
+    if quiet_own and not verbose:
+        own = "WARNING"
+    logging.basicConfig(level=own, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    libraries = "DEBUG" if verbose > 1 else ("INFO" if verbose else "WARNING")
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(libraries)
+    if verbose < 2:
+        logging.getLogger("sqlalchemy").setLevel("WARNING")  # its INFO is every mapper and statement
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "fn", None) is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings, args.verbose, quiet_own=args.command == "shell" or (
+        args.command == "run" and not settings.chat_channels))
     try:
         return args.fn(args, settings) or 0
     except SchemaOutOfDate as e:

@@ -38,8 +38,8 @@ def cmd_locate(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("locate", help="print the grid holding a point")
-    p.add_argument("lat", type=float, metavar="LAT")
-    p.add_argument("lon", type=float, metavar="LON")
+    p.add_argument("lat", type=float, metavar="LAT", help="latitude in degrees, e.g. 30.285")
+    p.add_argument("lon", type=float, metavar="LON", help="longitude in degrees, e.g. 120.115")
     p.add_argument("--crs", default="wgs84", help="datum of LAT LON: wgs84 (default), gcj02 (Amap, WeChat), bd09")
     p.add_argument("--near", type=float, default=0, metavar="METRES", help="when no grid holds it, the nearest within")
     p.set_defaults(fn=cmd_locate)

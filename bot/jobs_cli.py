@@ -19,12 +19,18 @@ from .settings import Settings
 
 
 def parse_at(text: str, tz: str) -> datetime:
-    for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text.strip(), fmt).replace(tzinfo=ZoneInfo(tz))
-        except ValueError:
-            continue
-    raise SystemExit(f"--at: cannot read {text!r}; write it as \"2026-11-23 09:00\" (local time, {tz})")
+    """ISO 8601 ("2026-11-24T08:55:00+08:00"), or a local time without offset ("2026-11-24 08:50")."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"cannot read {text!r}; write it as \"2026-11-23 09:00\" (local time, {tz}) "
+                         "or in ISO 8601 with an offset, \"2026-11-23T09:00:00+08:00\"") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=ZoneInfo(tz))
+
+
+def format_local(at: datetime, tz: str) -> str:
+    """The form --at takes, in the office's zone with its offset: 2026-11-24T08:55:00+08:00."""
+    return at.astimezone(ZoneInfo(tz)).isoformat(timespec="seconds")
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -62,7 +68,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     for n in names:
         if n not in SWEEPS:
             raise SystemExit(f"no sweep {n!r}; choose from: {', '.join(SWEEPS)} or all")
-    clock = FixedClock(parse_at(args.at, settings.timezone)) if args.at else SystemClock()
+    try:
+        clock = FixedClock(parse_at(args.at, settings.timezone)) if args.at else SystemClock()
+    except ValueError as e:
+        raise SystemExit(f"--at: {e}") from None
     channels = frozenset(args.channels.split(",")) if args.channels else settings.chat_channels | {"terminal"}
 
     async def go() -> int:
@@ -73,7 +82,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             for n in names:
                 result = await run_sweep(sm, n, clock=clock, channels=channels, language=settings.language,
                                          timezone=settings.timezone)
-                print(json.dumps({"sweep": n, "as_of": clock.now().isoformat(), **result.as_dict()},
+                print(json.dumps({"sweep": n, "as_of": format_local(clock.now(), settings.timezone), **result.as_dict()},
                                  ensure_ascii=False))
         finally:
             await engine.dispose()
@@ -88,6 +97,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     jsub.add_parser("list", help="each sweep, its interval, next and last run").set_defaults(fn=cmd_list)
     run = jsub.add_parser("run", help="run one sweep (or all) once")
     run.add_argument("name", help=f"one of: {', '.join(SWEEPS)}, or all")
-    run.add_argument("--at", help='as if it were this local time, e.g. "2026-11-23 09:00"')
+    run.add_argument("--at", help='as if it were this time: local "2026-11-23 09:00" or ISO 8601 "2026-11-23T09:00:00+08:00"')
     run.add_argument("--channels", help="comma-separated channels to address (default: the configured ones)")
     run.set_defaults(fn=cmd_run)

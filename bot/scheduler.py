@@ -61,6 +61,7 @@ class Scheduler:
         self.is_leader = False
         self._lock_conn: AsyncConnection | None = None
         self._leader_task: asyncio.Task | None = None
+        self.catch_up = True
 
     @property
     def engine(self) -> AsyncEngine:
@@ -79,23 +80,33 @@ class Scheduler:
             if self.office is not None and self.office.on_commit:
                 self.office.on_commit()  # wake the delivery worker
 
-    async def start(self) -> None:
+    async def run_all(self) -> None:
+        """Every sweep once, now (the terminal runs this after its clock is moved)."""
+        for name in SWEEPS:
+            await self.run_job(name)
+
+    async def start(self, catch_up: bool = True) -> None:
+        """catch_up=False: the first runs wait for their interval (the terminal runs them itself,
+        before its first prompt, so their output does not land in the middle of what is typed)."""
+        self.catch_up = catch_up
         self.aps = AsyncIOScheduler(timezone=self.settings.timezone, job_defaults=JOB_DEFAULTS)
         for name, trig in triggers(self.settings.timezone).items():
             # next_run_time=now: every sweep runs once at start — the catch-up after a restart
-            self.aps.add_job(self.run_job, trig, args=[name], id=name, name=name,
-                             next_run_time=datetime.now(UTC) + timedelta(seconds=1))
+            first = {"next_run_time": datetime.now(UTC) + timedelta(seconds=1)} if catch_up else {}
+            self.aps.add_job(self.run_job, trig, args=[name], id=name, name=name, **first)
         self.aps.start(paused=True)
         if self.engine.dialect.name != "postgresql":
             self._become_leader()
         else:
+            await self._try_lead()  # at once, so a single process leads from its first second
             self._leader_task = asyncio.create_task(self._lead())
 
     def _become_leader(self) -> None:
         self.is_leader = True
         log.info("scheduler: this process runs the sweeps")
-        for job in self.aps.get_jobs():
-            job.modify(next_run_time=datetime.now(UTC))  # catch up at once
+        if self.catch_up:
+            for job in self.aps.get_jobs():
+                job.modify(next_run_time=datetime.now(UTC))  # catch up at once
         self.aps.resume()
 
     def _step_down(self) -> None:
@@ -105,33 +116,36 @@ class Scheduler:
         if self.aps is not None:
             self.aps.pause()
 
+    async def _try_lead(self) -> None:
+        try:
+            if self._lock_conn is None:
+                self._lock_conn = await self.engine.connect()
+                got = (await self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                                     {"k": LOCK_KEY})).scalar()
+                await self._lock_conn.commit()  # the session-level lock outlives the transaction
+                if got:
+                    self._become_leader()
+                else:
+                    await self._lock_conn.close()
+                    self._lock_conn = None
+            else:
+                await self._lock_conn.execute(text("SELECT 1"))
+                await self._lock_conn.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("scheduler: leader lock connection failed")
+            self._step_down()
+            if self._lock_conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._lock_conn.invalidate()
+            self._lock_conn = None
+
     async def _lead(self) -> None:
         """Hold the advisory lock on a dedicated connection; check it stays alive."""
         while True:
-            try:
-                if self._lock_conn is None:
-                    self._lock_conn = await self.engine.connect()
-                    got = (await self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                                         {"k": LOCK_KEY})).scalar()
-                    await self._lock_conn.commit()  # the session-level lock outlives the transaction
-                    if got:
-                        self._become_leader()
-                    else:
-                        await self._lock_conn.close()
-                        self._lock_conn = None
-                else:
-                    await self._lock_conn.execute(text("SELECT 1"))
-                    await self._lock_conn.commit()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scheduler: leader lock connection failed")
-                self._step_down()
-                if self._lock_conn is not None:
-                    with contextlib.suppress(Exception):
-                        await self._lock_conn.invalidate()
-                self._lock_conn = None
             await asyncio.sleep(self.leader_retry)
+            await self._try_lead()
 
     async def stop(self) -> None:
         if self._leader_task is not None:

@@ -137,7 +137,7 @@ def add_commands(sub) -> None:
     wc = sub.add_parser("wecom", help="WeChat Work app groups")
     wsub = wc.add_subparsers(dest="wecom_command", required=True)
     cg = wsub.add_parser("create-group", help="create the node's app group chat from its people and bind it")
-    cg.add_argument("node", metavar="NODE_CODE")
+    cg.add_argument("node", metavar="NODE_CODE", help="the node whose group it creates, e.g. CY-01")
     cg.set_defaults(fn=cmd_create_group)
     wsub.add_parser("sync-groups", help="add and remove app group members to match the imported people") \
         .set_defaults(fn=cmd_sync_groups)

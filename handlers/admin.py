@@ -6,7 +6,7 @@ from sqlalchemy import delete, select, update
 
 from workflows import accounts
 from workflows.errors import Invalid
-from workflows.models import Account, CardMessage, GroupBinding, Node, Outbox
+from workflows.models import Account, CardMessage, GroupBinding, Node, Outbox, Person
 from workflows.outbox import Msg, to_group, to_person
 from workflows.tree import has_role, leaders_of
 
@@ -14,7 +14,7 @@ from .registry import command
 from .turn import Turn
 
 
-@command("bind", "把本群绑定为网格工作群（需绑定码）", private=False, group=True)
+@command("bind", "把本群绑定为网格工作群（需绑定码）", private=False, group=True, open_in_group=True)
 async def bind(turn: Turn) -> None:
     i = turn.inbound
     if not i.is_group:
@@ -33,6 +33,7 @@ async def link_account(turn: Turn, code: str) -> None:
     await accounts.link(turn.ctx, person, turn.inbound.channel, turn.inbound.user_id, turn.inbound.chat_id,
                         turn.inbound.user_name)
     turn.person = person
+    turn.reply.menu_changed = True
     await turn.say(turn.t("账号已关联：{name}。发送 /help 查看可用的命令。", name=person.name))
 
 
@@ -115,3 +116,34 @@ async def own_contact(turn: Turn) -> bool:
     turn.person = person
     await turn.say(turn.t("已根据手机号关联工作人员账号：{name}。", name=person.name))
     return True
+
+
+async def member_joined(turn: Turn) -> None:
+    """New members of a bound work group: each one who is not staff of the node is pointed out to
+    the group once — the bot will not answer them there."""
+    from workflows.channel_models import GroupStranger
+
+    from . import access
+
+    i = turn.inbound
+    node = await access.group_node(turn)
+    if node is None:
+        return
+    strangers = []
+    for user_id, name in i.joined:
+        account = (await turn.session.execute(
+            select(Account).where(Account.channel == i.channel, Account.external_id == user_id)
+        )).scalar_one_or_none()
+        person = await turn.session.get(Person, account.person_id) if account is not None else None
+        probe = Turn(turn.ctx, i, person, turn.t)
+        if person is not None and await access.is_node_staff(probe, node):
+            continue
+        told = await turn.session.get(GroupStranger, (i.channel, i.chat_id, user_id))
+        if told is not None:
+            continue
+        turn.session.add(GroupStranger(channel=i.channel, chat_id=i.chat_id, user_id=user_id, told_at=turn.ctx.now()))
+        strangers.append(name or user_id)
+    if strangers:
+        await turn.say(turn.t("提醒：{names} 不是「{node}」登记的工作人员，机器人不会回应其命令和事件查询。"
+                              "如是新同事，请管理员导入人员后用 gridbot invite 生成关联码。",
+                              names="、".join(strangers), node=node.name))

@@ -6,7 +6,7 @@ from workflows.cases import case_by_number, find_number
 from workflows.i18n import LANGUAGES, T
 from workflows.tree import roles_of
 
-from .registry import COMMANDS, action, command
+from .registry import action, command
 from .turn import Turn
 
 RESIDENT_FIRST = ["report", "my", "case", "cancel", "help", "language", "start"]
@@ -25,18 +25,17 @@ async def main_menu(turn: Turn, text: str | None = None) -> None:
 
 
 async def help_text(turn: Turn) -> str:
-    t, staff = turn.t, await is_staff(turn)
+    """Exactly the commands this person may use in this chat (handlers.access decides)."""
+    from . import access
+
+    t = turn.t
     where = "group" if turn.inbound.is_group else "private"
+    mine = access.commands_for(await access.roles(turn), where)
     lines = [t("可用命令：")]
     # residents' commands first, then everyone's, then the staff's, each in a stable order
-    ordered = sorted(COMMANDS.values(), key=lambda c: (c.staff_only, c.name not in RESIDENT_FIRST,
-                                                       RESIDENT_FIRST.index(c.name) if c.name in RESIDENT_FIRST
-                                                       else 0, c.name))
+    ordered = sorted(mine, key=lambda c: (c.roles is not None, c.name not in RESIDENT_FIRST,
+                                          RESIDENT_FIRST.index(c.name) if c.name in RESIDENT_FIRST else 0, c.name))
     for cmd in ordered:
-        if (where == "group" and not cmd.group) or (where == "private" and not cmd.private):
-            continue
-        if cmd.staff_only and not staff:
-            continue
         lines.append(f"/{cmd.name} — {t(cmd.summary)}")
     if where == "private":
         lines.append(t("也可以直接发送事件编号查询进度。任何时候发送 /cancel 可取消当前操作。"))

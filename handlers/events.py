@@ -29,7 +29,7 @@ class Inbound:
     user_name: str = ""
     language: str | None = None
     event_id: str | None = None  # platform id; a repeat has no effect
-    kind: str = "message"  # message | button | unsupported | forwarded | edited | bot_removed | bot_added | group_moved
+    kind: str = "message"  # message | button | unsupported | forwarded | edited | bot_removed | bot_added | group_moved | member_joined
     text: str | None = None
     media: list[Media] = field(default_factory=list)
     location: tuple[float, float] | None = None  # latitude, longitude
@@ -37,6 +37,7 @@ class Inbound:
     contact_is_own: bool = False  # the sender shared their own (platform-verified) number
     button: str | None = None  # opaque token from a pressed button
     chat_title: str | None = None
+    joined: list[tuple[str, str]] = field(default_factory=list)  # member_joined: (user id, name) of each
 
 
 @dataclass
@@ -46,3 +47,5 @@ class Reply:
     alert: str | None = None  # a short pop-up answer to a button press
     duplicate: bool = False
     handled: bool = True
+    alert_in_chat: bool = False  # the alert's words were also written into the chat: no pop-up as well
+    menu_changed: bool = False  # the sender's commands changed (a /link): refresh their chat's menu

@@ -5,14 +5,14 @@ from __future__ import annotations
 from workflows.routines import leave as leaves
 
 from .reasons import ask_reason, reason_for
-from .registry import action, command
+from .registry import WORKERS, action, command
 from .turn import Turn
 
 STATUS = {"pending": "待审批", "approved": "已批准", "refused": "未批准", "cancelled": "已撤销"}
 
 
 @command("leave", "请假：/leave 开始日期 结束日期 事由（如 /leave 11-25 11-27 家中有事）", private=True,
-         staff_only=True)
+         roles=WORKERS)
 async def leave(turn: Turn) -> None:
     if turn.person is None:
         return

@@ -25,7 +25,8 @@ async def _allowed(turn: Turn, node: Node | None) -> bool:
     return True
 
 
-@command("ledger", "导出台账（Excel）：事件、巡查、民情日记、请销假、考核表", private=True, group=True, staff_only=True)
+@command("ledger", "导出台账（Excel）：事件、巡查、民情日记、请销假、考核表", private=True, group=True,
+         roles=frozenset({"leader", "standin", "centre_staff", "admin"}))
 async def ledger(turn: Turn) -> None:
     if turn.inbound.is_group:
         node = await group_node(turn)

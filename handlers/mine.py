@@ -13,6 +13,7 @@ from workflows.cards import (
     task_buttons,
 )
 from workflows.errors import NotAllowed, NotFound
+from workflows.i18n import category_name
 from workflows.models import Case, Category
 from workflows.tree import can_dispatch, get_node
 
@@ -30,7 +31,7 @@ async def my_cases(turn: Turn) -> None:
     lines = [turn.t("您最近上报的事件：")]
     for c in found:
         category = await turn.session.get(Category, c.category_id)
-        lines.append(f"{c.number} {category.name} — {turn.t(STATUS_LABELS[c.status])}")
+        lines.append(f"{c.number} {category_name(turn.t, category)} — {turn.t(STATUS_LABELS[c.status])}")
         rows.append([await turn.button(c.number, "case.detail", case_id=c.id)])
     await turn.say("\n".join(lines), buttons=rows)
 

@@ -97,9 +97,10 @@ async def identify(ctx: Ctx, inbound: Inbound) -> Person | None:
         select(Account).where(Account.channel == inbound.channel, Account.external_id == inbound.user_id)
     )).scalar_one_or_none()
     if account is not None:
-        if not inbound.is_group and account.chat_id != inbound.chat_id:
-            account.chat_id = inbound.chat_id
-        if account.undeliverable and not inbound.is_group:
+        # An event never moves the account's private chat: only the linking commands set it
+        # (workflows.accounts.link). Pressing a button on someone else's card — the terminal
+        # shows every chat on one screen — once re-pointed a person's reminders to another chat.
+        if account.undeliverable and not inbound.is_group and account.chat_id == inbound.chat_id:
             account.undeliverable = None  # they wrote to us, so we can write to them again
         return await ctx.session.get(Person, account.person_id)
     if inbound.is_group or inbound.kind in ("bot_removed", "bot_added"):

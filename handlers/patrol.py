@@ -11,7 +11,7 @@ from workflows.cards import local
 from workflows.models import Case, Node
 from workflows.routines import patrols
 
-from .registry import action, command, flow
+from .registry import GRID_STAFF, WORKERS, action, command, flow
 from .turn import Turn
 
 # typed answers in either language; the buttons work the same in every language
@@ -36,7 +36,7 @@ async def ask_item(turn: Turn, flow_name: str, items: list[str], index: int) -> 
                             [await turn.button("取消", "flow.cancel")]])
 
 
-@command("patrol", "巡查打卡", private=True, staff_only=True)
+@command("patrol", "巡查打卡", private=True, roles=WORKERS)
 async def patrol(turn: Turn) -> None:
     grids = await patrols.duty_grids(turn.ctx, turn.person.id) if turn.person else []
     if not grids:
@@ -183,7 +183,7 @@ async def submit(turn: Turn, args: dict) -> None:
     await turn.say("\n".join(lines))
 
 
-@command("diary", "民情日记：/diary 内容；只发 /diary 查看最近的日记", private=True, staff_only=True)
+@command("diary", "民情日记：/diary 内容；只发 /diary 查看最近的日记", private=True, roles=GRID_STAFF)
 async def diary(turn: Turn) -> None:
     if turn.person is None:
         return

@@ -22,6 +22,17 @@ class Command:
     group: bool
     summary: str  # message id shown in the menu and /help
     staff_only: bool = False
+    # who may use it: None for everyone, else the roles (workflows.models.Role) that may;
+    # handlers.access checks it, and /help and the menus list by it
+    roles: frozenset[str] | None = None
+    open_in_group: bool = False  # answered in a work group whoever sends it (/bind carries its own code)
+
+
+STAFF = frozenset({"worker", "leader", "standin", "team_member", "centre_staff", "helper", "admin"})
+GRID_STAFF = frozenset({"worker", "leader", "standin", "helper"})  # who keeps the 民情日记
+WORKERS = frozenset({"worker"})  # who patrols and asks for leave with A/B cover
+LEADERS = frozenset({"leader"})
+CENTRE = frozenset({"centre_staff", "admin"})
 
 
 COMMANDS: dict[str, Command] = {}
@@ -29,9 +40,12 @@ ACTIONS: dict[str, ActionHandler] = {}
 FLOWS: dict[str, FlowHandler] = {}
 
 
-def command(name: str, summary: str, *, private: bool = True, group: bool = False, staff_only: bool = False):
+def command(name: str, summary: str, *, private: bool = True, group: bool = False, staff_only: bool = False,
+            roles: frozenset[str] | None = None, open_in_group: bool = False):
+    if staff_only and roles is None:
+        roles = STAFF
     def deco(fn: Handler) -> Handler:
-        COMMANDS[name] = Command(name, fn, private, group, summary, staff_only)
+        COMMANDS[name] = Command(name, fn, private, group, summary, roles is not None, roles, open_in_group)
         return fn
 
     return deco

@@ -10,6 +10,7 @@ from workflows import cases
 from workflows.cards import local
 from workflows.deadlines import promised_deadline
 from workflows.errors import Invalid
+from workflows.i18n import category_name
 from workflows.models import Category, Node
 from workflows.tree import GRID_LEVELS, children, locate
 
@@ -28,7 +29,7 @@ async def _categories(turn: Turn) -> list[Category]:
 
 
 def _cat_name(turn: Turn, c: Category) -> str:
-    return c.name_en if turn.t.language == "en" and c.name_en else c.name
+    return category_name(turn.t, c)
 
 
 async def _cancel_row(turn: Turn) -> list:
@@ -146,9 +147,19 @@ async def report_flow(turn: Turn, data: dict) -> None:
         if i.location:
             await _location(turn, data)
         elif turn.text:
-            await turn.step("location", address=cases.clean_text(turn.text, "地址", limit=300))
-            await turn.say(turn.t("地址已记下：{a}。请再选择所在网格：", a=turn.text[:300]))
-            await ask_node(turn, None)
+            address = cases.clean_text(turn.text, "地址", limit=300)
+            await turn.step("location", address=address)
+            grids = await grids_by_address(turn, address)
+            if len(grids) == 1:
+                await turn.say(turn.t("地址已记下：{a}。", a=address))
+                await _chose_grid(turn, grids[0])
+            elif grids:
+                await turn.say(turn.t("地址已记下：{a}。请选择所在网格：", a=address),
+                               buttons=[*([await turn.button(g.name, "report.node", node_id=g.id)] for g in grids),
+                                        [await turn.button("其他网格", "report.node")], await _cancel_row(turn)])
+            else:
+                await turn.say(turn.t("地址已记下：{a}。请再选择所在网格：", a=address))
+                await ask_node(turn, None)
         else:
             await ask_location(turn)
     elif step == "phone":
@@ -204,6 +215,22 @@ async def _location(turn: Turn, data: dict) -> None:
         await ask_node(turn, None)
         return
     await _chose_grid(turn, grid)
+
+
+async def grids_by_address(turn: Turn, address: str) -> list[Node]:
+    """The grids whose address keywords (小区、楼栋、路名 from the import) the address contains;
+    where several match, those naming the longest keyword (the most specific place) win."""
+    rows = await turn.session.execute(select(Node).where(Node.level.in_(list(GRID_LEVELS)),
+                                                         Node.address_keywords.is_not(None)).order_by(Node.code))
+    scored = []
+    for node in rows.scalars():
+        hits = [len(k) for k in node.address_keywords or [] if k and k in address]
+        if hits:
+            scored.append((max(hits), node))
+    if not scored:
+        return []
+    best = max(score for score, _ in scored)
+    return [node for score, node in scored if score == best][:10]
 
 
 async def ask_node(turn: Turn, parent_id: int | None) -> None:

@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from workflows.cases import NUMBER_RE
 from workflows.errors import DomainError
-from workflows.models import ButtonRef, Conversation, GroupBinding
+from workflows.models import ButtonRef, Conversation, GroupBinding, Outbox
 
-from . import registry
+from . import access, registry
 from .events import MAX_INBOUND_TEXT
 from .turn import Turn
 
@@ -53,12 +53,19 @@ async def route(turn: Turn) -> None:
             await _route(turn)
     except DomainError as err:
         text = err.render(turn.t)
-        if turn.inbound.kind == "button":
-            turn.alert(text)
+        if turn.inbound.kind == "button" and not turn.typed:
+            turn.alert(text)  # in a group: a pop-up for the one who pressed, not a line for everyone
             if not turn.inbound.is_group:
+                # in a private chat it is written into the chat, and the channel shows no pop-up too
                 await turn.say(text)
+                turn.reply.alert_in_chat = True
         else:
             await turn.say(text)
+        return
+    if turn.typed and turn.reply.alert and not turn.reply.alert_in_chat:
+        # a typed label has no pop-up to show an action's short answer in: write it into the chat
+        await turn.say(turn.reply.alert)
+        turn.reply.alert_in_chat = True
 
 
 async def _route(turn: Turn) -> None:
@@ -67,6 +74,12 @@ async def _route(turn: Turn) -> None:
         from .admin import group_membership_changed
 
         await group_membership_changed(turn)
+        return
+    if i.kind == "member_joined":
+        if i.is_group and await _bound(turn):
+            from .admin import member_joined
+
+            await member_joined(turn)
         return
     if i.kind == "group_moved":
         from .admin import group_moved
@@ -99,7 +112,17 @@ async def _route(turn: Turn) -> None:
         await _command(turn, *cmd)
         return
     conv = await turn.conversation()
-    if conv is None and (number := _bare_number(turn.text)):
+    if not i.is_group and conv is not None and turn.text.casefold() in CANCEL_WORDS:
+        from .common import cancel
+
+        await cancel(turn)  # 取消 typed works at every step, whatever buttons the step shows
+        return
+    if (token := await _typed_label(turn)) and (not i.is_group or await access.answers_in_group(turn)):
+        i.kind, i.button, i.text = "button", token, None
+        turn.typed = True
+        await _button(turn)
+        return
+    if conv is None and (number := _bare_number(turn.text)) and (not i.is_group or await access.answers_in_group(turn)):
         from .mine import show_number
 
         await show_number(turn, number)
@@ -112,6 +135,30 @@ async def _route(turn: Turn) -> None:
     from .common import fallback
 
     await fallback(turn)
+
+
+CANCEL_WORDS = {"取消", "cancel", "退出"}
+LABEL_MAX = 40
+
+
+async def _typed_label(turn: Turn) -> str | None:
+    """Text that is exactly a button label of the newest message with buttons in this chat
+    presses that button: typing 「跳过」 or 「提交」 works where tapping does (in a work group, the
+    newest card's 「立案」 typed by the node's staff; the action checks who may, as for a tap)."""
+    i, text = turn.inbound, turn.text
+    if i.kind != "message" or not text or len(text) > LABEL_MAX or i.media or i.location or i.contact_phone:
+        return None
+    rows = await turn.session.execute(
+        select(Outbox.payload).where(Outbox.channel == i.channel, Outbox.chat_id == i.chat_id)
+        .order_by(Outbox.id.desc()).limit(5))
+    wanted = text.casefold()
+    for payload in rows.scalars():
+        buttons = [b for row in payload.get("buttons") or [] for b in row]
+        if not buttons:
+            continue
+        found = [b["token"] for b in buttons if str(b.get("label", "")).strip().casefold() == wanted]
+        return found[0] if len(found) == 1 else None
+    return None
 
 
 def _bare_number(text: str) -> str | None:
@@ -129,6 +176,11 @@ async def _command(turn: Turn, name: str, args: str) -> None:
             return  # other bots' commands in a shared group are none of our business
         await turn.say(turn.t("没有这个命令。发送 /help 查看可用的命令。") if cmd is None else
                        turn.t("这个命令只能在{where}中使用。", where=turn.t("私聊") if cmd.private else turn.t("工作群")))
+        return
+    if i.is_group and not cmd.open_in_group and not await access.answers_in_group(turn):
+        return  # in a work group only the node's own staff get answers (the group was told of strangers)
+    if not await access.allowed(turn, cmd):
+        await turn.say(turn.t("您没有使用 /{name} 的权限。发送 /help 查看您可用的命令。", name=name))
         return
     turn.inbound.text = args
     await cmd.fn(turn)

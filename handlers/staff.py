@@ -10,7 +10,7 @@ from workflows.errors import Invalid, NotAllowed
 from workflows.models import OPEN_STATUSES, Assignment, Case, GroupBinding, Node, Person, Role
 from workflows.tree import descendants, has_role
 
-from .registry import command
+from .registry import LEADERS, STAFF, command
 from .turn import Turn
 
 OVERVIEW_LIMIT = 30
@@ -27,7 +27,7 @@ async def group_node(turn: Turn) -> Node:
     return await turn.session.get(Node, binding.node_id)
 
 
-@command("cases", "本群网格的在办事件（超期在前）", private=False, group=True)
+@command("cases", "本群网格的在办事件（超期在前）", private=False, group=True, roles=STAFF)
 async def open_cases(turn: Turn) -> None:
     node = await group_node(turn)
     ids = [node.id, *(n.id for n in await descendants(turn.ctx, node.id))]
@@ -50,7 +50,7 @@ async def open_cases(turn: Turn) -> None:
 
 
 @command("standin", "网格长指定代理人（/standin 姓名或编码；/standin off 取消）", private=False, group=True,
-         staff_only=True)
+         roles=LEADERS)
 async def standin(turn: Turn) -> None:
     node = await group_node(turn)
     if turn.person is None or not await has_role(turn.ctx, turn.person.id, node, {Role.leader}, {Role.leader}):

@@ -8,7 +8,7 @@ from workflows.models import GroupBinding, Node
 from workflows.routines import notices, reports, screening
 
 from .patrol import ask_item, parse_answer
-from .registry import action, command, flow
+from .registry import CENTRE, STAFF, action, command, flow
 from .turn import Turn
 
 
@@ -21,7 +21,7 @@ async def group_node(turn: Turn) -> Node | None:
     return await turn.session.get(Node, row[0]) if row else None
 
 
-@command("stats", "本群所属网格（或辖区）的本周统计", private=False, group=True)
+@command("stats", "本群所属网格（或辖区）的本周统计", private=False, group=True, roles=STAFF)
 async def stats(turn: Turn) -> None:
     node = await group_node(turn)
     if node is None:
@@ -30,7 +30,7 @@ async def stats(turn: Turn) -> None:
     await turn.say(msg.text, media=msg.media)
 
 
-@command("notice", "发布通知到下辖所有工作群：/notice 内容", private=True, group=True, staff_only=True)
+@command("notice", "发布通知到下辖所有工作群：/notice 内容", private=True, group=True, roles=CENTRE)
 async def notice(turn: Turn) -> None:
     node = await group_node(turn)
     sent = await notices.send(turn.ctx, turn.person.id if turn.person else None, turn.text,

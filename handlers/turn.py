@@ -22,6 +22,7 @@ class Turn:
     person: Person | None
     t: T
     reply: Reply = field(default_factory=Reply)
+    typed: bool = False  # a button label typed as text (router): answers go into the chat, no pop-up
     _conv: Conversation | None = None
     _conv_loaded: bool = False
 

@@ -6,11 +6,11 @@ from workflows import cases
 from workflows.cards import local
 
 from .reasons import ask_reason, reason_for
-from .registry import action, command, flow
+from .registry import STAFF, action, command, flow
 from .turn import Turn
 
 
-@command("tasks", "我的待办", private=True, staff_only=True)
+@command("tasks", "我的待办", private=True, roles=STAFF)
 async def tasks(turn: Turn) -> None:
     found = await cases.open_tasks(turn.ctx, turn.person.id) if turn.person else []
     if not found:

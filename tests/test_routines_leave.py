@@ -82,7 +82,7 @@ async def test_bad_leave_requests_change_nothing(w: World):
     await d.send("CY01-W2", "/leave 11-25 11-26 私事")  # no A/B partner
     assert "A/B岗搭档" in await d.last_text("CY01-W2")
     await d.send("CY-C", "/leave 11-25 11-26 私事")  # not a worker
-    assert "只有网格员" in await d.last_text("CY-C")
+    assert "没有使用 /leave 的权限" in await d.last_text("CY-C")  # declared on the command (handlers.access)
     assert await w.count(Leave) == 0
     assert await w.texts("p:CY01-L") == []
     await d.send("CY01-W1", "/leave 11-25 11-26 私事")

@@ -127,7 +127,7 @@ async def test_patrol_far_from_the_grid_is_a_recorded_warning(w: World):
 
 async def test_patrol_refused_to_non_workers(w: World):
     await send(w, "CY-C", "/patrol")
-    assert "不是网格员" in await w.desk.last_text("CY-C")
+    assert "没有使用 /patrol 的权限" in await w.desk.last_text("CY-C")  # declared on the command (handlers.access)
 
 
 async def test_diary(w: World):

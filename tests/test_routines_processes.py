@@ -170,7 +170,7 @@ def test_jobs_cli_list_and_run(tmp_path, sqlite_template):
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{db}", "LOG_LEVEL": "WARNING"}
     out = subprocess.run([sys.executable, "-m", "bot.cli", "jobs", "run", "deadlines", "--at", "2026-11-23 09:00"],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-    assert '"sweep": "deadlines"' in out and '"as_of": "2026-11-23T01:00:00+00:00"' in out
+    assert '"sweep": "deadlines"' in out and '"as_of": "2026-11-23T09:00:00+08:00"' in out  # the local form --at takes
     out = subprocess.run([sys.executable, "-m", "bot.cli", "jobs", "list"], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "patrol_reminders" in out and "deadlines" in out and "2026-11-23 09:00" in out

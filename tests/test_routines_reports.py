@@ -135,7 +135,7 @@ async def test_notice_from_centre_staff(w: World):
 async def test_notice_refused_to_others(w: World):
     d = w.desk
     await d.send("CY01-L", "/notice 大家注意")
-    assert "只有上级中心的工作人员" in await d.last_text("CY01-L")
+    assert "没有使用 /notice 的权限" in await d.last_text("CY01-L")  # declared on the command (handlers.access)
     await d.send("CY-C", "/notice 越级通知", group="XH")
     assert "不是本群所属节点的中心人员" in (await d.last("g:XH")).text
     await d.send("XH-C", "/notice")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from .context import Ctx
-from .i18n import T, _
+from .i18n import T, _, category_name
 from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Team
 from .outbox import Msg, button, to_group, to_person
 from .tree import team_member_ids
@@ -121,7 +121,7 @@ async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, pu
 async def summary(ctx: Ctx, t: T, case: Case) -> str:
     category = await ctx.session.get(Category, case.category_id)
     status = t(STATUS_LABELS.get(case.status, case.status))
-    return t("事件 {number}（{category}）：{status}", number=case.number, category=category.name, status=status)
+    return t("事件 {number}（{category}）：{status}", number=case.number, category=category_name(t, category), status=status)
 
 
 async def card_text(ctx: Ctx, t: T, case: Case) -> str:
@@ -129,7 +129,7 @@ async def card_text(ctx: Ctx, t: T, case: Case) -> str:
     grid = await ctx.session.get(Node, case.grid_id)
     level = await ctx.session.get(Node, case.level_node_id)
     lines = [
-        t("【事件 {number}】{category} · {status}", number=case.number, category=category.name,
+        t("【事件 {number}】{category} · {status}", number=case.number, category=category_name(t, category),
           status=t(STATUS_LABELS.get(case.status, case.status))),
         t("网格：{grid}", grid=grid.name),
     ]
@@ -280,7 +280,7 @@ async def task_text(ctx: Ctx, t: T, case: Case) -> str:
     category = await ctx.session.get(Category, case.category_id)
     grid = await ctx.session.get(Node, case.grid_id)
     lines = [
-        t("【待办】事件 {number}（{category}）", number=case.number, category=category.name),
+        t("【待办】事件 {number}（{category}）", number=case.number, category=category_name(t, category)),
         t("网格：{grid}", grid=grid.name),
         t("描述：{text}", text=case.description),
     ]

@@ -20,3 +20,14 @@ class ChannelChoice(Base):
     chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     tokens: Mapped[list] = mapped_column(Json, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GroupStranger(Base):
+    """Someone in a bound work group who is not staff of its node: the group was told once when
+    they joined (handlers.admin.member_joined); they get no answers there."""
+
+    __tablename__ = "group_stranger"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    told_at: Mapped[datetime] = mapped_column(UTCDateTime())

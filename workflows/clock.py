@@ -31,3 +31,26 @@ class FixedClock:
 
     def advance(self, **delta: float) -> None:
         self._at += timedelta(**delta)
+
+
+class SettableClock:
+    """Real time, or real time shifted: `set()` jumps to a moment and the clock runs on from there.
+
+    The terminal's trial uses it (`:time 2026-11-24 08:50`) so patrol reminders and deadline
+    cards can be seen without waiting for them."""
+
+    def __init__(self, base: Clock | None = None) -> None:
+        self._base = base or SystemClock()
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._base.now() + self._offset
+
+    def set(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("SettableClock needs an aware datetime")
+        self._offset = at.astimezone(UTC) - self._base.now()
+
+    @property
+    def shifted(self) -> bool:
+        return self._offset != timedelta(0)

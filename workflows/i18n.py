@@ -54,6 +54,12 @@ class T:
         return text.format(**kw) if kw else text
 
 
+def category_name(t: T, category) -> str:  # noqa: ANN001  (a workflows.models.Category)
+    """A category's name in the reader's language: categories are data, their English comes
+    from the import (name_en), not from the catalogue."""
+    return category.name_en if t.language == "en" and category.name_en else category.name
+
+
 def _(msgid: str) -> str:
     """Marks a string for extraction where it is translated later (e.g. in tables)."""
     return msgid

@@ -33,7 +33,7 @@ HEADERS: dict[str, dict[str, list[str]]] = _DATA["headers"]
 SHEETS: dict[str, list[str]] = _DATA["sheets"]
 VALUES: dict[str, dict[str, str]] = _DATA["values"]  # values in the office's words -> stored value
 HINTS: dict[str, dict[str, str]] = _DATA["hints"]  # the template's second row, skipped on import
-LISTS = ("patrol_times", "checklist", "members", "grids")
+LISTS = ("patrol_times", "checklist", "members", "grids", "address_keywords")
 NUMBERS = ("time_limit_hours", "sort")
 SPLIT = re.compile(r"[,，、;；\n]+")
 # the second row of a template: hints, skipped on import when left as written

@@ -45,7 +45,7 @@ KINDS = ("departments", "nodes", "people", "teams", "categories")
 KEYS = {
     "departments": ("code", "name"),
     "nodes": ("code", "name", "level", "parent", "case_prefix", "timezone", "notice", "boundary", "crs",
-              "patrol_times", "checklist"),
+              "patrol_times", "checklist", "address_keywords"),
     "people": ("code", "name", "phone", "language", "partner", "roles", "accounts", "preferred_channel"),
     "teams": ("code", "name", "department", "lead", "members", "grids"),
     "categories": ("code", "name", "name_en", "time_limit_hours", "default_team", "split", "urgency", "sort"),
@@ -240,6 +240,17 @@ def _str_list(value: Any) -> list[str]:
     return [_text(200)(v) for v in value]
 
 
+def _keywords(value: Any) -> list[str]:
+    """小区、楼栋、路名 a typed address may contain: a list, or one string split at 、 , ， ;"""
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[、,，;；]", value)]
+    words = [w.strip() for w in _str_list(value) if w.strip()]
+    short = [w for w in words if len(w) < 2]
+    if short:
+        raise ValueError(f"{short[0]!r} is too short to recognise an address by (2 characters or more)")
+    return list(dict.fromkeys(words))
+
+
 def _times(value: Any) -> list[str]:
     times = []
     for t in _str_list(value):
@@ -333,6 +344,7 @@ def _node(it: _Item) -> None:
         it.out["boundary"] = geo.geometry_to_wgs84(it.out["boundary"], crs)
     it.get("patrol_times", _times)
     it.get("checklist", _str_list)
+    it.get("address_keywords", _keywords)
 
 
 def _person(it: _Item, csv_row: bool = False) -> None:
@@ -589,7 +601,7 @@ class _Writer:
         nodes = await self.all(Node)
         for row in data["nodes"]:
             values = _present(row, ["name", "level", "case_prefix", "timezone", "notice", "boundary",
-                                    "patrol_times", "checklist"])
+                                    "patrol_times", "checklist", "address_keywords"])
             self.upsert("nodes", Node, nodes, row["code"], values)
         if any("boundary" in row for row in data["nodes"]):
             geo.invalidate()
@@ -827,7 +839,8 @@ async def export_data(session: AsyncSession) -> str:
         "departments": [{"code": d.code, "name": d.name} for d in depts],
         "nodes": [_clean({"code": n.code, "name": n.name, "level": n.level, "parent": node_code.get(n.parent_id),
                           "case_prefix": n.case_prefix, "timezone": n.timezone, "notice": n.notice,
-                          "boundary": n.boundary, "patrol_times": n.patrol_times, "checklist": n.checklist})
+                          "boundary": n.boundary, "patrol_times": n.patrol_times, "checklist": n.checklist,
+                          "address_keywords": n.address_keywords})
                   for n in ordered],
         "people": [_clean({"code": p.code, "name": p.name, "phone": p.phone, "language": p.language,
                            "partner": person_code.get(p.partner_id), "roles": roles.get(p.id),

@@ -126,6 +126,8 @@ class Node(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     patrol_times: Mapped[list | None] = mapped_column(Json)  # ["09:00", "15:00"]
     checklist: Mapped[list | None] = mapped_column(Json)
+    # 小区、楼栋、路名 a typed address may name: a report's address picks the grid by them
+    address_keywords: Mapped[list | None] = mapped_column(Json)
     parent: Mapped[Node | None] = relationship(remote_side=[id], lazy="raise")
 
 
@@ -341,7 +343,9 @@ class Outbox(Base):
     """Every message to send, written in the same transaction as the change that causes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "status", "channel", "not_before"),)
+    __table_args__ = (Index("ix_outbox_pending", "status", "channel", "not_before"),
+                      # a chat's newest messages: a button label typed as text (handlers.router)
+                      Index("ix_outbox_chat", "channel", "chat_id", "id"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     channel: Mapped[str] = mapped_column(String(20))

@@ -26,6 +26,7 @@ from aiogram.types import (
     BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
     CallbackQuery,
     ChatMemberUpdated,
     Message,
@@ -39,7 +40,7 @@ from handlers.office import Office
 from ..settings import Settings
 from .telegram_aiogram_convert import to_inbound
 from .telegram_aiogram_send import AiogramAdapter
-from .telegram_menu import command_menus
+from .telegram_menu import chat_menus, command_menus
 from .telegram_send import NAME
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,9 @@ class GridbotRouter(Router):
             if inbound is not None:
                 async with self._chat_lock(inbound.chat_id):
                     reply = await self.office.handle(inbound)
-                alert = reply.alert
+                alert = None if reply.alert_in_chat else reply.alert  # said once: in the chat, no pop-up
+                if reply.menu_changed and not inbound.is_group and update.bot is not None:
+                    await set_chat_menus(update.bot, self.office, [inbound.chat_id])
         finally:
             if query is not None:
                 # always answer, or the person's client shows a spinner for many seconds
@@ -157,6 +160,16 @@ async def set_commands(bot: Bot) -> None:
     except TelegramAPIError:
         # a missing menu is cosmetic: people can still type commands
         log.warning("telegram: setting the command menu failed", exc_info=True)
+
+
+async def set_chat_menus(bot: Bot, office: Office, chat_ids: list[str] | None = None) -> None:
+    """Each linked staff member's private chat gets a menu of their own commands."""
+    try:
+        for chat_id, commands in await chat_menus(office.sessionmaker, office.language, chat_ids):
+            await bot.set_my_commands([BotCommand(command=name, description=summary) for name, summary in commands],
+                                      scope=BotCommandScopeChat(chat_id=int(chat_id)))
+    except (TelegramAPIError, ValueError):
+        log.warning("telegram: setting the staff command menus failed", exc_info=True)
 
 
 # ---------------------------------------------------------------- the runtime
@@ -198,6 +211,7 @@ class AiogramChannel:
         self.office = office
         me = await self.bot.get_me()  # a wrong token or base URL fails here, loudly
         await set_commands(self.bot)
+        await set_chat_menus(self.bot, office)
         s = self.settings
         if s.telegram_webhook_url:
             await self._start_webhook()

@@ -74,6 +74,13 @@ def _message(update: Update, message: Message, kind: str) -> Inbound | None:
         # the group became a supergroup with a new id: its binding must follow
         return _base(update, message.chat, message.from_user, kind="group_moved",
                      text=str(message.migrate_to_chat_id))
+    if message.new_chat_members and message.chat.type in (Chat.GROUP, Chat.SUPERGROUP):
+        # people joining a work group: strangers among them are pointed out once
+        people = [u for u in message.new_chat_members if not u.is_bot]
+        if not people:
+            return None
+        return _base(update, message.chat, message.from_user, kind="member_joined",
+                     joined=[(str(u.id), u.full_name[:200]) for u in people])
     if any(getattr(message, f, None) for f in SERVICE_FIELDS):
         return None
     user = message.from_user

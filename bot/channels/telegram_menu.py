@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 
-from handlers import registry, router
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers import access, registry, router
 from workflows.i18n import T
+from workflows.models import Account, Assignment, Person
+
+from .telegram_send import NAME
 
 # Telegram: 1–32 characters, lower-case letters, digits and underscores; summaries 1–256
 NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -33,3 +39,31 @@ def command_menus() -> dict[tuple[str, str | None], list[tuple[str, str]]]:
                 if NAME_RE.match(c.name) and not c.staff_only and (c.private if where == "private" else c.group)
             ]
     return menus
+
+
+def _menu(commands: list[registry.Command], t: T) -> list[tuple[str, str]]:
+    order = {name: n for n, name in enumerate(FIRST)}
+    commands = sorted(commands, key=lambda c: order.get(c.name, len(FIRST)))
+    return [(c.name, t(c.summary)[:256]) for c in commands if NAME_RE.match(c.name)]
+
+
+async def chat_menus(sessionmaker: async_sessionmaker[AsyncSession], default_language: str = "zh_CN",
+                     chat_ids: list[str] | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(private chat id, its menu) for every linked staff member on Telegram (BotCommandScopeChat):
+    the commands their roles allow (handlers.access), in their language."""
+    router._load_dialogues()
+    async with sessionmaker() as s:
+        stmt = (select(Account.chat_id, Person.language, Assignment.role)
+                .join(Person, Person.id == Account.person_id)
+                .join(Assignment, Assignment.person_id == Person.id)
+                .where(Account.channel == NAME, Account.chat_id.is_not(None)))
+        if chat_ids is not None:
+            stmt = stmt.where(Account.chat_id.in_(chat_ids))
+        rows = (await s.execute(stmt)).all()
+    roles: dict[str, set[str]] = {}
+    language: dict[str, str] = {}
+    for chat_id, lang, role in rows:
+        roles.setdefault(chat_id, set()).add(str(role))
+        language[chat_id] = lang or default_language
+    return [(chat_id, _menu(access.commands_for(held, "private"), T(language[chat_id])))
+            for chat_id, held in sorted(roles.items())]

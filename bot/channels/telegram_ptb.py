@@ -14,6 +14,7 @@ from telegram import (
     BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
     Update,
 )
 from telegram.error import TelegramError
@@ -23,7 +24,7 @@ from handlers.office import Office
 
 from ..settings import Settings
 from .telegram_convert import to_inbound
-from .telegram_menu import command_menus
+from .telegram_menu import chat_menus, command_menus
 from .telegram_send import NAME, TelegramAdapter
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class TelegramRuntime:
         except TelegramError:
             # a missing menu is cosmetic: people can still type commands
             log.warning("telegram: setting the command menu failed", exc_info=True)
+        if self.office is not None:
+            await set_chat_menus(self.application.bot, self.office)
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if self.office is not None:
@@ -97,6 +100,16 @@ class TelegramRuntime:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: handling update failed", exc_info=context.error)
+
+
+async def set_chat_menus(bot, office: Office, chat_ids: list[str] | None = None) -> None:
+    """Each linked staff member's private chat gets a menu of their own commands."""
+    try:
+        for chat_id, commands in await chat_menus(office.sessionmaker, office.language, chat_ids):
+            await bot.set_my_commands([BotCommand(name, summary) for name, summary in commands],
+                                      scope=BotCommandScopeChat(int(chat_id)))
+    except (TelegramError, ValueError):
+        log.warning("telegram: setting the staff command menus failed", exc_info=True)
 
 
 async def handle_update(office: Office, update: object) -> None:
@@ -108,7 +121,10 @@ async def handle_update(office: Office, update: object) -> None:
     try:
         inbound = to_inbound(update)
         if inbound is not None:
-            alert = (await office.handle(inbound)).alert
+            reply = await office.handle(inbound)
+            alert = None if reply.alert_in_chat else reply.alert  # said once: in the chat, no pop-up
+            if reply.menu_changed and not inbound.is_group:
+                await set_chat_menus(update.get_bot(), office, [inbound.chat_id])
     finally:
         if query is not None:
             # always answer, or the person's client shows a spinner for many seconds

@@ -7,32 +7,38 @@ printed with its target. Lines starting with ':' are shell commands (:help lists
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+import threading
 from typing import TextIO
 
 from sqlalchemy import or_, select
 
 from handlers.events import Inbound, Media
 from handlers.office import Office
+from workflows.i18n import T
 from workflows.models import Account, GroupBinding, Node, Person
 
 from ..delivery import Delivery
 from .base import OutgoingMessage, Sent
 
 NAME = "terminal"
+PHONE_DIGITS = 5  # a longer number than any button's is typed text: a phone number, say
 
-SHELL_HELP = """终端命令 (shell commands):
-  数字 N            按下第 N 个按钮 / press button N
-  :as 编码或姓名     切换为某位工作人员 / act as a staff member
-  :resident 姓名     切换为居民 / act as a resident
-  :loc 纬度 经度     发送位置 / send a location
-  :photo 文件名      发送照片 / send a photo (:voice, :video likewise)
-  :phone 号码        分享自己的手机号 / share your own phone number
-  :dm               之后的文字发到私聊 / type into your private chat
-  :group 编码        之后的文字发到某个工作群 / type into a node's work group
-  :who              当前身份 / who am I
-  :quit             退出 / quit
-其他文字按消息发送 / anything else is sent as a message."""
+SHELL_HELP = """终端命令：
+  数字 N            按下第 N 个按钮
+  :as 编码或姓名     切换为某位工作人员
+  :resident 姓名     切换为居民
+  :loc 纬度 经度     发送位置
+  :photo 文件名      发送照片（:voice、:video 同理）
+  :phone 号码        分享自己的手机号
+  :dm               之后的文字发到私聊
+  :group 编码        之后的文字发到某个工作群
+  :time 日期 时间    把时钟拨到某一时刻，如 :time 2026-11-24 08:50
+  :who              当前身份
+  :quit             退出（或按 Ctrl-C）
+其他文字按消息发送。"""
 
 
 class TerminalAdapter:
@@ -45,6 +51,8 @@ class TerminalAdapter:
         self.labels: dict[str, str] = {}  # chat id -> how to show it
         self.buttons: list[tuple[str, str, bool]] = []  # (token, chat id, is group), numbered from 1
         self.current_chat: str = ""
+        self.t = T(None)  # the shell sets the office's language
+        self.shown: list[tuple[str, str]] = []  # (chat id, text) of everything printed, in order
         self._next_id = 0
 
     def _print_buttons(self, msg: OutgoingMessage) -> list[str]:
@@ -64,6 +72,7 @@ class TerminalAdapter:
         for m in msg.media:
             lines.append(f"     ({m.get('kind', 'file')}: {m.get('name') or m.get('ref')})")
         lines.extend(self._print_buttons(msg))
+        self.shown.append((msg.chat_id, msg.text))
         print("\n".join(lines), file=self.out, flush=True)
 
     async def send(self, msg: OutgoingMessage) -> Sent:
@@ -72,12 +81,12 @@ class TerminalAdapter:
         return Sent(str(self._next_id))
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
-        self._show(msg, "(更新) ")
+        self._show(msg, self.t("(更新) "))
 
 
 class TerminalShell:
     def __init__(self, office: Office, delivery: Delivery, adapter: TerminalAdapter,
-                 stdin: TextIO | None = None, out: TextIO | None = None) -> None:
+                 stdin: TextIO | None = None, out: TextIO | None = None, scheduler=None) -> None:
         self.office = office
         self.delivery = delivery
         self.adapter = adapter
@@ -86,7 +95,12 @@ class TerminalShell:
         self.user_id = ""
         self.user_name = ""
         self.typing_chat: tuple[str, bool] | None = None  # where typed text goes, if not the private chat
+        self.scheduler = scheduler  # bot.scheduler.Scheduler, when the trial runs the sweeps
         self._seq = 0
+        self.t = T(office.language)
+        adapter.t = self.t
+        self._drain_lock = asyncio.Lock()  # the shell and the scheduler's pump never send the same row
+        self._prompt_shown = False
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -99,7 +113,7 @@ class TerminalShell:
                 select(GroupBinding.node_id).where(GroupBinding.channel == NAME))).scalars())
             for node in nodes:
                 chat = f"group:{node.code}"
-                self.adapter.labels[chat] = f"{node.name}工作群"
+                self.adapter.labels[chat] = self.t("{node}工作群", node=node.name)
                 if node.id not in bound:
                     session.add(GroupBinding(node_id=node.id, channel=NAME, chat_id=chat, title=node.name,
                                              status="active", bound_at=self.office.clock.now()))
@@ -107,13 +121,13 @@ class TerminalShell:
             have = set((await session.execute(
                 select(Account.person_id).where(Account.channel == NAME))).scalars())
             for p in staff:
-                self.adapter.labels[f"dm:{p.code}"] = f"私聊 {p.name}"
+                self.adapter.labels[f"dm:{p.code}"] = self.t("私聊 {name}", name=p.name)
                 if p.id not in have:
                     session.add(Account(channel=NAME, external_id=p.code, chat_id=f"dm:{p.code}", person_id=p.id,
                                         display_name=p.name, created_at=self.office.clock.now()))
             for a in (await session.execute(select(Account).where(Account.channel == NAME))).scalars():
                 if a.chat_id and a.chat_id not in self.adapter.labels:
-                    self.adapter.labels[a.chat_id] = f"私聊 {a.display_name or a.external_id}"
+                    self.adapter.labels[a.chat_id] = self.t("私聊 {name}", name=a.display_name or a.external_id)
 
     async def act_as(self, who: str) -> bool:
         async with self.office.sessionmaker() as session:
@@ -122,20 +136,20 @@ class TerminalShell:
                 .order_by(Person.id)
             )).scalars().first()
         if person is None:
-            self.say(f"找不到工作人员「{who}」。/ No staff member '{who}'.")
+            self.say(self.t("找不到工作人员「{who}」。", who=who))
             return False
         self.user_id, self.user_name = person.code, person.name
         self.adapter.current_chat = f"dm:{person.code}"
         self.typing_chat = None
-        self.say(f"—— 现在的身份：{person.name}（{person.code}）——")
+        self.say(self.t("—— 现在的身份：{name}（{code}）——", name=person.name, code=person.code))
         return True
 
     def act_as_resident(self, name: str) -> None:
         self.user_id, self.user_name = f"resident:{name}", name
         self.adapter.current_chat = f"dm:resident:{name}"
         self.typing_chat = None
-        self.adapter.labels[self.adapter.current_chat] = f"私聊 居民{name}"
-        self.say(f"—— 现在的身份：居民 {name} ——")
+        self.adapter.labels[self.adapter.current_chat] = self.t("私聊 居民{name}", name=name)
+        self.say(self.t("—— 现在的身份：居民 {name} ——", name=name))
 
     async def send(self, **kw) -> None:
         self._seq += 1
@@ -144,20 +158,26 @@ class TerminalShell:
         is_group = kw.pop("is_group", default_group)
         inbound = Inbound(channel=NAME, chat_id=chat, user_id=self.user_id, user_name=self.user_name,
                           is_group=is_group, event_id=None, **kw)
+        mark = len(self.adapter.shown)
         reply = await self.office.handle(inbound)
-        await self.delivery.drain()
-        if reply.alert:
-            self.say(f"(提示) {reply.alert}")
+        await self.drain()
+        # a refusal of a private button is also written into the chat: say it once, not twice
+        if reply.alert and not reply.alert_in_chat and (chat, reply.alert) not in self.adapter.shown[mark:]:
+            self.say(self.t("(提示) {text}", text=reply.alert))
+
+    async def drain(self) -> None:
+        async with self._drain_lock:
+            await self.delivery.drain()
 
     async def handle_line(self, line: str) -> bool:
         """Returns False when the shell should stop."""
         line = line.strip()
         if not line:
             return True
-        if line.isdigit():
+        if line.isdigit() and not (len(line) >= PHONE_DIGITS and int(line) > len(self.adapter.buttons)):
             n = int(line)
             if not 1 <= n <= len(self.adapter.buttons):
-                self.say("没有这个编号的按钮。/ No such button.")
+                self.say(self.t("没有这个编号的按钮。"))
                 return True
             token, chat, is_group = self.adapter.buttons[n - 1]
             # a button pressed in a group: what is typed next (a reason, say) belongs there too
@@ -172,18 +192,20 @@ class TerminalShell:
             if cmd == "as":
                 await self.act_as(arg)
             elif cmd == "resident":
-                self.act_as_resident(arg or "居民")
+                self.act_as_resident(arg or self.t("居民"))
             elif cmd == "dm":
                 self.typing_chat = None
             elif cmd == "group":
                 self.typing_chat = (f"group:{arg}", True)
+            elif cmd == "time":
+                await self.set_time(arg)
             elif cmd == "who":
                 self.say(f"{self.user_name} ({self.user_id})")
             elif cmd == "loc":
                 try:
                     lat, lon = (float(x) for x in arg.replace(",", " ").split())
                 except ValueError:
-                    self.say("用法 / usage: :loc 30.28 120.12")
+                    self.say(self.t("用法：:loc 30.28 120.12"))
                     return True
                 await self.send(location=(lat, lon))
             elif cmd in ("photo", "voice", "video"):
@@ -191,25 +213,101 @@ class TerminalShell:
             elif cmd == "phone":
                 await self.send(contact_phone=arg, contact_is_own=True)
             else:
-                self.say(SHELL_HELP)
+                self.say(self.t(SHELL_HELP))
             return True
         if not self.user_id:
-            self.say("请先选择身份：:as 编码 或 :resident 姓名")
+            self.say(self.t("请先选择身份：:as 编码 或 :resident 姓名"))
             return True
         await self.send(text=line)
         return True
 
+    async def set_time(self, arg: str) -> None:
+        """Moves the trial's clock and runs every sweep at once, as the scheduler would then."""
+        from ..jobs_cli import format_local, parse_at
+
+        clock = self.office.clock
+        tz = self.office.timezone
+        if not arg:
+            self.say(self.t("现在是 {at}", at=format_local(clock.now(), tz)))
+            return
+        if not hasattr(clock, "set"):
+            self.say(self.t("这个终端的时钟不能拨动。"))
+            return
+        try:
+            at = parse_at(arg, tz)
+        except ValueError:
+            self.say(self.t("读不懂时间「{text}」。请写成 2026-11-24 08:50（本地时间），或带时区的 ISO 8601："
+                            "2026-11-24T08:50:00+08:00。", text=arg))
+            return
+        clock.set(at)
+        self.say(self.t("—— 时钟已拨到 {at} ——", at=format_local(clock.now(), tz)))
+        if self.scheduler is not None:
+            await self.scheduler.run_all()
+        await self.drain()
+
+    async def pump(self) -> None:
+        """Sends what the scheduler's sweeps wrote while nobody typed, then shows the prompt again."""
+        while True:
+            await self.delivery._wake.wait()
+            self.delivery._wake.clear()
+            async with self._drain_lock:
+                before = len(self.adapter.shown)
+                await self.delivery.drain()
+            if len(self.adapter.shown) > before and self._prompt_shown:
+                self._prompt()
+
+    def _prompt(self) -> None:
+        where = f"@{self.adapter.labels.get(self.typing_chat[0], self.typing_chat[0])}" if self.typing_chat else ""
+        print(f"{self.user_name or '?'}{where}> ", end="", file=self.out, flush=True)
+        self._prompt_shown = True
+
+    def _start_reader(self, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+        # a daemon thread, not the default executor: Ctrl-C must not wait for a blocked readline
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            while True:
+                try:
+                    line = self.stdin.readline()
+                except (OSError, ValueError):
+                    line = ""
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+                if not line:
+                    return
+
+        threading.Thread(target=read, name="terminal-stdin", daemon=True).start()
+        return lines
+
     async def run(self) -> None:
         await self.prepare()
-        await self.delivery.drain()
-        self.say(SHELL_HELP)
+        if self.scheduler is not None:
+            await self.scheduler.run_all()  # the catch-up `gridbot run` does at start
+        await self.drain()
+        self.say(self.t(SHELL_HELP))
         loop = asyncio.get_running_loop()
-        while True:
-            where = f"@{self.adapter.labels.get(self.typing_chat[0], self.typing_chat[0])}" if self.typing_chat else ""
-            prompt = f"{self.user_name or '?'}{where}> "
-            print(prompt, end="", file=self.out, flush=True)
-            line = await loop.run_in_executor(None, self.stdin.readline)
-            if not line:
-                break
-            if not await self.handle_line(line):
-                break
+        lines = self._start_reader(loop)
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        pump = asyncio.create_task(self.pump())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                self._prompt()
+                reading = asyncio.create_task(lines.get())
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    self.say("")
+                    break
+                self._prompt_shown = False
+                line = reading.result()
+                if not line or not await self.handle_line(line):
+                    break
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+            for task in (pump, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
