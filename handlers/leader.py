@@ -7,7 +7,7 @@ from sqlalchemy import select
 from workflows import cases
 from workflows.errors import NotAllowed
 from workflows.models import Case, Category, Team, TeamGrid
-from workflows.tree import GRID_LEVELS, can_dispatch, get_node, grids, workers_of
+from workflows.tree import GRID_LEVELS, can_dispatch, dispatcher_title, get_node, grids, workers_of
 
 from .reasons import ask_reason, reason_for
 from .registry import action, flow
@@ -22,7 +22,8 @@ async def _fresh(turn: Turn, args: dict) -> Case | None:
         return None
     node = await get_node(turn.ctx, case.level_node_id)
     if not await can_dispatch(turn.ctx, turn.person.id if turn.person else None, node):
-        raise NotAllowed("只有 {node} 的网格长（或其指定的代理人）可以进行此操作。", node=node.name)
+        raise NotAllowed("只有 {node} 的{role}（或其指定的代理人）可以进行此操作。", node=node.name,
+                         role=dispatcher_title(node))
     return case
 
 

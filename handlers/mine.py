@@ -14,7 +14,7 @@ from workflows.cards import (
 )
 from workflows.errors import NotAllowed, NotFound
 from workflows.models import Case, Category
-from workflows.tree import can_dispatch, get_node
+from workflows.tree import can_dispatch, dispatcher_title, get_node
 
 from .registry import action, command, flow
 from .turn import Turn
@@ -93,7 +93,7 @@ async def show_case(turn: Turn, case: Case) -> None:
     if case.result:
         lines.append(t("处理结果：{text}", text=case.result))
     lines.append(t("—— 进展 ——"))
-    lines.extend(await event_lines(turn.ctx, t, case, limit=20, public=public))
+    lines.extend(await event_lines(turn.ctx, t, case, limit=20, public=public, to_reporter=public))
     await turn.say("\n".join(lines), buttons=await _buttons(turn, case))
 
 
@@ -143,4 +143,6 @@ async def supplement_done(turn: Turn, args: dict) -> None:
     case = await cases.supplement(turn.ctx, turn.person.id, data["case_id"], data.get("text", ""),
                                   data.get("media"))
     await turn.finish()
-    await turn.say(turn.t("补充材料已提交，事件 {number} 已退回网格长重新审核。", number=case.number))
+    level = await get_node(turn.ctx, case.level_node_id)
+    await turn.say(turn.t("补充材料已提交。事件 {number} 将由{node}的{role}重新审核，立案后会通知您预计办结时间。",
+                          number=case.number, node=level.name, role=turn.t(dispatcher_title(level))))
