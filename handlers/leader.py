@@ -95,7 +95,8 @@ async def decline(turn: Turn, args: dict) -> None:
     await ask_reason(turn, "decline", **_ref(case))
 
 
-@reason_for("decline", "请写明不予立案的理由：", ["重复上报", "不属于受理范围", "信息不实"])
+@reason_for("decline", "请写明不予立案的理由（上报人会收到理由和可以求助的去处）：",
+            ["重复上报", "不属于受理范围", "属于自家事，已告知办理途径", "信息不实"])
 async def decline_with(turn: Turn, data: dict, reason: str) -> None:
     if await _fresh(turn, data):
         case = await cases.decline(turn.ctx, turn.person.id, data["case_id"], reason)

@@ -149,3 +149,31 @@ async def test_words_follow_the_level(desk: Desk):
     await desk.send("WY-01", "已修复")
     await desk.press("WY-01", "提交结果")
     assert "翠苑社区的社区工作人员" in await desk.last_text("WY-01")
+
+
+async def test_a_declined_private_matter_gets_the_guidance(desk: Desk):
+    case = await reported(desk, category="民生服务")
+    grid = await grid_of(desk, case)
+    leader = staff(grid, "L")
+    await desk.press(leader, "不予立案", group=grid)
+    await desk.press(leader, "属于自家事，已告知办理途径", group=grid)
+    assert (await desk.case()).status == "reported"
+    # a typed reason instead of the preset is taken as written, at once
+    await desk.send(leader, "家里水管漏水，需自行联系维修", group=grid)
+    assert (await desk.case()).status == "declined"
+    told = await desk.last_text("r1")
+    assert "家里水管漏水" in told and "自家事" in told and "便民服务中心" in told
+
+
+async def test_a_stale_preset_confirmation_does_nothing(desk: Desk):
+    case = await reported(desk)
+    grid = await grid_of(desk, case)
+    leader = staff(grid, "L")
+    await desk.press(leader, "不予立案", group=grid)
+    await desk.press(leader, "重复上报", group=grid)
+    # someone else presses the leader's 确认: it is not their dialogue
+    reply = await desk.press(staff(grid, "W1"), "确认", group=grid)
+    assert reply.alert and (await desk.case()).status == "reported"
+    await desk.send(leader, "/cancel", group=grid)
+    reply = await desk.press(leader, "确认", group=grid)
+    assert reply.alert and (await desk.case()).status == "reported"

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from . import geo
 from .context import Ctx
 from .i18n import T, _
-from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Team
+from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Split, Team
 from .outbox import Msg, button, to_group, to_person
 from .tree import dispatcher_title, team_member_ids
 
@@ -244,7 +244,7 @@ async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = Non
         elif what == "dispatched":
             text = t("您上报的事件 {number} 已派遣处理，请耐心等待。", number=n)
         elif what == "declined":
-            text = t("您上报的事件 {number} 未予立案，理由：{reason}", number=n, reason=extra)
+            text = await decline_text(ctx, t, case, extra)
         elif what in ("escalated", "direct_report"):
             level = await ctx.session.get(Node, case.level_node_id)
             text = t("您上报的事件 {number} 已上报至 {node} 协调办理。", number=n, node=level.name)
@@ -256,6 +256,19 @@ async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = Non
         return Msg(text)
 
     await to_person(ctx, case.reporter_id, compose)
+
+
+async def decline_text(ctx: Ctx, t: T, case: Case, reason: str | None) -> str:
+    """A decline is never a dead end (issue 9.6): why, and where to turn instead."""
+    category = await ctx.session.get(Category, case.category_id)
+    lines = [t("您上报的事件 {number} 未予立案，理由：{reason}", number=case.number, reason=reason)]
+    if category.split == Split.private:
+        lines.append(t("这类事情属于自家事，需要您自己或家人办理，网格可以给您指引：{guide}",
+                       guide=category.referral or t("可以联系本网格的网格员，帮您出主意、找对门路。")))
+    elif category.referral:
+        lines.append(t("您可以这样办：{referral}", referral=category.referral))
+    lines.append(t("如有异议，可以补充说明后重新上报（/report），或拨打 12345 政务服务便民热线。"))
+    return "\n".join(lines)
 
 
 async def ask_reporter_more(ctx: Ctx, case: Case, question: str) -> None:

@@ -208,6 +208,8 @@ class Category(Base):
     split: Mapped[str] = mapped_column(String(20), default=Split.public)
     urgency: Mapped[str] = mapped_column(String(20), default=Urgency.normal)
     sort: Mapped[int] = mapped_column(Integer, default=0)
+    # where a declined reporter can turn instead: the department or hotline, or for 自家事 the guidance
+    referral: Mapped[str | None] = mapped_column(String(300))
 
 
 class Case(Base):

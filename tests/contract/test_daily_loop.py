@@ -148,6 +148,8 @@ async def test_unsatisfied_carries_its_reason_and_a_second_goes_up_for_supervisi
     await d.press(LEADER, "核查通过", group=GRID)
     await d.press(RESIDENT, "不满意")
     await d.press(RESIDENT, "问题没有解决")
+    assert (await latest_case(d)).status == "closed"  # a preset reason waits for confirmation
+    await d.press(RESIDENT, "确认")
     case = await latest_case(d)
     async with d.sm() as s:
         community = (await s.execute(select(Node.id).where(Node.code == COMMUNITY))).scalar_one()
@@ -226,6 +228,7 @@ async def test_the_task_card_has_what_the_worker_needs_and_only_he_may_call(d: D
     await finish(d, result="已清理杂物")
     await d.press(LEADER, "返工", group=GRID)
     await d.press(LEADER, "现场问题未解决", group=GRID)
+    await d.press(LEADER, "确认", group=GRID)
     assert mentions(d.private_texts(WORKER)[-1:], case.number, "需返工", "现场问题未解决")
     await finish(d, result="杂物已全部清走")
     await d.press(LEADER, "核查通过", group=GRID)
@@ -235,3 +238,21 @@ async def test_the_task_card_has_what_the_worker_needs_and_only_he_may_call(d: D
     answer = await d.press(OTHER, "联系上报人", seen_by=WORKER)
     assert answer and "承办人" in answer
     assert not mentions(d.private_texts(OTHER), "13912345678")
+
+
+# ====================================================================== 9.6 a decline is never a dead end
+
+
+async def test_a_decline_says_why_and_where_to_go_and_a_preset_asks_first(d: Driver):
+    await staffed(d)
+    await report(d)
+    case = await latest_case(d)
+    await d.press(LEADER, "不予立案", group=GRID)
+    await d.press(LEADER, "不属于受理范围", group=GRID)
+    assert (await latest_case(d)).status == "reported"  # not before it is confirmed
+    assert mentions(d.group_texts(GRID)[-1:], "不属于受理范围", "确认")
+    await d.press(LEADER, "确认", group=GRID)
+    assert (await latest_case(d)).status == "declined"
+    told = mentions(d.private_texts(RESIDENT), case.number, "未予立案")[-1]
+    assert "理由：不属于受理范围" in told
+    assert "抢修电话" in told and "12345" in told  # the category's referral, then the hotline
