@@ -7,6 +7,7 @@ from workflows.cards import (
     RATING_LABELS,
     STATUS_LABELS,
     card_buttons,
+    checker_label,
     event_lines,
     local,
     summary,
@@ -92,6 +93,8 @@ async def show_case(turn: Turn, case: Case) -> None:
         lines.append(t("办结时限：{at}", at=local(turn.ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
     if case.result:
         lines.append(t("处理结果：{text}", text=case.result))
+    if case.status == "resolved":
+        lines.append(t("等待核查：{who}", who=await checker_label(turn.ctx, t, case)))
     lines.append(t("—— 进展 ——"))
     lines.extend(await event_lines(turn.ctx, t, case, limit=20, public=public, to_reporter=public))
     await turn.say("\n".join(lines), buttons=await _buttons(turn, case))

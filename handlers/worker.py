@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from workflows import cases
-from workflows.cards import local
+from workflows.cards import checker_label, local
 from workflows.i18n import _
-from workflows.models import Person
 from workflows.tree import dispatcher_title, get_node
 
 from .reasons import ask_reason, reason_for
@@ -31,9 +30,11 @@ async def tasks(turn: Turn) -> None:
     now = turn.ctx.now()
     lines, rows = [turn.t("您的待办事件（{n} 件）：", n=len(found))], []
     for c, why in found:
-        at = local(turn.ctx, c.deadline_at) if c.deadline_at else turn.t("立案后计时")
-        line = turn.t("{number}【{why}】{text}（时限 {at}）", number=c.number, why=turn.t(WHY[why]),
-                      text=c.description[:30], at=at)
+        if c.deadline_at:
+            line = turn.t("{number}【{why}】{text}（时限 {at}）", number=c.number, why=turn.t(WHY[why]),
+                          text=c.description[:30], at=local(turn.ctx, c.deadline_at))
+        else:  # not registered yet: the limit starts at registration
+            line = turn.t("{number}【{why}】{text}", number=c.number, why=turn.t(WHY[why]), text=c.description[:30])
         if cases.is_overdue(c, now):
             line = turn.t("【已超期】") + line
         lines.append(line)
@@ -52,9 +53,7 @@ async def show(turn: Turn, args: dict) -> None:
     from workflows.cards import task_buttons, task_text
 
     case = await cases.get_case(turn.ctx, args["case_id"])
-    if turn.person is None or not await cases.is_assignee(turn.ctx, turn.person.id, case):
-        turn.alert(turn.t("只有该事件的承办人可以进行此操作。"))
-        return
+    await cases.need_assignee(turn.ctx, turn.person.id if turn.person else -1, case)
     await turn.say(await task_text(turn.ctx, turn.t, case), buttons=await task_buttons(turn.ctx, turn.t, case))
 
 
@@ -77,9 +76,7 @@ async def accept(turn: Turn, args: dict) -> None:
 @action("task.hand_back")
 async def hand_back(turn: Turn, args: dict) -> None:
     case = await cases.get_case(turn.ctx, args["case_id"])
-    if turn.person is None or not await cases.is_assignee(turn.ctx, turn.person.id, case):
-        turn.alert(turn.t("只有该事件的承办人可以进行此操作。"))
-        return
+    await cases.need_assignee(turn.ctx, turn.person.id if turn.person else -1, case)
     await ask_reason(turn, "hand_back", case_id=case.id)
 
 
@@ -94,9 +91,7 @@ async def hand_back_with(turn: Turn, data: dict, reason: str) -> None:
 @action("task.finish")
 async def finish_start(turn: Turn, args: dict) -> None:
     case = await cases.get_case(turn.ctx, args["case_id"])
-    if turn.person is None or not await cases.is_assignee(turn.ctx, turn.person.id, case):
-        turn.alert(turn.t("只有该事件的承办人可以进行此操作。"))
-        return
+    await cases.need_assignee(turn.ctx, turn.person.id if turn.person else -1, case)
     if case.status not in ("dispatched", "in_progress"):
         turn.alert(turn.t("事件 {number} 现在不能办结。", number=case.number))
         return
@@ -128,9 +123,5 @@ async def finish_submit(turn: Turn, args: dict) -> None:
         return
     case = await cases.finish(turn.ctx, turn.person.id, data["case_id"], data["result"], data.get("media"))
     await turn.finish()
-    level = await get_node(turn.ctx, case.level_node_id)
-    checker = turn.t("{node}的{role}", node=level.name, role=turn.t(dispatcher_title(level)))
-    if case.source == "patrol" and case.reporter_id not in (None, turn.person.id):
-        finder = await turn.session.get(Person, case.reporter_id)  # the worker who found it checks on site
-        checker = turn.t("{name}（现场核查）或{who}", name=finder.name, who=checker)
+    checker = await checker_label(turn.ctx, turn.t, case)
     await turn.say(turn.t("事件 {number} 的处理结果已提交，等待{who}核查。", number=case.number, who=checker))

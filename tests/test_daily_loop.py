@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from workflows import cases
+from workflows.errors import WrongState
+from workflows.i18n import T
 from workflows.models import Case, Person
 
 from .support import Desk
@@ -100,8 +102,12 @@ async def test_a_team_members_inbox_and_a_late_accept(desk: Desk):
     await desk.send("WY-02", "/tasks")
     assert await desk.last_text("WY-02") == "您目前没有待办事件。"
     # and cannot finish it behind the taker's back, yet can still look it up
-    with pytest.raises(Exception, match="承办人"):
+    with pytest.raises(WrongState) as refused:
         await do(desk, cases.finish, await pid(desk, "WY-02"), case.id, "好了")
+    assert "曹勇" in refused.value.render(T("zh_CN"))
+    # an old 办结 button on the card they were first sent says the same
+    reply = await desk.send("WY-02", kind="button", button=first_card.token("办结"))
+    assert reply.alert and "曹勇" in reply.alert
     await desk.send("WY-02", f"/case {case.number}")
     assert case.number in await desk.last_text("WY-02")
 

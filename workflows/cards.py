@@ -161,6 +161,8 @@ async def card_text(ctx: Ctx, t: T, case: Case) -> str:
         lines.append(t("承办：{who}", who=await assignee_label(ctx, t, case)))
     if case.result:
         lines.append(t("处理结果：{text}", text=case.result))
+    if case.status == S.resolved:
+        lines.append(t("等待核查：{who}", who=await checker_label(ctx, t, case)))
     if case.rating:
         lines.append(t("评价：{r}", r=t(RATING_LABELS[case.rating])))
     if case.rating_comment and case.rating is None and case.reopen_count:
@@ -179,6 +181,16 @@ async def assignee_label(ctx: Ctx, t: T, case: Case) -> str:
     if team and person:
         return t("{team}（{person}）", team=team.name, person=person.name)
     return (team or person).name if (team or person) else "-"
+
+
+async def checker_label(ctx: Ctx, t: T, case: Case) -> str:
+    """Who verifies the result: the holder's role, or for a patrol find also the worker who found it."""
+    level = await ctx.session.get(Node, case.level_node_id)
+    who = t("{node}的{role}", node=level.name, role=t(dispatcher_title(level)))
+    if case.source == "patrol" and case.reporter_id is not None and case.reporter_id != case.assignee_id:
+        finder = await ctx.session.get(Person, case.reporter_id)
+        who = t("{name}（现场核查）或{who}", name=finder.name, who=who)
+    return who
 
 
 async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:

@@ -110,9 +110,17 @@ async def may_verify(ctx: Ctx, actor_id: int | None, case: Case) -> bool:
     return on_site_worker or await can_dispatch(ctx, actor_id, node)
 
 
-async def _need_assignee(ctx: Ctx, actor_id: int, case: Case) -> None:
-    if not await is_assignee(ctx, actor_id, case):
-        raise NotAllowed("只有该事件的承办人可以进行此操作。")
+async def need_assignee(ctx: Ctx, actor_id: int, case: Case) -> None:
+    if await is_assignee(ctx, actor_id, case):
+        return
+    if case.team_id is not None and case.assignee_id is not None \
+            and actor_id in await team_member_ids(ctx, case.team_id):
+        # a team member pressing an old task button after a colleague took it (issue 9.8)
+        taker = await ctx.session.get(Person, case.assignee_id)
+        raise WrongState("事件 {number} 已由 {name} 接收办理，您无需再处理。", number=case.number, name=taker.name)
+    raise NotAllowed("只有该事件的承办人可以进行此操作。")
+
+
 
 
 def _need_reporter(actor_id: int, case: Case) -> None:
@@ -366,12 +374,7 @@ async def send_down(ctx: Ctx, actor_id: int, case_id: int, node_id: int, note: s
 
 async def accept(ctx: Ctx, actor_id: int, case_id: int) -> Case:
     case = await get_case(ctx, case_id, lock=True)
-    if (case.team_id is not None and case.assignee_id not in (None, actor_id)
-            and actor_id in await team_member_ids(ctx, case.team_id)):
-        # a team member pressing 接收 after a colleague took it (issue 9.8)
-        taker = await ctx.session.get(Person, case.assignee_id)
-        raise WrongState("事件 {number} 已由 {name} 接收办理，您无需再处理。", number=case.number, name=taker.name)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched)
     case.assignee_id = actor_id  # a team member who accepts becomes the one responsible
     case.status = S.in_progress
@@ -385,7 +388,7 @@ async def accept(ctx: Ctx, actor_id: int, case_id: int) -> Case:
 async def hand_back(ctx: Ctx, actor_id: int, case_id: int, reason: str) -> Case:
     reason = clean_text(reason, "退回理由")
     case = await get_case(ctx, case_id, lock=True)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched, S.in_progress)
     case.status = S.registered
     case.assignee_id = None
@@ -398,7 +401,7 @@ async def hand_back(ctx: Ctx, actor_id: int, case_id: int, reason: str) -> Case:
 async def reveal_contact(ctx: Ctx, actor_id: int, case_id: int) -> str:
     """The reporter's number, for the assignee of an open case only; the look-up is recorded."""
     case = await get_case(ctx, case_id)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched, S.in_progress)
     phone = await cards.reporter_phone(ctx, case)
     if phone is None:
@@ -412,7 +415,7 @@ async def reveal_contact(ctx: Ctx, actor_id: int, case_id: int) -> str:
 async def finish(ctx: Ctx, actor_id: int, case_id: int, result: str, attachments: list | None = None) -> Case:
     result = clean_text(result, "处理结果")
     case = await get_case(ctx, case_id, lock=True)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched, S.in_progress)
     case.assignee_id = actor_id
     case.status = S.resolved

@@ -103,7 +103,8 @@ async def test_the_leaders_tasks_list_what_waits_for_him_overdue_first(d: Driver
     await d.press(WORKER, first)
     await d.press(WORKER, "接收")
     await finish(d)
-    assert "网格长" in last(d.private_texts(WORKER)) and "张伟" not in last(d.private_texts(WORKER))
+    assert "等待翠苑第一网格的网格长核查" in last(d.private_texts(WORKER))
+    assert mentions(d.group_texts(GRID)[-1:], first, "等待核查：翠苑第一网格的网格长")  # the card says who checks
     await d.say(LEADER, "/tasks")
     assert mentions(d.private_texts(LEADER)[-1:], first, "待核查")
     # a worker with nothing to do is told so
