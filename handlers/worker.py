@@ -11,6 +11,7 @@ from .reasons import ask_reason, reason_for
 from .registry import action, command, flow
 from .turn import Turn
 
+TASKS_SHOWN = 20
 WHY = {
     "register": _("待立案"),
     "dispatch": _("待派遣"),
@@ -29,7 +30,7 @@ async def tasks(turn: Turn) -> None:
         return
     now = turn.ctx.now()
     lines, rows = [turn.t("您的待办事件（{n} 件）：", n=len(found))], []
-    for c, why in found:
+    for c, why in found[:TASKS_SHOWN]:
         if c.deadline_at:
             line = turn.t("{number}【{why}】{text}（时限 {at}）", number=c.number, why=turn.t(WHY[why]),
                           text=c.description[:30], at=local(turn.ctx, c.deadline_at))
@@ -40,6 +41,8 @@ async def tasks(turn: Turn) -> None:
         lines.append(line)
         action_name = "task.show" if why == "task" else "case.detail"
         rows.append([await turn.button(c.number, action_name, case_id=c.id)])
+    if len(found) > TASKS_SHOWN:  # a message and its keyboard have limits; the most pressing come first
+        lines.append(turn.t("……另有 {n} 件未列出，请先处理以上事件，或发送事件编号查看。", n=len(found) - TASKS_SHOWN))
     await turn.say("\n".join(lines), buttons=rows)
 
 

@@ -103,11 +103,14 @@ async def is_assignee(ctx: Ctx, actor_id: int, case: Case) -> bool:
     return case.team_id is not None and actor_id in await team_member_ids(ctx, case.team_id)
 
 
+def checks_on_site(actor_id: int | None, case: Case) -> bool:
+    """A patrol find may be verified by the worker who found it, when someone else handled it."""
+    return case.source == "patrol" and case.reporter_id == actor_id and case.assignee_id != actor_id
+
+
 async def may_verify(ctx: Ctx, actor_id: int | None, case: Case) -> bool:
     """The holder's dispatchers verify; a patrol case may also be checked by the worker who found it."""
-    node = await get_node(ctx, case.level_node_id)
-    on_site_worker = case.source == "patrol" and case.reporter_id == actor_id and case.assignee_id != actor_id
-    return on_site_worker or await can_dispatch(ctx, actor_id, node)
+    return checks_on_site(actor_id, case) or await can_dispatch(ctx, actor_id, await get_node(ctx, case.level_node_id))
 
 
 async def need_assignee(ctx: Ctx, actor_id: int, case: Case) -> None:
@@ -619,13 +622,20 @@ async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
                               Case.level_node_id.in_(here))
     patrol = select(Case).where(Case.status == S.resolved, Case.source == "patrol", Case.reporter_id == person_id)
     found: dict[int, tuple[Case, str]] = {}
+    allowed: dict[int, bool] = {}  # can_dispatch per holding node: one check, not one per case
+
+    async def dispatcher_at(node_id: int) -> bool:
+        if node_id not in allowed:
+            allowed[node_id] = await can_dispatch(ctx, person_id, await get_node(ctx, node_id))
+        return allowed[node_id]
+
     for case in [*(await ctx.session.execute(held)).scalars(), *(await ctx.session.execute(patrol)).scalars()]:
         if case.id in found:
             continue
         if case.status == S.resolved:
-            if await may_verify(ctx, person_id, case):
+            if checks_on_site(person_id, case) or await dispatcher_at(case.level_node_id):
                 found[case.id] = (case, "verify")
-        elif await can_dispatch(ctx, person_id, await get_node(ctx, case.level_node_id)):
+        elif await dispatcher_at(case.level_node_id):
             why = "register" if case.status == S.reported else ("redispatch" if case.reopen_count else "dispatch")
             found[case.id] = (case, why)
     for case in await open_tasks(ctx, person_id):
@@ -636,18 +646,17 @@ async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
 
 
 async def open_tasks(ctx: Ctx, person_id: int) -> list[Case]:
+    """Cases dispatched to the person, or to a team of theirs that nobody has taken yet.
+
+    Two indexed queries (assignee_id, team_id) rather than one OR, which would scan every open case."""
     from .models import TeamMember
 
     teams = select(TeamMember.team_id).where(TeamMember.person_id == person_id)
-    rows = await ctx.session.execute(
-        select(Case)
-        .where(
-            Case.status.in_([S.dispatched, S.in_progress]),
-            (Case.assignee_id == person_id) | ((Case.assignee_id.is_(None)) & Case.team_id.in_(teams)),
-        )
-        .order_by(Case.deadline_at)
-    )
-    return list(rows.scalars())
+    active = Case.status.in_([S.dispatched, S.in_progress])
+    mine = select(Case).where(active, Case.assignee_id == person_id)
+    team = select(Case).where(active, Case.team_id.in_(teams), Case.assignee_id.is_(None))
+    found = {c.id: c for q in (mine, team) for c in (await ctx.session.execute(q)).scalars()}
+    return sorted(found.values(), key=lambda c: (c.deadline_at is None, c.deadline_at or c.created_at, c.id))
 
 
 async def history(ctx: Ctx, case_id: int) -> list[CaseEvent]:

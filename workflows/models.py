@@ -235,7 +235,7 @@ class Case(Base):
     address: Mapped[str | None] = mapped_column(String(300))
     attachments: Mapped[list] = mapped_column(Json, default=list)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
-    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"), index=True)  # a team's open tasks
     result: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

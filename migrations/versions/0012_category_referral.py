@@ -1,4 +1,4 @@
-"""cases: where a declined reporter can turn instead (category.referral)
+"""cases: where a declined reporter can turn instead (category.referral); an index for team tasks
 
 Revision ID: 0012
 Revises: 0003 (the lead re-chains it at merge)
@@ -17,8 +17,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("category") as batch:
         batch.add_column(sa.Column("referral", sa.String(length=300), nullable=True))
+    op.create_index("ix_case_file_team_id", "case_file", ["team_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_case_file_team_id", table_name="case_file")
     with op.batch_alter_table("category") as batch:
         batch.drop_column("referral")
