@@ -247,8 +247,21 @@ async def test_unsatisfied_reopens_then_goes_up_for_supervision(w: World):
     # the community may act on it now; the grid leader no longer holds it
     with pytest.raises(NotAllowed):
         await w.do(cases.dispatch, w.ids[L], case.id, assignee_id=w.ids[W1])
-    await w.do(cases.dispatch, w.ids["CY-L"], case.id, team_id=w.teams["T-WY"])
-    assert (await w.fresh(case)).status == "dispatched"
+    # the community sends it down to the grid; closed there and still not fixed, it goes on up
+    await w.do(cases.send_down, w.ids["CY-L"], case.id, w.nodes["CY-01"], "请网格重点跟进")
+    await _close(w, case)
+    await w.do(cases.rate, w.resident.id, case.id, "unsatisfied", "第三次了")
+    case = await w.fresh(case)
+    assert case.level_node_id == w.nodes["XH"] and case.reopen_count == 3
+    assert any("【督办】" in t and "第三次了" in t and "街道中心工作人员" in t for t in await w.outbox_to("g:XH"))
+    # on up to the city, which keeps it: a "not fixed" never falls off the top of the tree
+    for holder, staff_code, up in (("XH", "XH-ZX1", "SFQ"), ("SFQ", "SFQ-ZX1", "SFS"), ("SFS", "SFS-ZX1", "SFS")):
+        await w.do(cases.send_down, w.ids[staff_code], case.id, w.nodes["CY-01"])
+        await _close(w, case)
+        await w.do(cases.rate, w.resident.id, case.id, "unsatisfied", f"{holder} 之后仍未解决")
+        case = await w.fresh(case)
+        assert case.level_node_id == w.nodes[up] and case.status == "registered"
+    assert any("已是最高一级" in t for t in await w.outbox_to("g:SFS"))
 
 
 async def test_merge_duplicate(w: World):

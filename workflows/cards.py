@@ -465,9 +465,13 @@ async def tell_supervised(ctx: Ctx, case: Case, comment: str | None, below: Node
     upper = await ctx.session.get(Node, case.level_node_id)
 
     async def to_upper(t: T) -> Msg:
-        return Msg(t("【督办】") + _unsatisfied(t, case, comment, True) + "\n"
-                   + t("{below} 办理后上报人仍不满意，已转 {node} 督办，请{role}督促办理并重新派遣。",
-                       below=below.name, node=upper.name, role=t(dispatcher_title(upper))))
+        if below.id == upper.id:  # the top of the tree keeps it
+            ask = t("{node} 已是最高一级，请{role}继续督办并重新派遣。", node=upper.name,
+                    role=t(dispatcher_title(upper)))
+        else:
+            ask = t("{below} 办理后上报人仍不满意，已转 {node} 督办，请{role}督促办理并重新派遣。",
+                    below=below.name, node=upper.name, role=t(dispatcher_title(upper)))
+        return Msg(t("【督办】") + _unsatisfied(t, case, comment, True) + "\n" + ask)
 
     await to_group(ctx, upper.id, to_upper)
     for node_id in dict.fromkeys([below.id, case.grid_id]):

@@ -508,7 +508,13 @@ async def _not_fixed(ctx: Ctx, case: Case, comment: str | None) -> None:
         await _event(ctx, case, None, "reopened", comment)
         await cards.tell_reopened(ctx, case, comment, former)
         return
+    # one level above whoever supervised it last (a case sent back down does not sink), else above the closer
+    last = (await ctx.session.execute(
+        select(CaseEvent.data).where(CaseEvent.case_id == case.id, CaseEvent.action == "supervised")
+        .order_by(CaseEvent.id.desc()).limit(1))).scalar_one_or_none()
     here = await get_node(ctx, closed_at)
+    if last and last["to_node"] in {n.id for n in await ancestors(ctx, here)}:
+        here = await get_node(ctx, last["to_node"])
     upper = await get_node(ctx, here.parent_id) if here.parent_id is not None else here
     case.level_node_id = upper.id
     if upper.id not in case.card_nodes:
