@@ -7,7 +7,7 @@ from sqlalchemy import select
 from workflows import cases
 from workflows.errors import NotAllowed
 from workflows.models import Case, Category, Team, TeamGrid
-from workflows.tree import GRID_LEVELS, can_dispatch, get_node, grids, workers_of
+from workflows.tree import GRID_LEVELS, can_dispatch, dispatcher_title, get_node, grids, workers_of
 
 from .reasons import ask_reason, reason_for
 from .registry import action, flow
@@ -22,7 +22,8 @@ async def _fresh(turn: Turn, args: dict) -> Case | None:
         return None
     node = await get_node(turn.ctx, case.level_node_id)
     if not await can_dispatch(turn.ctx, turn.person.id if turn.person else None, node):
-        raise NotAllowed("只有 {node} 的网格长（或其指定的代理人）可以进行此操作。", node=node.name)
+        raise NotAllowed("只有 {node} 的{role}（或其指定的代理人）可以进行此操作。", node=node.name,
+                         role=dispatcher_title(node))
     return case
 
 
@@ -94,7 +95,8 @@ async def decline(turn: Turn, args: dict) -> None:
     await ask_reason(turn, "decline", **_ref(case))
 
 
-@reason_for("decline", "请写明不予立案的理由：", ["重复上报", "不属于受理范围", "信息不实"])
+@reason_for("decline", "请写明不予立案的理由（上报人会收到理由和可以求助的去处）：",
+            ["重复上报", "不属于受理范围", "属于自家事，已告知办理途径", "信息不实"])
 async def decline_with(turn: Turn, data: dict, reason: str) -> None:
     if await _fresh(turn, data):
         case = await cases.decline(turn.ctx, turn.person.id, data["case_id"], reason)

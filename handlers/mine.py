@@ -7,6 +7,7 @@ from workflows.cards import (
     RATING_LABELS,
     STATUS_LABELS,
     card_buttons,
+    checker_label,
     event_lines,
     local,
     summary,
@@ -15,7 +16,7 @@ from workflows.cards import (
 from workflows.errors import NotAllowed, NotFound
 from workflows.i18n import category_name
 from workflows.models import Case, Category
-from workflows.tree import can_dispatch, get_node
+from workflows.tree import can_dispatch, dispatcher_title, get_node
 
 from .registry import action, command, flow
 from .turn import Turn
@@ -93,8 +94,10 @@ async def show_case(turn: Turn, case: Case) -> None:
         lines.append(t("办结时限：{at}", at=local(turn.ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
     if case.result:
         lines.append(t("处理结果：{text}", text=case.result))
+    if case.status == "resolved":
+        lines.append(t("等待核查：{who}", who=await checker_label(turn.ctx, t, case)))
     lines.append(t("—— 进展 ——"))
-    lines.extend(await event_lines(turn.ctx, t, case, limit=20, public=public))
+    lines.extend(await event_lines(turn.ctx, t, case, limit=20, public=public, to_reporter=public))
     await turn.say("\n".join(lines), buttons=await _buttons(turn, case))
 
 
@@ -144,4 +147,6 @@ async def supplement_done(turn: Turn, args: dict) -> None:
     case = await cases.supplement(turn.ctx, turn.person.id, data["case_id"], data.get("text", ""),
                                   data.get("media"))
     await turn.finish()
-    await turn.say(turn.t("补充材料已提交，事件 {number} 已退回网格长重新审核。", number=case.number))
+    level = await get_node(turn.ctx, case.level_node_id)
+    await turn.say(turn.t("补充材料已提交。事件 {number} 将由{node}的{role}重新审核，立案后会通知您预计办结时间。",
+                          number=case.number, node=level.name, role=turn.t(dispatcher_title(level))))

@@ -43,6 +43,24 @@ async def typed_reason(turn: Turn, data: dict) -> None:
 
 @action("reason.preset")
 async def preset_reason(turn: Turn, args: dict) -> None:
+    """A preset is one tap away from a mistake: it takes effect only once confirmed (issue 9.6)."""
+    conv = await turn.conversation()
+    purpose = args.get("purpose")
+    if conv is None or conv.flow != "reason" or conv.step != purpose or purpose not in PURPOSES:
+        turn.alert(turn.t("这个操作已经结束或已取消。"))
+        return
+    _prompt, presets, _fn = PURPOSES[purpose]
+    index = int(args.get("index", 0))
+    if not 0 <= index < len(presets):
+        turn.alert(turn.t("这个操作已经结束或已取消。"))
+        return
+    await turn.say(turn.t("理由：{reason}\n确认提交吗？也可以直接发送文字改写理由。", reason=turn.t(presets[index])),
+                   buttons=[[await turn.button("确认", "reason.confirm", purpose=purpose, index=index),
+                             await turn.button("取消", "flow.cancel")]])
+
+
+@action("reason.confirm")
+async def confirm_reason(turn: Turn, args: dict) -> None:
     conv = await turn.conversation()
     purpose = args.get("purpose")
     if conv is None or conv.flow != "reason" or conv.step != purpose or purpose not in PURPOSES:

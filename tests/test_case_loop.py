@@ -222,19 +222,46 @@ async def _close(w: World, case: Case) -> None:
     await w.do(cases.verify, w.ids[L], case.id, passed=True)
 
 
-async def test_unsatisfied_reopens_once(w: World):
+async def test_unsatisfied_reopens_then_goes_up_for_supervision(w: World):
+    """Issue 9.4: the first 不满意 goes back to the grid, a second one to the level above (督办)."""
     case = await w.report()
     await _close(w, case)
     await w.do(cases.rate, w.resident.id, case.id, "unsatisfied", "没修好")
     case = await w.fresh(case)
     assert case.status == "registered" and case.reopen_count == 1 and case.rating is None
-    assert any("不满意" in m.text and m.card_key is None for m in await w.desk.messages("g:CY-01"))
+    assert case.level_node_id == w.nodes["CY-01"] and case.result is None
+    notice = [m for m in await w.desk.messages("g:CY-01") if "不满意" in m.text and m.card_key is None]
+    assert notice and notice[-1].text.index("没修好") < notice[-1].text.index("重新派遣")
+    card = [m for m in await w.desk.messages("g:CY-01") if m.card_key][-1]
+    assert "上报人不满意的原因：没修好" in card.text and "处理结果" not in card.text  # no stale result
+    assert any("没修好" in t for t in await w.outbox_to("p:CY01-W1"))  # the former assignee is told
     await _close(w, case)
-    await w.do(cases.rate, w.resident.id, case.id, "unsatisfied")
+    await w.do(cases.rate, w.resident.id, case.id, "unsatisfied", "还是不亮")
     case = await w.fresh(case)
-    assert case.status == "closed" and case.rating == "unsatisfied" and case.reopen_count == 1
-    with pytest.raises(WrongState):
-        await w.do(cases.rate, w.resident.id, case.id, "satisfied")
+    assert case.status == "registered" and case.level_node_id == w.nodes["CY"] and case.reopen_count == 2
+    assert w.nodes["CY"] in case.card_nodes
+    assert "supervised" in await w.events(case)
+    upper = [t for t in await w.outbox_to("g:CY") if "【督办】" in t]
+    assert upper and "还是不亮" in upper[-1] and "社区工作人员" in upper[-1]
+    assert any("督办" in t and "翠苑社区" in t for t in await w.outbox_to("p:r1"))
+    # the community may act on it now; the grid leader no longer holds it
+    with pytest.raises(NotAllowed):
+        await w.do(cases.dispatch, w.ids[L], case.id, assignee_id=w.ids[W1])
+    # the community sends it down to the grid; closed there and still not fixed, it goes on up
+    await w.do(cases.send_down, w.ids["CY-L"], case.id, w.nodes["CY-01"], "请网格重点跟进")
+    await _close(w, case)
+    await w.do(cases.rate, w.resident.id, case.id, "unsatisfied", "第三次了")
+    case = await w.fresh(case)
+    assert case.level_node_id == w.nodes["XH"] and case.reopen_count == 3
+    assert any("【督办】" in t and "第三次了" in t and "街道中心工作人员" in t for t in await w.outbox_to("g:XH"))
+    # on up to the city, which keeps it: a "not fixed" never falls off the top of the tree
+    for holder, staff_code, up in (("XH", "XH-ZX1", "SFQ"), ("SFQ", "SFQ-ZX1", "SFS"), ("SFS", "SFS-ZX1", "SFS")):
+        await w.do(cases.send_down, w.ids[staff_code], case.id, w.nodes["CY-01"])
+        await _close(w, case)
+        await w.do(cases.rate, w.resident.id, case.id, "unsatisfied", f"{holder} 之后仍未解决")
+        case = await w.fresh(case)
+        assert case.level_node_id == w.nodes[up] and case.status == "registered"
+    assert any("已是最高一级" in t for t in await w.outbox_to("g:SFS"))
 
 
 async def test_merge_duplicate(w: World):

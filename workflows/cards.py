@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from . import geo
 from .context import Ctx
 from .i18n import T, _, category_name
-from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Team
+from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Split, Team
 from .outbox import Msg, button, to_group, to_person
-from .tree import team_member_ids
+from .tree import dispatcher_title, team_member_ids
 
 S = CaseStatus
 HISTORY_LINES = 12
@@ -51,6 +52,8 @@ ACTION_LABELS = {
     "rated": _("评价"),
     "rating_comment": _("补充评价"),
     "reopened": _("重新办理"),
+    "supervised": _("转上级督办"),
+    "contact_revealed": _("查看上报人电话"),
     "merged": _("合并"),
     "merged_in": _("并入重复事件"),
     "moved_category": _("改类别"),
@@ -92,7 +95,9 @@ async def _names(ctx: Ctx, ids: set[int]) -> dict[int, str]:
     return {r[0]: r[1] for r in rows}
 
 
-async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, public: bool = False) -> list[str]:
+async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, public: bool = False,
+                      to_reporter: bool = False) -> list[str]:
+    """The timeline; `public` hides notes and names, `to_reporter` calls the reporter 您."""
     rows = await ctx.session.execute(
         select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.at, CaseEvent.id)
     )
@@ -102,7 +107,7 @@ async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, pu
     for e in events:
         who = names.get(e.actor_id, "") if e.actor_id else t("系统")
         if e.actor_id == case.reporter_id and e.actor_id is not None:
-            who = t("上报人") if public or case.anonymous else mask_name(who)
+            who = t("您") if to_reporter else (t("上报人") if public or case.anonymous else mask_name(who))
         label = t(ACTION_LABELS.get(e.action, e.action))
         extra = ""
         if e.data.get("to"):
@@ -153,19 +158,39 @@ async def card_text(ctx: Ctx, t: T, case: Case) -> str:
     if case.deadline_at:
         lines.append(t("办结时限：{at}", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
     if case.assignee_id or case.team_id:
-        who = []
-        if case.team_id:
-            who.append((await ctx.session.get(Team, case.team_id)).name)
-        if case.assignee_id:
-            who.append((await ctx.session.get(Person, case.assignee_id)).name)
-        lines.append(t("承办：{who}", who=" / ".join(who)))
+        lines.append(t("承办：{who}", who=await assignee_label(ctx, t, case)))
     if case.result:
         lines.append(t("处理结果：{text}", text=case.result))
+    if case.status == S.resolved:
+        lines.append(t("等待核查：{who}", who=await checker_label(ctx, t, case)))
     if case.rating:
         lines.append(t("评价：{r}", r=t(RATING_LABELS[case.rating])))
+    if case.rating_comment and case.rating is None and case.reopen_count:
+        lines.append(t("上报人不满意的原因：{c}", c=case.rating_comment))
+    elif case.rating_comment:
+        lines.append(t("上报人意见：{c}", c=case.rating_comment))
     lines.append(t("—— 进展 ——"))
     lines.extend(await event_lines(ctx, t, case))
     return "\n".join(lines)
+
+
+async def assignee_label(ctx: Ctx, t: T, case: Case) -> str:
+    """"城管中队（徐刚）" once a member has taken a team's case; the team or the person otherwise."""
+    person = await ctx.session.get(Person, case.assignee_id) if case.assignee_id else None
+    team = await ctx.session.get(Team, case.team_id) if case.team_id else None
+    if team and person:
+        return t("{team}（{person}）", team=team.name, person=person.name)
+    return (team or person).name if (team or person) else "-"
+
+
+async def checker_label(ctx: Ctx, t: T, case: Case) -> str:
+    """Who verifies the result: the holder's role, or for a patrol find also the worker who found it."""
+    level = await ctx.session.get(Node, case.level_node_id)
+    who = t("{node}的{role}", node=level.name, role=t(dispatcher_title(level)))
+    if case.source == "patrol" and case.reporter_id is not None and case.reporter_id != case.assignee_id:
+        finder = await ctx.session.get(Person, case.reporter_id)
+        who = t("{name}（现场核查）或{who}", name=finder.name, who=who)
+    return who
 
 
 async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:
@@ -231,7 +256,7 @@ async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = Non
         elif what == "dispatched":
             text = t("您上报的事件 {number} 已派遣处理，请耐心等待。", number=n)
         elif what == "declined":
-            text = t("您上报的事件 {number} 未予立案，理由：{reason}", number=n, reason=extra)
+            text = await decline_text(ctx, t, case, extra)
         elif what in ("escalated", "direct_report"):
             level = await ctx.session.get(Node, case.level_node_id)
             text = t("您上报的事件 {number} 已上报至 {node} 协调办理。", number=n, node=level.name)
@@ -245,10 +270,26 @@ async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = Non
     await to_person(ctx, case.reporter_id, compose)
 
 
+async def decline_text(ctx: Ctx, t: T, case: Case, reason: str | None) -> str:
+    """A decline is never a dead end (issue 9.6): why, and where to turn instead."""
+    category = await ctx.session.get(Category, case.category_id)
+    lines = [t("您上报的事件 {number} 未予立案，理由：{reason}", number=case.number, reason=reason)]
+    if category.split == Split.private:
+        lines.append(t("这类事情属于自家事，需要您自己或家人办理，网格可以给您指引：{guide}",
+                       guide=category.referral or t("可以联系本网格的网格员，帮您出主意、找对门路。")))
+    elif category.referral:
+        lines.append(t("您可以这样办：{referral}", referral=category.referral))
+    lines.append(t("如有异议，可以补充说明后重新上报（/report），或拨打 12345 政务服务便民热线。"))
+    return "\n".join(lines)
+
+
 async def ask_reporter_more(ctx: Ctx, case: Case, question: str) -> None:
+    level = await ctx.session.get(Node, case.level_node_id)
+
     async def compose(t: T) -> Msg:
         return Msg(
-            t("关于您上报的事件 {number}，网格长请您补充：{q}", number=case.number, q=question),
+            t("关于您上报的事件 {number}，{role}请您补充：{q}", number=case.number,
+              role=t(dispatcher_title(level)), q=question),
             buttons=[[await button(ctx, t("补充材料"), "case.supplement", case_id=case.id),
                       await button(ctx, t("撤销上报"), "case.cancel", case_id=case.id)]],
         )
@@ -266,30 +307,57 @@ async def assignee_ids(ctx: Ctx, case: Case) -> list[int]:
 
 async def task_buttons(ctx: Ctx, t: T, case: Case) -> list:
     ref = {"case_id": case.id}
+    rows: list = []
     if case.status == S.dispatched:
-        return [[await button(ctx, t("接收"), "task.accept", **ref),
+        rows = [[await button(ctx, t("接收"), "task.accept", **ref),
                  await button(ctx, t("退回"), "task.hand_back", **ref)],
                 [await button(ctx, t("办结"), "task.finish", **ref)]]
-    if case.status == S.in_progress:
-        return [[await button(ctx, t("办结"), "task.finish", **ref),
+    elif case.status == S.in_progress:
+        rows = [[await button(ctx, t("办结"), "task.finish", **ref),
                  await button(ctx, t("退回"), "task.hand_back", **ref)]]
-    return []
+    if rows and await reporter_phone(ctx, case):
+        rows.append([await button(ctx, t("联系上报人"), "task.contact", **ref)])
+    return rows
+
+
+async def reporter_phone(ctx: Ctx, case: Case) -> str | None:
+    """The number the assignee may call: none for an anonymous report."""
+    if case.anonymous or case.reporter_id is None:
+        return None
+    reporter = await ctx.session.get(Person, case.reporter_id)
+    return case.contact_phone or (reporter.phone if reporter else None) or None
 
 
 async def task_text(ctx: Ctx, t: T, case: Case) -> str:
+    """What the assignee needs on site (issue 9.7): urgency, deadline, where, and whom to call."""
     category = await ctx.session.get(Category, case.category_id)
     grid = await ctx.session.get(Node, case.grid_id)
     lines = [
         t("【待办】事件 {number}（{category}）", number=case.number, category=category_name(t, category)),
+        t("紧急程度：{u}", u=t(URGENCY_LABELS.get(case.urgency, case.urgency))),
+        t("办结时限：{at}", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M")),
         t("网格：{grid}", grid=grid.name),
         t("描述：{text}", text=case.description),
     ]
-    if case.latitude is not None:
-        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
     if case.address:
         lines.append(t("地址：{address}", address=case.address))
-    lines.append(t("办结时限：{at}", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
+    if case.latitude is not None:
+        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
+        lines.append(t("地图：{url}", url=geo.map_link(case.latitude, case.longitude, case.number)))
+    if case.anonymous or case.reporter_id is None:
+        lines.append(t("上报人：匿名"))
+    else:
+        reporter = await ctx.session.get(Person, case.reporter_id)
+        phone = mask_phone(await reporter_phone(ctx, case))
+        lines.append(t("上报人：{name} {phone}", name=mask_name(reporter.name), phone=phone).rstrip())
+    if case.attachments:
+        lines.append(t("附件：{n} 个", n=len(case.attachments)))
     return "\n".join(lines)
+
+
+def task_key(case: Case, person_id: int) -> str:
+    """One task card per case and person, edited in place when the case moves on."""
+    return f"task:{case.id}:{person_id}"
 
 
 async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
@@ -300,16 +368,42 @@ async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
                 text += "\n" + t("派遣说明：{note}", note=note)
             return Msg(text, buttons=await task_buttons(ctx, t, case), media=list(case.attachments or []))
 
-        await to_person(ctx, person_id, compose)
+        await to_person(ctx, person_id, compose, card_key=task_key(case, person_id))
+
+
+async def tell_team_taken(ctx: Ctx, case: Case) -> None:
+    """A team member took the case: the others' task cards lose their buttons and say who (issue 9.8)."""
+    taker = await ctx.session.get(Person, case.assignee_id)
+    for person_id in await team_member_ids(ctx, case.team_id):
+        if person_id == case.assignee_id:
+            continue
+
+        async def card(t: T) -> Msg:
+            return Msg(await task_text(ctx, t, case) + "\n" + t("已由 {name} 接收办理。", name=taker.name),
+                       update_text=await summary(ctx, t, case))
+
+        async def notice(t: T) -> Msg:
+            return Msg(t("事件 {number} 已由 {name} 接收办理，您无需再处理。", number=case.number, name=taker.name))
+
+        await to_person(ctx, person_id, card, card_key=task_key(case, person_id))
+        await to_person(ctx, person_id, notice)
 
 
 async def tell_rework(ctx: Ctx, case: Case, reason: str) -> None:
-    async def compose(t: T) -> Msg:
-        return Msg(t("事件 {number} 核查未通过，需返工：{reason}", number=case.number, reason=reason),
-                   buttons=await task_buttons(ctx, t, case))
+    for person_id in await assignee_ids(ctx, case):
+        async def compose(t: T) -> Msg:
+            return Msg(t("事件 {number} 核查未通过，需返工：{reason}", number=case.number, reason=reason),
+                       buttons=await task_buttons(ctx, t, case))
 
-    if case.assignee_id:
-        await to_person(ctx, case.assignee_id, compose)
+        await to_person(ctx, person_id, compose)
+
+
+async def tell_verified(ctx: Ctx, case: Case) -> None:
+    for person_id in await assignee_ids(ctx, case):
+        async def compose(t: T) -> Msg:
+            return Msg(t("事件 {number} 已核查通过，已结案。", number=case.number))
+
+        await to_person(ctx, person_id, compose)
 
 
 async def ask_rating(ctx: Ctx, case: Case) -> None:
@@ -328,20 +422,74 @@ async def ask_rating(ctx: Ctx, case: Case) -> None:
     await to_person(ctx, case.reporter_id, compose)
 
 
-async def tell_reopened(ctx: Ctx, case: Case, comment: str | None) -> None:
-    async def compose(t: T) -> Msg:
-        text = t("事件 {number} 上报人评价「不满意」，已重新办理，请网格长重新派遣。", number=case.number)
+def _unsatisfied(t: T, case: Case, comment: str | None, again: bool) -> str:
+    """The reason first, so whoever re-dispatches reads what was wrong."""
+    if again:
         if comment:
-            text += "\n" + t("上报人意见：{c}", c=comment)
-        return Msg(text)
+            return t("事件 {number} 上报人再次评价「不满意」：{c}", number=case.number, c=comment)
+        return t("事件 {number} 上报人再次评价「不满意」（未说明原因）。", number=case.number)
+    if comment:
+        return t("事件 {number} 上报人评价「不满意」：{c}", number=case.number, c=comment)
+    return t("事件 {number} 上报人评价「不满意」（未说明原因）。", number=case.number)
 
-    await to_group(ctx, case.grid_id, compose)
+
+async def _tell_former(ctx: Ctx, case: Case, former: list[int], text) -> None:
+    for person_id in former:
+        async def compose(t: T) -> Msg:
+            return Msg(text(t))
+
+        await to_person(ctx, person_id, compose)
+
+
+async def tell_reopened(ctx: Ctx, case: Case, comment: str | None, former: list[int] | None = None) -> None:
+    level = await ctx.session.get(Node, case.level_node_id)
+
+    async def compose(t: T) -> Msg:
+        return Msg(_unsatisfied(t, case, comment, False) + "\n"
+                   + t("事件已重新办理，请{role}重新派遣。", role=t(dispatcher_title(level))))
+
+    await to_group(ctx, level.id, compose)
 
     async def to_reporter(t: T) -> Msg:
         return Msg(t("收到您的评价。事件 {number} 已退回网格重新办理，办结后会再次请您评价。",
                      number=case.number))
 
     await to_person(ctx, case.reporter_id, to_reporter)
+    await _tell_former(ctx, case, former or [], lambda t: _unsatisfied(t, case, comment, False) + "\n"
+                       + t("事件已退回 {node} 重新派遣。", node=level.name))
+
+
+async def tell_supervised(ctx: Ctx, case: Case, comment: str | None, below: Node,
+                          former: list[int] | None = None) -> None:
+    """A second 不满意: the level above supervises (督办); the level below and the resident are told."""
+    upper = await ctx.session.get(Node, case.level_node_id)
+
+    async def to_upper(t: T) -> Msg:
+        if below.id == upper.id:  # the top of the tree keeps it
+            ask = t("{node} 已是最高一级，请{role}继续督办并重新派遣。", node=upper.name,
+                    role=t(dispatcher_title(upper)))
+        else:
+            ask = t("{below} 办理后上报人仍不满意，已转 {node} 督办，请{role}督促办理并重新派遣。",
+                    below=below.name, node=upper.name, role=t(dispatcher_title(upper)))
+        return Msg(t("【督办】") + _unsatisfied(t, case, comment, True) + "\n" + ask)
+
+    await to_group(ctx, upper.id, to_upper)
+    for node_id in dict.fromkeys([below.id, case.grid_id]):
+        if node_id == upper.id:
+            continue
+
+        async def to_below(t: T) -> Msg:
+            return Msg(_unsatisfied(t, case, comment, True) + "\n" + t("已转 {node} 督办。", node=upper.name))
+
+        await to_group(ctx, node_id, to_below)
+
+    async def to_reporter(t: T) -> Msg:
+        return Msg(t("收到您的评价。事件 {number} 已转 {node} 督办，办结后会再次请您评价。",
+                     number=case.number, node=upper.name))
+
+    await to_person(ctx, case.reporter_id, to_reporter)
+    await _tell_former(ctx, case, former or [], lambda t: _unsatisfied(t, case, comment, True) + "\n"
+                       + t("已转 {node} 督办。", node=upper.name))
 
 
 async def tell_merged_reporters(ctx: Ctx, case: Case) -> None:

@@ -17,7 +17,15 @@ from .deadlines import compute_deadline, reset_checks
 from .errors import Invalid, NotAllowed, NotFound, WrongState
 from .models import OPEN_STATUSES, Case, CaseEvent, CaseStatus, Category, Node, Person, Team, Urgency
 from .numbering import next_number
-from .tree import GRID_LEVELS, ancestors, can_dispatch, get_node, team_member_ids
+from .tree import (
+    DISPATCH_ROLES_HERE,
+    GRID_LEVELS,
+    ancestors,
+    can_dispatch,
+    dispatcher_title,
+    get_node,
+    team_member_ids,
+)
 
 MAX_TEXT = 2000
 RATINGS = ("satisfied", "basic", "unsatisfied")
@@ -84,19 +92,39 @@ async def _event(ctx: Ctx, case: Case, actor_id: int | None, action: str, note: 
 async def _need_dispatcher(ctx: Ctx, actor_id: int, case: Case) -> Node:
     node = await get_node(ctx, case.level_node_id)
     if not await can_dispatch(ctx, actor_id, node):
-        raise NotAllowed("只有 {node} 的网格长（或其指定的代理人）可以进行此操作。", node=node.name)
+        raise NotAllowed("只有 {node} 的{role}（或其指定的代理人）可以进行此操作。", node=node.name,
+                         role=dispatcher_title(node))
     return node
 
 
 async def is_assignee(ctx: Ctx, actor_id: int, case: Case) -> bool:
-    if case.assignee_id == actor_id:
-        return True
+    """The person it was dispatched to; for a team, any member until one of them takes it."""
+    if case.assignee_id is not None:
+        return case.assignee_id == actor_id
     return case.team_id is not None and actor_id in await team_member_ids(ctx, case.team_id)
 
 
-async def _need_assignee(ctx: Ctx, actor_id: int, case: Case) -> None:
-    if not await is_assignee(ctx, actor_id, case):
-        raise NotAllowed("只有该事件的承办人可以进行此操作。")
+def checks_on_site(actor_id: int | None, case: Case) -> bool:
+    """A patrol find may be verified by the worker who found it, when someone else handled it."""
+    return case.source == "patrol" and case.reporter_id == actor_id and case.assignee_id != actor_id
+
+
+async def may_verify(ctx: Ctx, actor_id: int | None, case: Case) -> bool:
+    """The holder's dispatchers verify; a patrol case may also be checked by the worker who found it."""
+    return checks_on_site(actor_id, case) or await can_dispatch(ctx, actor_id, await get_node(ctx, case.level_node_id))
+
+
+async def need_assignee(ctx: Ctx, actor_id: int, case: Case) -> None:
+    if await is_assignee(ctx, actor_id, case):
+        return
+    if case.team_id is not None and case.assignee_id is not None \
+            and actor_id in await team_member_ids(ctx, case.team_id):
+        # a team member pressing an old task button after a colleague took it (issue 9.8)
+        taker = await ctx.session.get(Person, case.assignee_id)
+        raise WrongState("事件 {number} 已由 {name} 接收办理，您无需再处理。", number=case.number, name=taker.name)
+    raise NotAllowed("只有该事件的承办人可以进行此操作。")
+
+
 
 
 def _need_reporter(actor_id: int, case: Case) -> None:
@@ -350,19 +378,21 @@ async def send_down(ctx: Ctx, actor_id: int, case_id: int, node_id: int, note: s
 
 async def accept(ctx: Ctx, actor_id: int, case_id: int) -> Case:
     case = await get_case(ctx, case_id, lock=True)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched)
     case.assignee_id = actor_id  # a team member who accepts becomes the one responsible
     case.status = S.in_progress
     await _event(ctx, case, actor_id, "accepted")
     await cards.refresh(ctx, case)
+    if case.team_id is not None:
+        await cards.tell_team_taken(ctx, case)
     return case
 
 
 async def hand_back(ctx: Ctx, actor_id: int, case_id: int, reason: str) -> Case:
     reason = clean_text(reason, "退回理由")
     case = await get_case(ctx, case_id, lock=True)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched, S.in_progress)
     case.status = S.registered
     case.assignee_id = None
@@ -372,12 +402,24 @@ async def hand_back(ctx: Ctx, actor_id: int, case_id: int, reason: str) -> Case:
     return case
 
 
+async def reveal_contact(ctx: Ctx, actor_id: int, case_id: int) -> str:
+    """The reporter's number, for the assignee of an open case only; the look-up is recorded."""
+    case = await get_case(ctx, case_id)
+    await need_assignee(ctx, actor_id, case)
+    _expect(case, S.dispatched, S.in_progress)
+    phone = await cards.reporter_phone(ctx, case)
+    if phone is None:
+        raise Invalid("上报人没有留下联系电话。")
+    await _event(ctx, case, actor_id, "contact_revealed")
+    return phone
+
+
 # ---------------------------------------------------------------- 5. feed back
 
 async def finish(ctx: Ctx, actor_id: int, case_id: int, result: str, attachments: list | None = None) -> Case:
     result = clean_text(result, "处理结果")
     case = await get_case(ctx, case_id, lock=True)
-    await _need_assignee(ctx, actor_id, case)
+    await need_assignee(ctx, actor_id, case)
     _expect(case, S.dispatched, S.in_progress)
     case.assignee_id = actor_id
     case.status = S.resolved
@@ -394,10 +436,10 @@ async def finish(ctx: Ctx, actor_id: int, case_id: int, result: str, attachments
 
 async def verify(ctx: Ctx, actor_id: int, case_id: int, *, passed: bool, reason: str | None = None) -> Case:
     case = await get_case(ctx, case_id, lock=True)
-    node = await get_node(ctx, case.level_node_id)
-    on_site_worker = case.source == "patrol" and case.reporter_id == actor_id and case.assignee_id != actor_id
-    if not (await can_dispatch(ctx, actor_id, node) or on_site_worker):
-        raise NotAllowed("只有 {node} 的网格长（或其指定的代理人）可以核查。", node=node.name)
+    if not await may_verify(ctx, actor_id, case):
+        node = await get_node(ctx, case.level_node_id)
+        raise NotAllowed("只有 {node} 的{role}（或其指定的代理人）可以核查。", node=node.name,
+                         role=dispatcher_title(node))
     _expect(case, S.resolved)
     if passed:
         case.status = S.closed
@@ -405,6 +447,7 @@ async def verify(ctx: Ctx, actor_id: int, case_id: int, *, passed: bool, reason:
         case.next_check_at = None
         await _event(ctx, case, actor_id, "verified", reason)
         await cards.refresh(ctx, case)
+        await cards.tell_verified(ctx, case)
         await cards.ask_rating(ctx, case)
         await cards.tell_merged_reporters(ctx, case)
     else:
@@ -412,6 +455,7 @@ async def verify(ctx: Ctx, actor_id: int, case_id: int, *, passed: bool, reason:
         case.status = S.in_progress
         case.rework_count += 1
         case.resolved_at = None
+        case.result = None  # the rejected result stays in the history, not on the card (issue 9.5)
         await _event(ctx, case, actor_id, "rework", reason)
         await cards.refresh(ctx, case)
         await cards.tell_rework(ctx, case, reason)
@@ -425,29 +469,59 @@ async def rate(ctx: Ctx, actor_id: int, case_id: int, rating: str, comment: str 
         raise Invalid("评价只能是：满意、基本满意、不满意。")
     comment = clean_text(comment, "评价内容", required=False) or None
     case = await get_case(ctx, case_id, lock=True)
+    need_rateable(actor_id, case)
+    case.rating = rating
+    case.rating_comment = comment
+    await _event(ctx, case, actor_id, "rated", comment, rating=rating)
+    if rating == "unsatisfied":
+        await _not_fixed(ctx, case, comment)
+    await cards.refresh(ctx, case)
+    return case
+
+
+def need_rateable(actor_id: int, case: Case) -> None:
+    """The reporter rates a closed case once (a reopened one again when it closes next)."""
     _need_reporter(actor_id, case)
     _expect(case, S.closed)
     if case.rating is not None:
         raise WrongState("事件 {number} 已经评价过了。", number=case.number)
-    case.rating = rating
-    case.rating_comment = comment
-    await _event(ctx, case, actor_id, "rated", comment, rating=rating)
-    if rating == "unsatisfied" and case.reopen_count < 1:
-        # a "not fixed" answer must go somewhere: back to the leader of the grid, once
-        case.reopen_count += 1
-        case.rating = None
-        case.status = S.registered
+
+
+async def _not_fixed(ctx: Ctx, case: Case, comment: str | None) -> None:
+    """A "not fixed" answer must go somewhere (issue 9.4): the first one back to the grid's leader
+    to re-dispatch; each further one a level up for supervision (督办), the top level keeping it."""
+    former = await cards.assignee_ids(ctx, case)
+    closed_at = case.level_node_id
+    case.reopen_count += 1
+    case.rating = None
+    case.status = S.registered
+    case.assignee_id = None
+    case.team_id = None
+    case.closed_at = None
+    case.result = None  # the result the resident rejected stays in the history (issue 9.5)
+    case.resolved_at = None
+    case.registered_at = ctx.now()
+    category = await ctx.session.get(Category, case.category_id)
+    grid = await get_node(ctx, case.grid_id)
+    _set_deadline(ctx, case, category, grid)
+    if case.reopen_count == 1:
         case.level_node_id = case.grid_id
-        case.assignee_id = None
-        case.team_id = None
-        case.closed_at = None
-        case.registered_at = ctx.now()
-        category = await ctx.session.get(Category, case.category_id)
-        _set_deadline(ctx, case, category, await get_node(ctx, case.grid_id))
         await _event(ctx, case, None, "reopened", comment)
-        await cards.tell_reopened(ctx, case, comment)
-    await cards.refresh(ctx, case)
-    return case
+        await cards.tell_reopened(ctx, case, comment, former)
+        return
+    # one level above whoever supervised it last (a case sent back down does not sink), else above the closer
+    last = (await ctx.session.execute(
+        select(CaseEvent.data).where(CaseEvent.case_id == case.id, CaseEvent.action == "supervised")
+        .order_by(CaseEvent.id.desc()).limit(1))).scalar_one_or_none()
+    here = await get_node(ctx, closed_at)
+    if last and last["to_node"] in {n.id for n in await ancestors(ctx, here)}:
+        here = await get_node(ctx, last["to_node"])
+    upper = await get_node(ctx, here.parent_id) if here.parent_id is not None else here
+    case.level_node_id = upper.id
+    if upper.id not in case.card_nodes:
+        case.card_nodes = [*case.card_nodes, upper.id]
+    await _event(ctx, case, None, "supervised", comment, to_node=upper.id, to=upper.name, frm=here.name)
+    await cards.tell_supervised(ctx, case, comment, here, former)
 
 
 async def comment_rating(ctx: Ctx, actor_id: int, case_id: int, comment: str) -> Case:
@@ -541,19 +615,55 @@ async def cases_of_reporter(ctx: Ctx, person_id: int, limit: int = 10) -> list[C
     return list(rows.scalars())
 
 
+async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
+    """What waits for this person (issue 9.2), overdue first: each case with why — "register",
+    "dispatch", "redispatch" (after a reopen or supervision), "verify", or "task" (their own).
+
+    The candidates are the open cases held at a node where the person has a dispatching role;
+    can_dispatch / may_verify then decide, so the rule stays the one every action checks."""
+    from .models import Assignment
+
+    here = select(Assignment.node_id).where(Assignment.person_id == person_id,
+                                            Assignment.role.in_([str(r) for r in DISPATCH_ROLES_HERE]))
+    held = select(Case).where(Case.status.in_([S.reported, S.registered, S.resolved]),
+                              Case.level_node_id.in_(here))
+    patrol = select(Case).where(Case.status == S.resolved, Case.source == "patrol", Case.reporter_id == person_id)
+    found: dict[int, tuple[Case, str]] = {}
+    allowed: dict[int, bool] = {}  # can_dispatch per holding node: one check, not one per case
+
+    async def dispatcher_at(node_id: int) -> bool:
+        if node_id not in allowed:
+            allowed[node_id] = await can_dispatch(ctx, person_id, await get_node(ctx, node_id))
+        return allowed[node_id]
+
+    for case in [*(await ctx.session.execute(held)).scalars(), *(await ctx.session.execute(patrol)).scalars()]:
+        if case.id in found:
+            continue
+        if case.status == S.resolved:
+            if checks_on_site(person_id, case) or await dispatcher_at(case.level_node_id):
+                found[case.id] = (case, "verify")
+        elif await dispatcher_at(case.level_node_id):
+            why = "register" if case.status == S.reported else ("redispatch" if case.reopen_count else "dispatch")
+            found[case.id] = (case, why)
+    for case in await open_tasks(ctx, person_id):
+        found.setdefault(case.id, (case, "task"))
+    now = ctx.now()
+    return sorted(found.values(), key=lambda item: (not is_overdue(item[0], now),
+                                                    item[0].deadline_at or item[0].created_at, item[0].id))
+
+
 async def open_tasks(ctx: Ctx, person_id: int) -> list[Case]:
+    """Cases dispatched to the person, or to a team of theirs that nobody has taken yet.
+
+    Two indexed queries (assignee_id, team_id) rather than one OR, which would scan every open case."""
     from .models import TeamMember
 
     teams = select(TeamMember.team_id).where(TeamMember.person_id == person_id)
-    rows = await ctx.session.execute(
-        select(Case)
-        .where(
-            Case.status.in_([S.dispatched, S.in_progress]),
-            (Case.assignee_id == person_id) | ((Case.assignee_id.is_(None)) & Case.team_id.in_(teams)),
-        )
-        .order_by(Case.deadline_at)
-    )
-    return list(rows.scalars())
+    active = Case.status.in_([S.dispatched, S.in_progress])
+    mine = select(Case).where(active, Case.assignee_id == person_id)
+    team = select(Case).where(active, Case.team_id.in_(teams), Case.assignee_id.is_(None))
+    found = {c.id: c for q in (mine, team) for c in (await ctx.session.execute(q)).scalars()}
+    return sorted(found.values(), key=lambda c: (c.deadline_at is None, c.deadline_at or c.created_at, c.id))
 
 
 async def history(ctx: Ctx, case_id: int) -> list[CaseEvent]:
@@ -566,6 +676,8 @@ async def history(ctx: Ctx, case_id: int) -> list[CaseEvent]:
 async def can_view(ctx: Ctx, person_id: int, case: Case) -> bool:
     if case.reporter_id == person_id or await is_assignee(ctx, person_id, case):
         return True
+    if case.team_id is not None and person_id in await team_member_ids(ctx, case.team_id):
+        return True  # a team member whose colleague took the case still follows it
     from .tree import has_role
 
     grid = await get_node(ctx, case.grid_id)

@@ -48,7 +48,8 @@ KEYS = {
               "patrol_times", "checklist", "address_keywords"),
     "people": ("code", "name", "phone", "language", "partner", "roles", "accounts", "preferred_channel"),
     "teams": ("code", "name", "department", "lead", "members", "grids"),
-    "categories": ("code", "name", "name_en", "time_limit_hours", "default_team", "split", "urgency", "sort"),
+    "categories": ("code", "name", "name_en", "time_limit_hours", "default_team", "split", "urgency", "sort",
+                   "referral"),
 }
 
 
@@ -406,6 +407,7 @@ def _category(it: _Item) -> None:
     it.get("split", _choice(Split), nullable=False)
     it.get("urgency", _choice(Urgency), nullable=False)
     it.get("sort", _int, nullable=False)
+    it.get("referral", _text(300))
 
 
 PARSERS: dict[str, Callable[[_Item], None]] = {
@@ -634,7 +636,7 @@ class _Writer:
 
         cats = await self.all(Category)
         for row in data["categories"]:
-            values = _present(row, ["name", "name_en", "time_limit_hours", "split", "urgency", "sort"])
+            values = _present(row, ["name", "name_en", "time_limit_hours", "split", "urgency", "sort", "referral"])
             if "default_team" in row:
                 values["default_team_id"] = teams[row["default_team"]].id if row["default_team"] else None
             self.upsert("categories", Category, cats, row["code"], values)
@@ -853,7 +855,7 @@ async def export_data(session: AsyncSession) -> str:
                   for t in teams],
         "categories": [_clean({"code": c.code, "name": c.name, "name_en": c.name_en,
                                "time_limit_hours": c.time_limit_hours, "default_team": team_code.get(c.default_team_id),
-                               "split": c.split, "urgency": c.urgency, "sort": c.sort})
+                               "split": c.split, "urgency": c.urgency, "sort": c.sort, "referral": c.referral})
                        for c in cats],
     }
     return yaml.dump({k: v for k, v in doc.items() if v}, Dumper=_Dumper, allow_unicode=True, sort_keys=False,

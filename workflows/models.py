@@ -210,6 +210,8 @@ class Category(Base):
     split: Mapped[str] = mapped_column(String(20), default=Split.public)
     urgency: Mapped[str] = mapped_column(String(20), default=Urgency.normal)
     sort: Mapped[int] = mapped_column(Integer, default=0)
+    # where a declined reporter can turn instead: the department or hotline, or for 自家事 the guidance
+    referral: Mapped[str | None] = mapped_column(String(300))
 
 
 class Case(Base):
@@ -235,7 +237,7 @@ class Case(Base):
     address: Mapped[str | None] = mapped_column(String(300))
     attachments: Mapped[list] = mapped_column(Json, default=list)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
-    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"), index=True)  # a team's open tasks
     result: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -113,8 +113,11 @@ async def private_account(ctx: Ctx, person: Person) -> Account | None:
     return accounts[0]
 
 
-async def to_person(ctx: Ctx, person_id: int, compose: Compose, *, dedupe_key: str | None = None) -> bool:
-    """Write a private message; a person with no reachable account gets an 'undeliverable' row."""
+async def to_person(ctx: Ctx, person_id: int, compose: Compose, *, dedupe_key: str | None = None,
+                    card_key: str | None = None) -> bool:
+    """Write a private message; a person with no reachable account gets an 'undeliverable' row.
+
+    With a card key, a later message with the same key edits the first in place (a task card)."""
     person = await ctx.session.get(Person, person_id)
     if person is None or await _already(ctx, dedupe_key):
         return False
@@ -126,7 +129,7 @@ async def to_person(ctx: Ctx, person_id: int, compose: Compose, *, dedupe_key: s
                       status="undeliverable", error="no chat account")
         return False
     await to_chat(ctx, account.channel, account.chat_id or account.external_id, msg, person_id=person.id,
-                  dedupe_key=dedupe_key)
+                  dedupe_key=dedupe_key, card_key=card_key)
     return True
 
 

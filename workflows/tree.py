@@ -10,6 +10,7 @@ from sqlalchemy import select
 from . import geo
 from .context import Ctx
 from .errors import NotFound
+from .i18n import _
 from .models import Assignment, GroupBinding, Level, Node, Person, Role, TeamMember
 
 DISPATCH_ROLES_HERE = {Role.leader, Role.standin, Role.centre_staff, Role.admin}
@@ -26,6 +27,19 @@ LEVEL_NAMES = {
     "micro_grid": "微网格",
     "special_grid": "专属网格",
 }
+
+# who acts on a node's cases, as people there call them (issue 9.9: not 网格长 at every level)
+DISPATCHER_TITLES = {
+    "city": _("市指挥中心工作人员"),
+    "district": _("区指挥中心工作人员"),
+    "street": _("街道中心工作人员"),
+    "community": _("社区工作人员"),
+}
+
+
+def dispatcher_title(node: Node) -> str:
+    """The message id naming the role that registers, dispatches and verifies at this node."""
+    return DISPATCHER_TITLES.get(node.level, _("网格长"))
 
 
 async def get_node(ctx: Ctx, node_id: int) -> Node:

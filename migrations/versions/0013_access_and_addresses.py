@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 import workflows.models
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

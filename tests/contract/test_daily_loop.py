@@ -1,0 +1,259 @@
+"""Issue 9, the daily loop as a grid office lives it, walked by a resident, a leader and workers on
+the terminal and on Telegram (python-telegram-bot against the fake Bot API), on both databases.
+
+The same drivers as the contract suite; only the channels named in LOOP_CHANNELS run, to keep the
+suite's time in check (the contract suite itself covers all four).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from workflows.models import Case, CaseEvent, Node, Outbox
+
+from .drivers import DRIVERS, Driver
+from .test_contract import (
+    GRID,
+    INSIDE_CY01,
+    LEADER,
+    OTHER,
+    RESIDENT,
+    WORKER,
+    latest_case,
+    mentions,
+    person_id,
+    report,
+    staffed,
+)
+
+pytestmark = pytest.mark.demo
+
+LOOP_CHANNELS = ["terminal", "telegram-ptb"]
+COMMUNITY, COMMUNITY_LEADER = "CY", "CY-L"  # 翠苑社区, 钱秀英
+TEAM_A, TEAM_B = "WY-01", "WY-02"  # 物业维修队: 曹勇, 彭亮
+
+
+@pytest.fixture(params=LOOP_CHANNELS)
+async def d(request, sessionmaker):
+    driver = DRIVERS[request.param](sessionmaker)
+    await driver.start()
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+async def dispatch_to_worker(d: Driver) -> None:
+    await d.press(LEADER, "派遣", group=GRID)
+    await d.press(LEADER, "孙丽", group=GRID)
+
+
+async def finish(d: Driver, who: str = WORKER, result: str = "已更换灯泡，恢复照明") -> None:
+    await d.press(who, "办结")
+    await d.say(who, result)
+    await d.press(who, "提交结果")
+
+
+def last(texts: list[str]) -> str:
+    assert texts, "nothing received"
+    return texts[-1]
+
+
+# ====================================================================== 9.2 /tasks is each person's inbox
+
+
+async def test_the_leaders_tasks_list_what_waits_for_him_overdue_first(d: Driver):
+    await staffed(d)
+    await report(d, description="小区门口路灯坏了三天")
+    first = (await latest_case(d)).number
+    await report(d, description="楼道灭火器过期")
+    second = (await latest_case(d)).number
+
+    await d.say(LEADER, "/tasks")
+    inbox = last(d.private_texts(LEADER))
+    assert first in inbox and second in inbox and "待立案" in inbox, inbox
+    assert "没有待办" not in inbox
+
+    # the button opens the card with the leader's buttons, without the group card
+    await d.press(LEADER, first)
+    assert mentions(d.private_texts(LEADER)[-1:], first, "描述")
+    await d.press(LEADER, "立案")
+    async with d.sm() as s:
+        registered = (await s.execute(select(Case).where(Case.number == first))).scalar_one()
+    assert registered.status == "registered"
+
+    # four days on, the first case is past its limit: it comes first, marked, the other after it
+    d.clock.advance(4 * 24 * 3600)
+    await d.say(LEADER, "/tasks")
+    inbox = last(d.private_texts(LEADER))
+    assert "【已超期】" in inbox and inbox.index(first) < inbox.index(second), inbox
+    assert "待派遣" in inbox.splitlines()[1] and first in inbox.splitlines()[1]
+
+    # once dispatched the case leaves the leader's list and is in the worker's
+    await d.press(LEADER, first)
+    await d.press(LEADER, "派遣")
+    await d.press(LEADER, "孙丽")
+    await d.say(WORKER, "/tasks")
+    assert mentions(d.private_texts(WORKER)[-1:], first, "待办理")
+    await d.say(LEADER, "/tasks")
+    assert first not in last(d.private_texts(LEADER))
+
+    # the result waits for the leader's check
+    await d.press(WORKER, first)
+    await d.press(WORKER, "接收")
+    await finish(d)
+    assert "等待翠苑第一网格的网格长核查" in last(d.private_texts(WORKER))
+    assert mentions(d.group_texts(GRID)[-1:], first, "等待核查：翠苑第一网格的网格长")  # the card says who checks
+    await d.say(LEADER, "/tasks")
+    assert mentions(d.private_texts(LEADER)[-1:], first, "待核查")
+    # a worker with nothing to do is told so
+    await d.say(OTHER, "/tasks")
+    assert last(d.private_texts(OTHER)) == "您目前没有待办事件。"
+
+
+# ====================================================================== 9.4 not fixed goes somewhere
+
+
+async def test_unsatisfied_carries_its_reason_and_a_second_goes_up_for_supervision(d: Driver):
+    await staffed(d)
+    await d.as_staff(COMMUNITY_LEADER)
+    await d.bind_group(COMMUNITY)
+    await report(d)
+    case = await latest_case(d)
+    await dispatch_to_worker(d)
+    await d.press(WORKER, "接收")
+    await finish(d)
+    await d.press(LEADER, "核查通过", group=GRID)
+    assert mentions(d.private_texts(WORKER), case.number, "核查通过")  # the worker is told
+
+    # 不满意 asks why first; the reason is on the group card and leads the reopen notice
+    await d.press(RESIDENT, "不满意")
+    assert "哪里不满意" in last(d.private_texts(RESIDENT))
+    assert (await latest_case(d)).status == "closed"  # nothing happens before the reason
+    await d.say(RESIDENT, "灯还是一闪一闪的")
+    case = await latest_case(d)
+    assert case.status == "registered" and case.reopen_count == 1 and case.result is None
+    notice = mentions(d.group_texts(GRID), case.number, "灯还是一闪一闪的", "重新派遣")
+    assert notice and notice[-1].index("灯还是一闪一闪的") < notice[-1].index("重新派遣")
+    card = mentions(d.group_texts(GRID), "上报人不满意的原因：灯还是一闪一闪的")  # the card
+    # the earlier result is history, not the current result
+    assert card and "处理结果" not in card[-1] and "反馈办结" in card[-1]
+    assert mentions(d.private_texts(RESIDENT), "已退回网格重新办理")
+    assert mentions(d.private_texts(WORKER), "灯还是一闪一闪的")
+
+    # re-dispatch, finish again, verify; the resident is still not satisfied
+    await dispatch_to_worker(d)
+    await d.press(WORKER, "接收")
+    await finish(d, result="更换了整套灯具")
+    await d.press(LEADER, "核查通过", group=GRID)
+    await d.press(RESIDENT, "不满意")
+    await d.press(RESIDENT, "问题没有解决")
+    assert (await latest_case(d)).status == "closed"  # a preset reason waits for confirmation
+    await d.press(RESIDENT, "确认")
+    case = await latest_case(d)
+    async with d.sm() as s:
+        community = (await s.execute(select(Node.id).where(Node.code == COMMUNITY))).scalar_one()
+        actions = list((await s.execute(select(CaseEvent.action).where(CaseEvent.case_id == case.id))).scalars())
+    assert actions.count("rated") == 2 and actions[-1] == "supervised"
+    assert case.status == "registered" and case.reopen_count == 2 and case.level_node_id == community
+    supervision = mentions(d.group_texts(COMMUNITY), "【督办】", case.number, "问题没有解决")
+    assert supervision and "社区工作人员" in supervision[-1]
+    assert mentions(d.private_texts(RESIDENT), case.number, "翠苑社区", "督办")
+    assert mentions(d.group_texts(GRID), case.number, "已转 翠苑社区 督办")
+
+    # the community holds it now: its staff dispatch from their own group's card
+    await d.press(COMMUNITY_LEADER, "派遣", group=COMMUNITY)
+    await d.press(COMMUNITY_LEADER, "物业维修队（默认）", group=COMMUNITY)
+    assert (await latest_case(d)).status == "dispatched"
+
+
+# ====================================================================== 9.8 team cases
+
+
+async def test_when_one_team_member_takes_the_case_the_others_know(d: Driver):
+    await staffed(d)
+    for code in (TEAM_A, TEAM_B):
+        await d.as_staff(code)
+    await report(d)
+    case = await latest_case(d)
+    await d.press(LEADER, "派遣", group=GRID)
+    await d.press(LEADER, "物业维修队（默认）", group=GRID)
+    for code in (TEAM_A, TEAM_B):
+        assert mentions(d.private_texts(code), "【待办】", case.number)
+
+    await d.press(TEAM_A, "接收")
+    case = await latest_case(d)
+    assert case.status == "in_progress" and case.assignee_id == await person_id(d, TEAM_A)
+    assert mentions(d.private_texts(TEAM_B)[-2:], case.number, "已由 曹勇 接收办理")
+    # the other member's task card lost its buttons
+    async with d.sm() as s:
+        card = (await s.execute(select(Outbox).where(Outbox.card_key == f"task:{case.id}:{await person_id(d, TEAM_B)}")
+                                .order_by(Outbox.id.desc()).limit(1))).scalar_one()
+    assert card.status == "sent" and not card.payload.get("buttons") and "曹勇" in card.payload["text"]
+    if d.name.startswith("telegram"):
+        with pytest.raises(AssertionError, match="no button"):
+            await d.press(TEAM_B, "接收")  # the edited message has no keyboard any more
+    else:
+        answer = await d.press(TEAM_B, "接收")  # the terminal keeps old lines on screen
+        assert answer and "曹勇" in answer and "处置中" not in answer
+    assert (await latest_case(d)).assignee_id == await person_id(d, TEAM_A)
+    # the group card says who
+    assert mentions(d.group_texts(GRID)[-1:], "物业维修队（曹勇）")
+
+
+# ====================================================================== 9.7 the worker's task card
+
+
+async def test_the_task_card_has_what_the_worker_needs_and_only_he_may_call(d: Driver):
+    await staffed(d)
+    await d.say(RESIDENT, "/report")
+    await d.press(RESIDENT, "消防安全隐患")
+    await d.say(RESIDENT, "楼道堆满杂物堵住消防通道")
+    await d.press(RESIDENT, "下一步")
+    await d.location(RESIDENT, *INSIDE_CY01)
+    await d.say(RESIDENT, "139-1234-5678")
+    await d.press(RESIDENT, "提交")
+    case = await latest_case(d)
+    await dispatch_to_worker(d)
+    card = mentions(d.private_texts(WORKER), "【待办】", case.number)[-1]
+    for part in ("紧急程度：紧急", "办结时限：", "地图：https://uri.amap.com/marker?position=", "139****5678"):
+        assert part in card, (part, card)
+    assert "13912345678" not in card
+
+    await d.press(WORKER, "联系上报人")
+    assert mentions(d.private_texts(WORKER)[-1:], case.number, "13912345678")
+
+    # rework and verification reach the worker
+    await d.press(WORKER, "接收")
+    await finish(d, result="已清理杂物")
+    await d.press(LEADER, "返工", group=GRID)
+    await d.press(LEADER, "现场问题未解决", group=GRID)
+    await d.press(LEADER, "确认", group=GRID)
+    assert mentions(d.private_texts(WORKER)[-1:], case.number, "需返工", "现场问题未解决")
+    await finish(d, result="杂物已全部清走")
+    await d.press(LEADER, "核查通过", group=GRID)
+    assert mentions(d.private_texts(WORKER)[-1:], case.number, "核查通过")
+
+    # another worker cannot reveal the number by pressing the assignee's button
+    answer = await d.press(OTHER, "联系上报人", seen_by=WORKER)
+    assert answer and "承办人" in answer
+    assert not mentions(d.private_texts(OTHER), "13912345678")
+
+
+# ====================================================================== 9.6 a decline is never a dead end
+
+
+async def test_a_decline_says_why_and_where_to_go_and_a_preset_asks_first(d: Driver):
+    await staffed(d)
+    await report(d)
+    case = await latest_case(d)
+    await d.press(LEADER, "不予立案", group=GRID)
+    await d.press(LEADER, "不属于受理范围", group=GRID)
+    assert (await latest_case(d)).status == "reported"  # not before it is confirmed
+    assert mentions(d.group_texts(GRID)[-1:], "不属于受理范围", "确认")
+    await d.press(LEADER, "确认", group=GRID)
+    assert (await latest_case(d)).status == "declined"
+    told = mentions(d.private_texts(RESIDENT), case.number, "未予立案")[-1]
+    assert "理由：不属于受理范围" in told
+    assert "抢修电话" in told and "12345" in told  # the category's referral, then the hotline
