@@ -28,11 +28,11 @@ async def _compare(sm, clock) -> None:
     async with sm() as s:
         nodes = list((await s.execute(select(Node))).scalars())
         for node in nodes:
-            grids = list((await s.execute(rollup.subtree_grid_ids(node.id))).scalars())
+            grids = list((await s.execute(await rollup.subtree_grids(s, node.id))).scalars())
             raw = Stats()
             for st in (await grid_stats(Ctx(session=s, clock=clock), grids, start, end)).values():
                 raw += st
-            assert asdict(await rollup.indicators(s, node, start, end)) == asdict(raw), node.code
+            assert asdict(await rollup.figures(s, node, start, end)) == asdict(raw), node.code
 
 
 @pytest.mark.parametrize("flow", FLOWS)

@@ -1,27 +1,41 @@
-"""Indicators from a rollup per grid and day, kept in the same transaction as the case events.
+"""Indicators from a rollup per grid and day, kept in the same transaction as the events.
 
 Every case remembers what it contributes to the rollup (``case_contribution``: a map
 "field|grid|day" → count, computed from the case row and its card events). Each time an event
 is appended the case's contribution is computed again and only the difference is added to
 ``stats_day`` — so reopening, merging, moving a case to another grid or escalating it all
-leave the rollup equal to what the raw rows say. ``rebuild`` recomputes everything from the
-case rows and events (``gridbot stats rebuild``); ``routines.stats.grid_stats`` is the raw
-reference the tests compare against.
+leave the rollup equal to what the raw rows say. Patrol check-ins and missed patrols (the
+60-minute mark) add to their grid's day when they are recorded. ``rebuild`` recomputes
+everything from the raw rows (``gridbot stats rebuild``); ``routines.stats.raw_figures`` is
+the raw reference the tests compare against.
 
-Days are calendar days in STATS_ZONE. A window that does not start and end at that zone's
-midnights is answered from the raw rows instead.
-
-A node's figures sum stats_day over the grids below it, found by a recursive query on
-node.parent_id in the database (no Python list of ids).
+Days are calendar days in STATS_ZONE. ``figures`` — the one function /stats, the reports, the
+ranking and the ledgers call — sums whole days from stats_day and counts the partial days at
+either end of a window (e.g. "this week so far") from the raw rows, through time indexes, so
+a call costs what it shows. A node's subtree is found through the materialized ``node.path``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Integer, delete, func, literal, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,15 +44,19 @@ from .tree import GRID_LEVELS
 
 STATS_ZONE = ZoneInfo("Asia/Shanghai")
 CARD_FIELDS = {"yellow_card": "yellow", "red_card": "red"}
-FIELDS = ("reported", "registered", "registered_closed", "closed", "closed_on_time", "reworked", "rated",
-          "satisfied", "yellow", "red")
+CASE_FIELDS = ("reported", "registered", "registered_closed", "closed", "closed_on_time", "reworked", "rated",
+               "satisfied", "yellow", "red")
+FIELDS = (*CASE_FIELDS, "patrols_done", "patrols_missed")
 GOOD = {"satisfied", "basic"}
+MISSED_KIND = "patrol_missed_60"  # a worker-slot still without a check-in an hour on
+BATCH = 5000
 
 
 class StatsDay(Base):
-    """One grid's case figures on one day (in STATS_ZONE)."""
+    """One grid's figures on one day (in STATS_ZONE)."""
 
     __tablename__ = "stats_day"
+    __table_args__ = (Index("ix_stats_day_day", "day", "grid_id"),)  # a day range over many grids
     grid_id: Mapped[int] = mapped_column(ForeignKey("node.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     reported: Mapped[int] = mapped_column(Integer, default=0)
@@ -51,6 +69,8 @@ class StatsDay(Base):
     satisfied: Mapped[int] = mapped_column(Integer, default=0)
     yellow: Mapped[int] = mapped_column(Integer, default=0)
     red: Mapped[int] = mapped_column(Integer, default=0)
+    patrols_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    patrols_missed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CaseContribution(Base):
@@ -66,7 +86,11 @@ def local_day(at: datetime) -> date:
     return at.astimezone(STATS_ZONE).date()
 
 
-def contribution(case: Case, card_events: list[tuple[str, datetime]]) -> Counter[str]:
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=STATS_ZONE)
+
+
+def contribution(case: Any, card_events: list[tuple[str, datetime]]) -> Counter[str]:
     """The case's figures, keyed "field|grid|day" — the same definitions as routines.stats."""
     out: Counter[str] = Counter()
     g = case.grid_id
@@ -94,19 +118,26 @@ def contribution(case: Case, card_events: list[tuple[str, datetime]]) -> Counter
     return out
 
 
-async def _apply_delta(session: AsyncSession, delta: Counter[str]) -> None:
-    per_key: dict[tuple[int, date], dict[str, int]] = {}
-    for key, n in delta.items():
-        if n:
-            field, g, d = key.split("|")
-            per_key.setdefault((int(g), date.fromisoformat(d)), {})[field] = n
-    for (g, d), changes in per_key.items():
-        row = await session.get(StatsDay, (g, d))
-        if row is None:
-            row = StatsDay(grid_id=g, day=d, **{f: 0 for f in FIELDS})
-            session.add(row)
-        for field, n in changes.items():
-            setattr(row, field, (getattr(row, field) or 0) + n)
+def _insert(session: AsyncSession):
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+async def add_counts(session: AsyncSession, counts: dict[tuple[int, date], dict[str, int]]) -> None:
+    """Add to stats_day rows (created when missing), one upsert per field set, many rows each."""
+    by_fields: dict[tuple[str, ...], list[dict]] = {}
+    for (g, d), changes in counts.items():
+        changes = {f: n for f, n in changes.items() if n}
+        if changes:
+            by_fields.setdefault(tuple(sorted(changes)), []).append({"grid_id": g, "day": d, **changes})
+    ins = _insert(session)
+    for names, rows in by_fields.items():
+        for i in range(0, len(rows), 1000):  # 14 values a row: within SQLite's 32,766 variables
+            part = rows[i:i + 1000]
+            stmt = ins(StatsDay).values([{**{f: 0 for f in FIELDS}, **r} for r in part])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["grid_id", "day"],
+                set_={f: getattr(StatsDay, f) + getattr(stmt.excluded, f) for f in names})
+            await session.execute(stmt)
 
 
 async def apply_cases(session: AsyncSession, case_ids: list[int]) -> None:
@@ -114,80 +145,141 @@ async def apply_cases(session: AsyncSession, case_ids: list[int]) -> None:
     if not case_ids:
         return
     await session.flush()
-    cases = {c.id: c for c in (await session.execute(select(Case).where(Case.id.in_(case_ids)))).scalars()}
+    for i in range(0, len(case_ids), BATCH):
+        await _apply_part(session, case_ids[i:i + BATCH])
+
+
+async def _apply_part(session: AsyncSession, case_ids: list[int]) -> None:
+    cases = {r.id: r for r in await session.execute(
+        select(Case.id, Case.grid_id, Case.status, Case.created_at, Case.registered_at, Case.closed_at,
+               Case.deadline_at, Case.rework_count, Case.rating).where(Case.id.in_(case_ids)))}
     cards: dict[int, list[tuple[str, datetime]]] = {i: [] for i in cases}
     for cid, action, at in await session.execute(
             select(CaseEvent.case_id, CaseEvent.action, CaseEvent.at)
             .where(CaseEvent.case_id.in_(case_ids), CaseEvent.action.in_(list(CARD_FIELDS)))):
         cards[cid].append((action, at))
-    olds = {c.case_id: c for c in (await session.execute(
-        select(CaseContribution).where(CaseContribution.case_id.in_(case_ids)))).scalars()}
+    olds = {cid: c for cid, c in await session.execute(
+        select(CaseContribution.case_id, CaseContribution.contrib).where(CaseContribution.case_id.in_(case_ids)))}
     delta: Counter[str] = Counter()
+    new_rows, changed = [], []
     for cid, case in cases.items():
         new = contribution(case, cards[cid])
         old = olds.get(cid)
-        delta.update(new)
         if old is None:
-            session.add(CaseContribution(case_id=cid, contrib=dict(new)))
-        else:
-            delta.subtract(Counter(old.contrib))
-            old.contrib = dict(new)
-    await _apply_delta(session, delta)
+            new_rows.append({"case_id": cid, "contrib": dict(new)})
+            delta.update(new)
+        elif old != dict(new):
+            changed.append({"case_id": cid, "contrib": dict(new)})
+            delta.update(new)
+            delta.subtract(Counter(old))
+    if new_rows:
+        await session.execute(_insert(session)(CaseContribution), new_rows)
+    if changed:
+        await session.execute(sa_update(CaseContribution), changed)  # bulk UPDATE by primary key
+    counts: dict[tuple[int, date], dict[str, int]] = {}
+    for key, n in delta.items():
+        if n:
+            field, g, d = key.split("|")
+            counts.setdefault((int(g), date.fromisoformat(d)), {})[field] = n
+    await add_counts(session, counts)
 
 
-async def rebuild(session: AsyncSession, batch: int = 5000) -> int:
-    """Recompute the whole rollup from case rows and events; returns the number of cases."""
+async def add_patrols(session: AsyncSession, field: str, grid_times: list[tuple[int, datetime]]) -> None:
+    """Count check-ins (patrols_done) or missed patrols (patrols_missed) on their grid's day."""
+    counts: Counter[tuple[int, date]] = Counter((g, local_day(at)) for g, at in grid_times)
+    await add_counts(session, {k: {field: n} for k, n in counts.items()})
+
+
+async def rebuild(session: AsyncSession) -> int:
+    """Recompute the whole rollup from case rows, events, check-ins and marks; returns the cases."""
+    from .routines.models import PatrolCheckin, RoutineMark
+
     await session.execute(delete(StatsDay))
     await session.execute(delete(CaseContribution))
+    for field, sel in (("patrols_done", select(PatrolCheckin.id, PatrolCheckin.node_id, PatrolCheckin.at)),
+                       ("patrols_missed", select(RoutineMark.id, RoutineMark.node_id, RoutineMark.at)
+                        .where(RoutineMark.kind == MISSED_KIND, RoutineMark.node_id.is_not(None)))):
+        last = 0
+        while rows := (await session.execute(
+                sel.where(sel.selected_columns[0] > last).order_by(sel.selected_columns[0]).limit(BATCH))).all():
+            await add_patrols(session, field, [(g, at) for _id, g, at in rows])
+            last = rows[-1][0]
     last, n = 0, 0
-    while True:
-        ids = list((await session.execute(select(Case.id).where(Case.id > last).order_by(Case.id).limit(batch)))
-                   .scalars())
-        if not ids:
-            return n
-        await apply_cases(session, ids)
-        await session.flush()
-        session.expunge_all()
+    while ids := list((await session.execute(
+            select(Case.id).where(Case.id > last).order_by(Case.id).limit(BATCH))).scalars()):
+        await _apply_part(session, ids)
         last, n = ids[-1], n + len(ids)
+    return n
 
 
-def subtree_grid_ids(node_id: int):
-    """A recursive query for the ids of the grids at and below a node (runs in the database)."""
-    tree = select(Node.id, Node.level).where(Node.id == node_id).cte("subtree", recursive=True)
-    tree = tree.union_all(select(Node.id, Node.level).where(Node.parent_id == tree.c.id))
-    return select(tree.c.id).where(tree.c.level.in_([str(level) for level in GRID_LEVELS]))
+# --- the subtree and the one function everyone calls -------------------------------------------
+
+async def node_path(session: AsyncSession, node_id: int) -> str:
+    path = (await session.execute(select(Node.path).where(Node.id == node_id))).scalar()
+    return path or f"/{node_id}/"
 
 
-def _is_midnight(at: datetime) -> bool:
-    return at.astimezone(STATS_ZONE).time() == time(0)
+async def subtree_grids(session: AsyncSession, node_id: int | None) -> Select:
+    """A query for the ids of the grids at and below a node (every grid for None)."""
+    q = select(Node.id).where(Node.level.in_([str(level) for level in GRID_LEVELS]))
+    if node_id is None:
+        return q
+    return q.where(Node.path.startswith(await node_path(session, node_id), autoescape=True))
 
 
-async def indicators(session: AsyncSession, node: Node, start: datetime, end: datetime):
-    """A node's figures over [start, end): the rollup summed over its subtree, plus patrols.
+def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
+    """The whole local days inside [start, end): first and one past the last."""
+    first = local_day(start)
+    if midnight(first) < start:
+        first += timedelta(days=1)
+    return first, local_day(end)
 
-    This is the function ledgers, assessments and /stats call. Returns routines.stats.Stats."""
-    from .context import Ctx
-    from .routines.models import PatrolCheckin, RoutineMark
-    from .routines.stats import Stats, grid_stats
 
-    grids = subtree_grid_ids(node.id)
-    if not (_is_midnight(start) and _is_midnight(end)):
-        ctx = Ctx(session=session)
-        ids = list((await session.execute(grids)).scalars())
-        total = Stats()
-        for st in (await grid_stats(ctx, ids, start, end)).values():
-            total += st
-        return total
-    row = (await session.execute(
-        select(*[func.coalesce(func.sum(getattr(StatsDay, f)), literal(0)) for f in FIELDS])
-        .where(StatsDay.grid_id.in_(grids), StatsDay.day >= local_day(start), StatsDay.day < local_day(end))
-    )).one()
-    st = Stats(**{f: int(v) for f, v in zip(FIELDS, row, strict=True)})
-    st.patrols_done = int((await session.execute(
-        select(func.count()).select_from(PatrolCheckin)
-        .where(PatrolCheckin.node_id.in_(grids), PatrolCheckin.at >= start, PatrolCheckin.at < end))).scalar_one())
-    st.patrols_missed = int((await session.execute(
-        select(func.count()).select_from(RoutineMark)
-        .where(RoutineMark.kind == "patrol_missed_60", RoutineMark.node_id.in_(grids),
-               RoutineMark.at >= start, RoutineMark.at < end))).scalar_one())
-    return st
+async def _figures(session: AsyncSession, grids: Select, start: datetime, end: datetime,
+                   by_grid: bool) -> dict[int, Any]:
+    from .routines.stats import Stats, raw_figures
+
+    out: dict[int, Stats] = {}
+
+    def merge(part: dict[int, Stats]) -> None:
+        for g, st in part.items():
+            out.setdefault(g, Stats())
+            out[g] += st
+
+    first, last = _whole_days(start, end)
+    if first >= last:
+        merge(await raw_figures(session, grids, start, end, by_grid=by_grid))
+        return out
+    sums = [func.coalesce(func.sum(getattr(StatsDay, f)), 0) for f in FIELDS]
+    q = select(StatsDay.grid_id if by_grid else func.min(0), *sums).where(
+        StatsDay.grid_id.in_(grids), StatsDay.day >= first, StatsDay.day < last)
+    if by_grid:
+        q = q.group_by(StatsDay.grid_id)
+    merge({int(g or 0): Stats(**{f: int(v) for f, v in zip(FIELDS, vals, strict=True)})
+           for g, *vals in await session.execute(q)})
+    if start < midnight(first):
+        merge(await raw_figures(session, grids, start, midnight(first), by_grid=by_grid))
+    if midnight(last) < end:
+        merge(await raw_figures(session, grids, midnight(last), end, by_grid=by_grid))
+    return out
+
+
+async def figures(session: AsyncSession, node: Node, start: datetime, end: datetime):
+    """A node's indicators over [start, end): the sums over the grids at and below it.
+
+    The function /stats, the weekly report, the monthly ranking, ledgers and the console call.
+    Returns routines.stats.Stats."""
+    from .routines.stats import Stats
+
+    total = (await _figures(session, await subtree_grids(session, node.id), start, end, by_grid=False)).get(0)
+    return total or Stats()
+
+
+async def figures_by_grid(session: AsyncSession, node: Node | None, start: datetime, end: datetime):
+    """Each grid's indicators over [start, end), for the grids at and below node (all for None).
+
+    Grids with nothing to count are absent: use ``.get(grid_id) or Stats()``."""
+    return await _figures(session, await subtree_grids(session, node.id if node else None), start, end, by_grid=True)
+
+
+indicators = figures  # the name the first rollup commit gave it

@@ -20,7 +20,8 @@ class RoutineMark(Base):
 
     __tablename__ = "routine_mark"
     __table_args__ = (UniqueConstraint("kind", "subject_id", "slot", name="uq_routine_mark"),
-                      Index("ix_routine_mark_node", "node_id", "kind", "at"))
+                      Index("ix_routine_mark_node", "node_id", "kind", "at"),
+                      Index("ix_routine_mark_kind_at", "kind", "at"))  # missed patrols by time
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
     subject_id: Mapped[int] = mapped_column(BigId)
@@ -52,7 +53,8 @@ class PatrolCheckin(Base):
 
     __tablename__ = "patrol_checkin"
     __table_args__ = (Index("ix_patrol_checkin_duty", "for_person_id", "node_id", "day", "slot"),
-                      Index("ix_patrol_checkin_node_at", "node_id", "at"))
+                      Index("ix_patrol_checkin_node_at", "node_id", "at"),
+                      Index("ix_patrol_checkin_day", "day", "node_id"))  # the missed-patrol sweep
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))  # who walked it
     for_person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))  # whose duty (differs when covering)

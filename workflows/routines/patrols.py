@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from shapely.geometry import Point, shape
 from sqlalchemy import select
 
+from .. import rollup
 from ..context import Ctx
 from ..errors import Invalid, NotAllowed
 from ..models import Assignment, Category, Node, Person, Role
@@ -157,6 +158,9 @@ async def missed_sweep(ctx: Ctx) -> SweepResult:
                  for g, items in due.items() for st, day, slot in items if st == stage
                  for aid, pid, _ in workers.get(g, []) if (pid, g, day, slot) not in done]
         won = await claim(ctx, f"patrol_missed_{stage}", marks)
+        if stage == "60":
+            await rollup.add_patrols(ctx.session, "patrols_missed",
+                                     [(m["node_id"], now) for m in marks if (m["subject_id"], m["slot"]) in won])
         names_by_aid = {aid: name for ws in workers.values() for aid, _, name in ws}
         missed_by_grid: dict[tuple[int, str], list[str]] = {}
         for m in marks:
@@ -264,6 +268,7 @@ async def record_checkin(ctx: Ctx, person_id: int, node_id: int, *, for_person_i
                             latitude=latitude, longitude=longitude, distance_m=distance, warning=warning,
                             answers=list(answers or []), photos=list(photos or []), case_ids=[])
     ctx.session.add(checkin)
+    await rollup.add_patrols(ctx.session, "patrols_done", [(node_id, checkin.at)])
     case_ids = []
     for a in answers or []:
         if a.get("ok"):
