@@ -8,6 +8,7 @@ paths are known while generating.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class Shape:
     events_per_case: float = 7.7  # on average, cards included
     checkin_share: float = 0.74  # of grid-days with the patrol done (2.7 M for 10,000 grids a year)
     missed_share: float = 0.05  # of grid-days with a missed patrol mark
+    workers: int = 1  # per grid, each with an account and every node a bound group (channel "test")
+    boundaries: bool = False  # grids as boxes on a lattice, for the grid lookup
     seed: int = 15
 
     @property
@@ -104,15 +107,26 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
                 below.append((nid, path))
         out.nodes[level] = [nid for nid, _ in below]
         level_rows = below
-    out.counts["nodes"] = await _copy(conn, "node", ["id", "code", "name", "level", "parent_id", "path",
-                                                     "case_prefix"], iter(nodes))
     grids = out.nodes["grid"]
+    if shape.boundaries:
+        side = max(1, int(len(grids) ** 0.5 + 0.999))
+        box = {g: _box(i % side, i // side) for i, g in enumerate(grids)}
+        nodes = [(*n, box.get(n[0])) for n in nodes]
+    else:
+        nodes = [(*n, None) for n in nodes]
+    out.counts["nodes"] = await _copy(conn, "node", ["id", "code", "name", "level", "parent_id", "path",
+                                                     "case_prefix", "boundary"], iter(nodes))
     await conn.execute(text("INSERT INTO category (id, code, name, time_limit_hours, split, urgency, sort) "
                             "VALUES (1, 'MUNI', '市政设施', 72, 'public', 'normal', 0)"))
-    people = [(i + 1, f"W{i + 1}", f"网格员{i + 1}", ts(now)) for i in range(len(grids))]
+    k = shape.workers
+    people = [(i + 1, f"W{i + 1}", f"网格员{i + 1}", ts(now)) for i in range(len(grids) * k)]
     await _copy(conn, "person", ["id", "code", "name", "created_at"], iter(people))
     await _copy(conn, "assignment", ["id", "person_id", "node_id", "role"],
-                iter((i + 1, i + 1, g, "worker") for i, g in enumerate(grids)))
+                iter((i + 1, i + 1, grids[i // k], "worker") for i in range(len(grids) * k)))
+    await _copy(conn, "account", ["id", "channel", "external_id", "chat_id", "person_id", "created_at"],
+                iter((i + 1, "test", f"W{i + 1}", f"p:W{i + 1}", i + 1, ts(now)) for i in range(len(grids) * k)))
+    await _copy(conn, "group_binding", ["id", "node_id", "channel", "chat_id", "status", "bound_at"],
+                iter((n[0], n[0], "test", f"g:{n[1]}", "active", ts(now)) for n in nodes))
 
     first = now - timedelta(days=shape.days)
     span = (now - first).total_seconds()
@@ -182,7 +196,7 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
                     at = datetime.combine(day, datetime.min.time(), tzinfo=SH) + timedelta(
                         hours=9, minutes=rnd.randrange(50))
                     if at < now:
-                        yield (n, i + 1, i + 1, g, day.isoformat(), "09:00", ts(at), "[]", "[]", "[]")
+                        yield (n, i * k + 1, i * k + 1, g, day.isoformat(), "09:00", ts(at), "[]", "[]", "[]")
 
     out.counts["checkins"] = await _copy(conn, "patrol_checkin", ["id", "person_id", "for_person_id", "node_id",
                                                                   "day", "slot", "at", "answers", "photos",
@@ -197,17 +211,24 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
                     at = datetime.combine(day, datetime.min.time(), tzinfo=SH) + timedelta(hours=15, minutes=1)
                     if at < now:
                         n += 1
-                        yield (n, "patrol_missed_60", i + 1, f"{day.isoformat()} 14:00", g, i + 1, ts(at))
+                        yield (n, "patrol_missed_60", i * k + 1, f"{day.isoformat()} 14:00", g, i * k + 1, ts(at))
 
     out.counts["missed"] = await _copy(conn, "routine_mark", ["id", "kind", "subject_id", "slot", "node_id",
                                                               "person_id", "at"], missed())
     if conn.dialect.name == "postgresql":
-        for table in ("node", "person", "assignment", "category", "case_file", "case_event", "patrol_checkin",
+        for table in ("node", "person", "assignment", "account", "group_binding", "category", "case_file", "case_event", "patrol_checkin",
                       "routine_mark"):
             await conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                     f"(SELECT coalesce(max(id), 1) FROM {table}))"))
         await conn.execute(text("ANALYZE"))
     return out
+
+
+def _box(x: int, y: int) -> str:
+    """A 0.01° square grid cell south-west of Zhoushan's centre, as GeoJSON text."""
+    lon, lat = 121.0 + x * 0.01, 29.5 + y * 0.01
+    ring = [[lon, lat], [lon + 0.01, lat], [lon + 0.01, lat + 0.01], [lon, lat + 0.01], [lon, lat]]
+    return json.dumps({"type": "Polygon", "coordinates": [ring]})
 
 
 CASE_COLUMNS = ["id", "number", "grid_id", "level_node_id", "category_id", "description", "status", "urgency",
