@@ -174,10 +174,10 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
                     event(cid, deadline + timedelta(hours=24), "red_card")
         elif rnd.random() < 0.5:
             status = "declined"
-        k = filler
-        while k > 0 and (k >= 1 or rnd.random() < k):
+        more = filler
+        while more > 0 and (more >= 1 or rnd.random() < more):
             event(cid, created + timedelta(minutes=rnd.random() * 600), "note")
-            k -= 1
+            more -= 1
         case_rows.append((cid, f"S{g}-{cid}", g, g, 1, "generated", status, "normal", "resident", False, "[]",
                           ts(created), ts(registered) if registered else None, ts(deadline) if deadline else None,
                           ts(closed) if closed else None, 0, rework, 0, rating, "[]", 1))
