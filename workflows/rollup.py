@@ -123,21 +123,15 @@ def _insert(session: AsyncSession):
 
 
 async def add_counts(session: AsyncSession, counts: dict[tuple[int, date], dict[str, int]]) -> None:
-    """Add to stats_day rows (created when missing), one upsert per field set, many rows each."""
-    by_fields: dict[tuple[str, ...], list[dict]] = {}
-    for (g, d), changes in counts.items():
-        changes = {f: n for f, n in changes.items() if n}
-        if changes:
-            by_fields.setdefault(tuple(sorted(changes)), []).append({"grid_id": g, "day": d, **changes})
-    ins = _insert(session)
-    for names, rows in by_fields.items():
-        for i in range(0, len(rows), 1000):  # 14 values a row: within SQLite's 32,766 variables
-            part = rows[i:i + 1000]
-            stmt = ins(StatsDay).values([{**{f: 0 for f in FIELDS}, **r} for r in part])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["grid_id", "day"],
-                set_={f: getattr(StatsDay, f) + getattr(stmt.excluded, f) for f in names})
-            await session.execute(stmt)
+    """Add to stats_day rows (created when missing): one upsert statement run for many rows."""
+    rows = [{"grid_id": g, "day": d, **{f: changes.get(f, 0) for f in FIELDS}}
+            for (g, d), changes in counts.items() if any(changes.values())]
+    if not rows:
+        return
+    stmt = _insert(session)(StatsDay)
+    stmt = stmt.on_conflict_do_update(index_elements=["grid_id", "day"],
+                                      set_={f: getattr(StatsDay, f) + getattr(stmt.excluded, f) for f in FIELDS})
+    await session.execute(stmt, rows)
 
 
 async def apply_cases(session: AsyncSession, case_ids: list[int]) -> None:

@@ -9,14 +9,12 @@ Chart labels are ASCII (the machine may have no CJK font); the text carries the 
 from __future__ import annotations
 
 import base64
-import io
-import logging
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
-from .. import rollup
+from .. import charts, rollup
 from ..context import Ctx
 from ..i18n import T
 from ..models import GroupBinding, Level, Node
@@ -29,9 +27,6 @@ REPORT_WEEKDAY = 4  # Friday
 REPORT_TIME = "17:00"
 RANKING_DAY_TIME = "09:00"  # on the 1st, for the month before
 CATCH_UP_DAYS = 3  # a report missed by downtime still goes out within this many days
-
-logging.getLogger("matplotlib").setLevel(logging.WARNING)
-
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
@@ -49,23 +44,7 @@ def stats_text(t: T, title: str, st: Stats) -> str:
 
 
 def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = "") -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.2), dpi=90)
-    ax = fig.add_subplot(1, 1, 1)
-    bars = ax.bar(range(len(values)), values, color="#3b7dd8")
-    ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 6 else 0, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    ax.bar_label(bars, fmt="%g", fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return charts.bar_chart(title, labels, values, ylabel)
 
 
 def photo(png: bytes, name: str) -> dict:
