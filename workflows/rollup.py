@@ -233,26 +233,73 @@ async def add_patrols(session: AsyncSession, field: str, grid_times: list[tuple[
     await add_counts(session, {k: {field: n} for k, n in counts.items()})
 
 
+def _day_sql(dialect: str, col: str) -> str:
+    """The STATS_ZONE calendar day of a stored UTC time, as 'YYYY-MM-DD' text, in SQL."""
+    if dialect == "postgresql":
+        return f"CAST(CAST(({col} AT TIME ZONE 'Asia/Shanghai') AS date) AS text)"
+    # SQLite stores naive UTC text; Asia/Shanghai has been UTC+8 without summer time since 1991
+    return f"date({col}, '+8 hours')"
+
+
+def _keys_sql(dialect: str) -> str:
+    """Every (case, field, grid, day) the cases contribute — contribution()'s definitions in SQL."""
+    day = lambda col: _day_sql(dialect, col)  # noqa: E731
+    closed = "c.status = 'closed' AND c.closed_at IS NOT NULL"
+    parts = [
+        f"SELECT c.id AS case_id, 'reported' AS field, c.grid_id, {day('c.created_at')} AS day FROM case_file c",
+        f"SELECT c.id, 'registered', c.grid_id, {day('c.registered_at')} FROM case_file c "
+        "WHERE c.registered_at IS NOT NULL",
+        f"SELECT c.id, 'registered_closed', c.grid_id, {day('c.registered_at')} FROM case_file c "
+        "WHERE c.registered_at IS NOT NULL AND c.status = 'closed'",
+        f"SELECT c.id, 'closed', c.grid_id, {day('c.closed_at')} FROM case_file c WHERE {closed}",
+        f"SELECT c.id, 'closed_on_time', c.grid_id, {day('c.closed_at')} FROM case_file c WHERE {closed} "
+        "AND c.deadline_at IS NOT NULL AND c.closed_at <= c.deadline_at",
+        f"SELECT c.id, 'reworked', c.grid_id, {day('c.closed_at')} FROM case_file c WHERE {closed} "
+        "AND c.rework_count > 0",
+        f"SELECT c.id, 'rated', c.grid_id, {day('c.closed_at')} FROM case_file c WHERE {closed} "
+        "AND c.rating IS NOT NULL",
+        f"SELECT c.id, 'satisfied', c.grid_id, {day('c.closed_at')} FROM case_file c WHERE {closed} "
+        f"AND c.rating IN ({', '.join(repr(g) for g in sorted(GOOD))})",
+        *[f"SELECT e.case_id, '{field}', c.grid_id, {day('e.at')} FROM case_event e "
+          f"JOIN case_file c ON c.id = e.case_id WHERE e.action = '{action}'" for action, field in CARD_FIELDS.items()],
+    ]
+    return " UNION ALL ".join(parts)
+
+
 async def rebuild(session: AsyncSession) -> int:
-    """Recompute the whole rollup from case rows, events, check-ins and marks; returns the cases."""
+    """Recompute the whole rollup from case rows, events, check-ins and marks, in a few set-based
+    statements (the same definitions as contribution()); returns the number of cases."""
     from .routines.models import PatrolCheckin, RoutineMark
 
+    dialect = session.bind.dialect.name
     await session.execute(delete(StatsDay))
     await session.execute(delete(CaseContribution))
-    for field, sel in (("patrols_done", select(PatrolCheckin.id, PatrolCheckin.node_id, PatrolCheckin.at)),
-                       ("patrols_missed", select(RoutineMark.id, RoutineMark.node_id, RoutineMark.at)
-                        .where(RoutineMark.kind == MISSED_KIND, RoutineMark.node_id.is_not(None)))):
-        last = 0
-        while rows := (await session.execute(
-                sel.where(sel.selected_columns[0] > last).order_by(sel.selected_columns[0]).limit(BATCH))).all():
-            await add_patrols(session, field, [(g, at) for _id, g, at in rows])
-            last = rows[-1][0]
-    last, n = 0, 0
-    while ids := list((await session.execute(
-            select(Case.id).where(Case.id > last).order_by(Case.id).limit(BATCH))).scalars()):
-        await _apply_part(session, ids)
-        last, n = ids[-1], n + len(ids)
-    return n
+    keys = _keys_sql(dialect)
+    sums = ", ".join(f"SUM(CASE WHEN field = '{f}' THEN 1 ELSE 0 END)" for f in CASE_FIELDS)
+    as_date = (lambda col: f"CAST({col} AS date)") if dialect == "postgresql" else (lambda col: col)
+    await session.execute(text(
+        f"INSERT INTO stats_day (grid_id, day, {', '.join(FIELDS)}) "
+        f"SELECT grid_id, {as_date('day')}, {sums}, 0, 0 FROM ({keys}) AS k GROUP BY grid_id, day"))
+    if dialect == "postgresql":
+        agg = "CAST(json_object_agg(key, n) AS json)"
+        key = "field || '|' || CAST(grid_id AS text) || '|' || day"
+    else:
+        agg = "json_group_object(key, n)"
+        key = "field || '|' || grid_id || '|' || day"
+    await session.execute(text(
+        f"INSERT INTO case_contribution (case_id, contrib) SELECT case_id, {agg} FROM "
+        f"(SELECT case_id, {key} AS key, COUNT(*) AS n FROM ({keys}) AS k GROUP BY case_id, field, grid_id, day) "
+        "AS per GROUP BY case_id"))
+    for field, table, where in (("patrols_done", PatrolCheckin.__tablename__, ""),
+                                ("patrols_missed", RoutineMark.__tablename__,
+                                 f" WHERE kind = '{MISSED_KIND}' AND node_id IS NOT NULL")):
+        await session.execute(text(
+            f"INSERT INTO stats_day (grid_id, day, {', '.join(FIELDS)}) "
+            f"SELECT node_id, {as_date('d')}, {', '.join('0' for _ in CASE_FIELDS)}, "
+            f"{'COUNT(*), 0' if field == 'patrols_done' else '0, COUNT(*)'} "
+            f"FROM (SELECT node_id, {_day_sql(dialect, 'at')} AS d FROM {table}{where}) AS p GROUP BY node_id, d "
+            f"ON CONFLICT (grid_id, day) DO UPDATE SET {field} = stats_day.{field} + excluded.{field}"))
+    return int((await session.execute(select(func.count()).select_from(Case))).scalar_one())
 
 
 # --- the subtree and the one function everyone calls -------------------------------------------
