@@ -19,7 +19,6 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy import case as when
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from ..context import Ctx
 from ..models import Case, CaseEvent, CaseStatus, Node
@@ -147,16 +146,15 @@ async def grid_stats(ctx: Ctx, grid_ids: list[int], start: datetime, end: dateti
     return {g: raw.get(g) or Stats() for g in grid_ids}
 
 
-async def grids_under(ctx: Ctx, node: Node) -> list[Node]:
-    """The grids at and below the node (found by its path), in code order, without boundaries."""
+async def grids_under(ctx: Ctx, node: Node) -> list:
+    """The grids at and below the node (found by its path), in code order: (id, code, name) rows."""
     if node.level in GRID_LEVELS:
         return [node]
     from ..rollup import subtree_grids
 
     ids = await subtree_grids(ctx.session, node.id)
-    rows = await ctx.session.execute(select(Node).where(Node.id.in_(ids)).order_by(Node.code)
-                                     .options(defer(Node.boundary, raiseload=True)))
-    return list(rows.scalars())
+    rows = await ctx.session.execute(select(Node.id, Node.code, Node.name).where(Node.id.in_(ids)).order_by(Node.code))
+    return list(rows)
 
 
 async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
