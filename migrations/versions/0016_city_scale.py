@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0016"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 INDEXES = [  # (name, table, columns): the raw reference and the sweeps read these by time
     ("ix_case_created_at", "case_file", ["created_at"]),
     ("ix_case_registered_at", "case_file", ["registered_at"]),
@@ -38,9 +41,25 @@ def upgrade() -> None:
     for name, table, cols in INDEXES:
         op.create_index(name, table, cols)
     # patrol figures of existing days: run `gridbot stats rebuild` once after upgrading
+    op.create_table("outbox_archive",
+                    sa.Column("id", BigId, nullable=False),
+                    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+                    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+                    sa.Column("channel", sa.String(20), nullable=False),
+                    sa.Column("chat_id", sa.String(128), nullable=False),
+                    sa.Column("is_group", sa.Boolean(), nullable=False),
+                    sa.Column("person_id", BigId, nullable=True),
+                    sa.Column("node_id", BigId, nullable=True),
+                    sa.Column("payload", Json, nullable=False),
+                    sa.Column("dedupe_key", sa.String(160), nullable=True),
+                    sa.Column("message_id", sa.String(64), nullable=True),
+                    sa.PrimaryKeyConstraint("id"), sa.UniqueConstraint("dedupe_key"))
+    op.create_index("ix_outbox_archive_sent", "outbox_archive", ["sent_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_archive_sent", table_name="outbox_archive")
+    op.drop_table("outbox_archive")
     for name, table, _cols in reversed(INDEXES):
         op.drop_index(name, table_name=table)
     for col in ("patrols_missed", "patrols_done"):
