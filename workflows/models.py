@@ -157,7 +157,7 @@ def _path_on_move(_mapper: Any, conn: Any, node: Node) -> None:
     old = conn.execute(sa.select(Node.path).where(Node.id == node.id)).scalar()
     new = f"{_parent_path(conn, node.parent_id)}{node.id}/"
     if old and old != new:
-        conn.execute(sa.update(Node).where(Node.path.startswith(old, autoescape=True))
+        conn.execute(sa.update(Node).where(Node.path.like(old + "%"))
                      .values(path=sa.literal(new) + sa.func.substr(Node.path, len(old) + 1)))
     elif not old:
         conn.execute(sa.update(Node).where(Node.id == node.id).values(path=new))

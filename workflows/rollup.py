@@ -314,7 +314,7 @@ async def subtree_grids(session: AsyncSession, node_id: int | None) -> Select:
     q = select(Node.id).where(Node.level.in_([str(level) for level in GRID_LEVELS]))
     if node_id is None:
         return q
-    return q.where(Node.path.startswith(await node_path(session, node_id), autoescape=True))
+    return q.where(Node.path.like(await node_path(session, node_id) + "%"))  # ids and slashes: no wildcards
 
 
 def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:

@@ -67,7 +67,7 @@ async def descendants(ctx: Ctx, node_id: int) -> list[Node]:
     """Every node below, in one query on the materialized path; boundaries are not loaded."""
     path = (await ctx.session.execute(select(Node.path).where(Node.id == node_id))).scalar() or f"/{node_id}/"
     rows = await ctx.session.execute(
-        select(Node).where(Node.path.startswith(path, autoescape=True), Node.id != node_id)
+        select(Node).where(Node.path.like(path + "%"), Node.id != node_id)
         .order_by(Node.path).options(defer(Node.boundary, raiseload=True)))
     return list(rows.scalars())
 
