@@ -18,6 +18,7 @@ import math
 import os
 import random
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -234,6 +235,7 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: still stop the server (finally)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, help="fraction of the 10,000-grid city (default 1; 0.1 with --sqlite)")
     p.add_argument("--months", type=int, default=12)

@@ -154,7 +154,7 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
         status, rework, rating = "reported", 0, None
         event(cid, created, "report")
         if rnd.random() < 0.92:
-            registered = min(now, created + timedelta(hours=rnd.random() * 4))
+            registered = min(now - timedelta(seconds=1), created + timedelta(hours=rnd.random() * 4))
             deadline = registered + timedelta(hours=72)
             status = "in_progress"
             event(cid, registered, "register")

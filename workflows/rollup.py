@@ -326,7 +326,7 @@ def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
 
 
 async def _figures(session: AsyncSession, grids: Select, start: datetime, end: datetime,
-                   by_grid: bool) -> dict[int, Any]:
+                   by_grid: bool, now: datetime | None = None) -> dict[int, Any]:
     from .routines.stats import Stats, raw_figures
 
     out: dict[int, Stats] = {}
@@ -336,6 +336,10 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
             out.setdefault(g, Stats())
             out[g] += st
 
+    if now is not None and end >= now:
+        # nothing is stamped after now and today's row is kept up to date: a window running to now
+        # (or beyond) is today's row and the whole days before it, without any raw rows
+        end = midnight(local_day(now) + timedelta(days=1))
     first, last = _whole_days(start, end)
     if first >= last:
         merge(await raw_figures(session, grids, start, end, by_grid=by_grid))
@@ -354,22 +358,24 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
     return out
 
 
-async def figures(session: AsyncSession, node: Node, start: datetime, end: datetime):
+async def figures(session: AsyncSession, node: Node, start: datetime, end: datetime, now: datetime | None = None):
     """A node's indicators over [start, end): the sums over the grids at and below it.
 
     The function /stats, the weekly report, the monthly ranking, ledgers and the console call.
-    Returns routines.stats.Stats."""
+    Pass the clock's `now` when the window may run up to it ("so far"). Returns routines.stats.Stats."""
     from .routines.stats import Stats
 
-    total = (await _figures(session, await subtree_grids(session, node.id), start, end, by_grid=False)).get(0)
+    total = (await _figures(session, await subtree_grids(session, node.id), start, end, False, now)).get(0)
     return total or Stats()
 
 
-async def figures_by_grid(session: AsyncSession, node: Node | None, start: datetime, end: datetime):
+async def figures_by_grid(session: AsyncSession, node: Node | None, start: datetime, end: datetime,
+                          now: datetime | None = None):
     """Each grid's indicators over [start, end), for the grids at and below node (all for None).
 
     Grids with nothing to count are absent: use ``.get(grid_id) or Stats()``."""
-    return await _figures(session, await subtree_grids(session, node.id if node else None), start, end, by_grid=True)
+    grids = await subtree_grids(session, node.id if node else None)
+    return await _figures(session, grids, start, end, True, now)
 
 
 indicators = figures  # the name the first rollup commit gave it

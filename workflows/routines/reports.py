@@ -122,7 +122,7 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
     if not mine:
         return result
     bound = await _bound(ctx, [g.id for g in mine])
-    per = await rollup.figures_by_grid(ctx.session, None, start, end)
+    per = await rollup.figures_by_grid(ctx.session, None, start, end, now=ctx.now())
     charts = ChartCache()
     out = OutboxBatch(ctx)
     for g in mine:

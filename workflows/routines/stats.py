@@ -162,7 +162,7 @@ async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tu
     from .. import rollup
 
     grids = await grids_under(ctx, node)
-    per = await rollup.figures_by_grid(ctx.session, node, start, end)
+    per = await rollup.figures_by_grid(ctx.session, node, start, end, now=ctx.now())
     total = Stats()
     for st in per.values():
         total += st
