@@ -10,6 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -115,11 +117,15 @@ OPEN_STATUSES = (
 
 class Node(Base):
     __tablename__ = "node"
+    __table_args__ = (Index("ix_node_path", "path", postgresql_ops={"path": "varchar_pattern_ops"}),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     level: Mapped[str] = mapped_column(String(20))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"), index=True)
+    # materialized path "/<root id>/…/<own id>/", kept by workflows.tree on insert and re-parenting;
+    # a subtree is `path LIKE '<node path>%'` (ix_node_path, varchar_pattern_ops on PostgreSQL)
+    path: Mapped[str | None] = mapped_column(String(255))
     case_prefix: Mapped[str | None] = mapped_column(String(16))
     boundary: Mapped[dict | None] = mapped_column(Json)  # GeoJSON geometry
     notice: Mapped[str | None] = mapped_column(Text)  # 网格公示牌
@@ -129,6 +135,35 @@ class Node(Base):
     # 小区、楼栋、路名 a typed address may name: a report's address picks the grid by them
     address_keywords: Mapped[list | None] = mapped_column(Json)
     parent: Mapped[Node | None] = relationship(remote_side=[id], lazy="raise")
+
+
+def _parent_path(conn: Any, parent_id: int | None) -> str:
+    if parent_id is None:
+        return "/"
+    path = conn.execute(sa.select(Node.path).where(Node.id == parent_id)).scalar()
+    return path or "/"
+
+
+@sa.event.listens_for(Node, "after_insert")
+def _path_on_insert(_mapper: Any, conn: Any, node: Node) -> None:
+    path = f"{_parent_path(conn, node.parent_id)}{node.id}/"
+    conn.execute(sa.update(Node).where(Node.id == node.id).values(path=path))
+    set_committed_value(node, "path", path)
+
+
+@sa.event.listens_for(Node, "after_update")
+def _path_on_move(_mapper: Any, conn: Any, node: Node) -> None:
+    """A node moved under another parent: its path and every path below it get the new prefix."""
+    if not sa.inspect(node).attrs.parent_id.history.has_changes():
+        return
+    old = conn.execute(sa.select(Node.path).where(Node.id == node.id)).scalar()
+    new = f"{_parent_path(conn, node.parent_id)}{node.id}/"
+    if old and old != new:
+        conn.execute(sa.update(Node).where(Node.path.like(old + "%"))
+                     .values(path=sa.literal(new) + sa.func.substr(Node.path, len(old) + 1)))
+    elif not old:
+        conn.execute(sa.update(Node).where(Node.id == node.id).values(path=new))
+    set_committed_value(node, "path", new)
 
 
 class Person(Base):
@@ -219,6 +254,10 @@ class Case(Base):
     __table_args__ = (
         Index("ix_case_open_deadline", "status", "next_check_at"),
         Index("ix_case_reporter", "reporter_id"),
+        # windows by time (the raw statistics, partial days of the rollup)
+        Index("ix_case_created_at", "created_at"),
+        Index("ix_case_registered_at", "registered_at"),
+        Index("ix_case_closed_at", "closed_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
@@ -261,6 +300,7 @@ class CaseEvent(Base):
     """The append-only audit trail of a case."""
 
     __tablename__ = "case_event"
+    __table_args__ = (Index("ix_case_event_action_at", "action", "at"),)  # card counts by time
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())

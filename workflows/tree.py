@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from shapely.geometry import shape
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from . import geo
 from .context import Ctx
@@ -77,14 +78,12 @@ async def children(ctx: Ctx, node_id: int) -> list[Node]:
 
 
 async def descendants(ctx: Ctx, node_id: int) -> list[Node]:
-    out: list[Node] = []
-    frontier = [node_id]
-    while frontier:
-        rows = await ctx.session.execute(select(Node).where(Node.parent_id.in_(frontier)))
-        batch = list(rows.scalars())
-        out.extend(batch)
-        frontier = [n.id for n in batch]
-    return out
+    """Every node below, in one query on the materialized path; boundaries are not loaded."""
+    path = (await ctx.session.execute(select(Node.path).where(Node.id == node_id))).scalar() or f"/{node_id}/"
+    rows = await ctx.session.execute(
+        select(Node).where(Node.path.like(path + "%"), Node.id != node_id)
+        .order_by(Node.path).options(defer(Node.boundary, raiseload=True)))
+    return list(rows.scalars())
 
 
 async def street_of(ctx: Ctx, node: Node) -> Node:

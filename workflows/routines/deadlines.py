@@ -92,9 +92,8 @@ async def sweep(ctx: Ctx, limit: int = BATCH) -> SweepResult:
             await ctx.session.execute(update(Case), part)  # bulk UPDATE by primary key
         for part in chunks(events, 5000):
             await ctx.session.execute(insert(CaseEvent), part)
-    cards = [e["case_id"] for e in events if e["action"] in rollup.CARD_FIELDS]
-    for part in chunks(cards, 5000):
-        await rollup.apply_cases(ctx.session, part)
+    await rollup.add_cards(ctx.session, [(row[0], row[7], action, now) for action, row in acts
+                                         if action in rollup.CARD_FIELDS])
     await _tell(ctx, acts, result)
     return result
 

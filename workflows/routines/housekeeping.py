@@ -1,6 +1,7 @@
 """Pruning what only mattered for a while: old button meanings, seen event ids, stale dialogues.
 
-Nothing of a case is touched: case events, outbox history and marks are the record and stay.
+Nothing of a case is touched: case events and marks are the record and stay. Sent outbox rows
+past their retention period move to the archive (routines.retention).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import delete
 
 from ..context import Ctx
 from ..models import ButtonRef, Conversation, InboundSeen
+from . import retention
 from .common import SweepResult
 
 # a button older than this no longer works anyway (handlers.router.BUTTON_MAX_AGE)
@@ -30,4 +32,5 @@ async def sweep(ctx: Ctx) -> SweepResult:
         ("dialogues", delete(Conversation).where(Conversation.updated_at < now - DIALOGUES_KEPT)),
     ):
         result.add(key, (await ctx.session.execute(stmt)).rowcount or 0)
+    result.add("outbox_archived", await retention.archive_sent(ctx))
     return result

@@ -20,7 +20,8 @@ class RoutineMark(Base):
 
     __tablename__ = "routine_mark"
     __table_args__ = (UniqueConstraint("kind", "subject_id", "slot", name="uq_routine_mark"),
-                      Index("ix_routine_mark_node", "node_id", "kind", "at"))
+                      Index("ix_routine_mark_node", "node_id", "kind", "at"),
+                      Index("ix_routine_mark_kind_at", "kind", "at"))  # missed patrols by time
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
     subject_id: Mapped[int] = mapped_column(BigId)
@@ -52,7 +53,8 @@ class PatrolCheckin(Base):
 
     __tablename__ = "patrol_checkin"
     __table_args__ = (Index("ix_patrol_checkin_duty", "for_person_id", "node_id", "day", "slot"),
-                      Index("ix_patrol_checkin_node_at", "node_id", "at"))
+                      Index("ix_patrol_checkin_node_at", "node_id", "at"),
+                      Index("ix_patrol_checkin_day", "day", "node_id"))  # the missed-patrol sweep
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))  # who walked it
     for_person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))  # whose duty (differs when covering)
@@ -128,3 +130,22 @@ class Notice(Base):
     delivered: Mapped[int] = mapped_column(Integer, default=0)  # groups written to
     failed: Mapped[int] = mapped_column(Integer, default=0)  # nodes below with no bound group
     missing: Mapped[list] = mapped_column(Json, default=list)  # their codes
+
+
+class OutboxArchive(Base):
+    """Sent outbox rows past the retention period (routines.retention): who got what and when, the
+    text and buttons kept, inline media dropped (a chart is ~2–18 KiB of base64 per row)."""
+
+    __tablename__ = "outbox_archive"
+    __table_args__ = (Index("ix_outbox_archive_sent", "sent_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)  # the outbox row's id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    is_group: Mapped[bool] = mapped_column(default=False)
+    person_id: Mapped[int | None] = mapped_column(BigId)
+    node_id: Mapped[int | None] = mapped_column(BigId)
+    payload: Mapped[dict] = mapped_column(Json)
+    dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(64))

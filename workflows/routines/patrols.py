@@ -7,11 +7,13 @@ defaults below, read in the grid's time zone. Each worker-slot is one routine_ma
 
 from __future__ import annotations
 
+import zlib
 from datetime import date, datetime, timedelta
 
 from shapely.geometry import Point, shape
 from sqlalchemy import select
 
+from .. import rollup
 from ..context import Ctx
 from ..errors import Invalid, NotAllowed
 from ..models import Assignment, Category, Node, Person, Role
@@ -19,7 +21,7 @@ from ..outbox import Msg
 from ..tree import GRID_LEVELS
 from .common import OutboxBatch, SweepResult, at_local, claim, local_now, zone
 from .leave import covers_on
-from .models import DiaryEntry, PatrolCheckin
+from .models import DiaryEntry, PatrolCheckin, RoutineMark
 
 DEFAULT_TIMES = ["09:00", "15:00"]
 DEFAULT_CHECKLIST = ["消防通道", "灭火器", "占道经营", "垃圾堆放", "安全隐患"]
@@ -125,10 +127,44 @@ async def remind_sweep(ctx: Ctx) -> SweepResult:
     return result
 
 
+PASSED_KIND = "patrol_missed_pass"  # (zone, stage, local day and slot) handled for every grid
+
+
+def _pass_key(tz: str | None, stage: str, day: str, slot: str) -> tuple[int, str]:
+    """A mark subject and slot for one threshold: every grid in one zone with that patrol time crosses
+    it at the same instant, so once it is handled the next minute's sweep can skip it."""
+    return zlib.crc32((tz or "").encode()), f"{stage} {day} {slot}"
+
+
+async def _unhandled(ctx: Ctx, now: datetime) -> set[tuple[int, str]]:
+    """The thresholds crossed today and not yet handled, from the few distinct patrol schedules."""
+    crossed: set[tuple[int, str]] = set()
+    rows = await ctx.session.execute(select(Node.timezone, Node.patrol_times).distinct()
+                                     .where(Node.level.in_([str(g) for g in GRID_LEVELS])))
+    for tz, times in rows:
+        loc = now.astimezone(zone(ctx, tz))
+        for slot in sorted(times or []) or DEFAULT_TIMES:
+            start = at_local(loc.date(), slot, zone(ctx, tz))
+            for stage, after in (("30", MISSED_WORKER), ("60", MISSED_GROUP)):
+                if now >= start + after:
+                    crossed.add(_pass_key(tz, stage, loc.date().isoformat(), slot))
+    if not crossed:
+        return crossed
+    handled = await ctx.session.execute(select(RoutineMark.subject_id, RoutineMark.slot).where(
+        RoutineMark.kind == PASSED_KIND, RoutineMark.slot.in_(sorted({k[1] for k in crossed}))))
+    return crossed - {(r[0], r[1]) for r in handled}
+
+
 async def missed_sweep(ctx: Ctx) -> SweepResult:
-    """No check-in 30 min after a patrol time: remind the worker; after 60 min: tell the grid group."""
+    """No check-in 30 min after a patrol time: remind the worker; after 60 min: tell the grid group.
+
+    Each threshold is handled once, when first crossed (or at the first run after downtime); the
+    minutes after cost two small queries, however many grids and check-ins there are."""
     result = SweepResult()
     now = ctx.now()
+    todo = await _unhandled(ctx, now)
+    if not todo:
+        return result
     due: dict[int, list[tuple[str, str, str]]] = {}  # grid -> [(stage, day, slot)]
     names: dict[int, str] = {}
     days: set[str] = set()
@@ -137,10 +173,11 @@ async def missed_sweep(ctx: Ctx) -> SweepResult:
         for slot in times:
             start = at_local(loc.date(), slot, zone(ctx, tz))
             for stage, after in (("30", MISSED_WORKER), ("60", MISSED_GROUP)):
-                if now >= start + after:  # until the end of the local day, so a late run catches up
+                if now >= start + after and _pass_key(tz, stage, loc.date().isoformat(), slot) in todo:
                     due.setdefault(gid, []).append((stage, loc.date().isoformat(), slot))
                     names[gid] = name
                     days.add(loc.date().isoformat())
+    await claim(ctx, PASSED_KIND, [{"subject_id": k[0], "slot": k[1]} for k in todo])
     if not due:
         return result
     workers = await _workers(ctx, set(due))
@@ -157,6 +194,9 @@ async def missed_sweep(ctx: Ctx) -> SweepResult:
                  for g, items in due.items() for st, day, slot in items if st == stage
                  for aid, pid, _ in workers.get(g, []) if (pid, g, day, slot) not in done]
         won = await claim(ctx, f"patrol_missed_{stage}", marks)
+        if stage == "60":
+            await rollup.add_patrols(ctx.session, "patrols_missed",
+                                     [(m["node_id"], now) for m in marks if (m["subject_id"], m["slot"]) in won])
         names_by_aid = {aid: name for ws in workers.values() for aid, _, name in ws}
         missed_by_grid: dict[tuple[int, str], list[str]] = {}
         for m in marks:
@@ -264,6 +304,7 @@ async def record_checkin(ctx: Ctx, person_id: int, node_id: int, *, for_person_i
                             latitude=latitude, longitude=longitude, distance_m=distance, warning=warning,
                             answers=list(answers or []), photos=list(photos or []), case_ids=[])
     ctx.session.add(checkin)
+    await rollup.add_patrols(ctx.session, "patrols_done", [(node_id, checkin.at)])
     case_ids = []
     for a in answers or []:
         if a.get("ok"):

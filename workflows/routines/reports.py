@@ -9,27 +9,24 @@ Chart labels are ASCII (the machine may have no CJK font); the text carries the 
 from __future__ import annotations
 
 import base64
-import io
-import logging
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
+from .. import charts, rollup
 from ..context import Ctx
 from ..i18n import T
 from ..models import GroupBinding, Level, Node
 from ..outbox import Msg
 from ..tree import GRID_LEVELS
 from .common import OutboxBatch, SweepResult, at_local, claim, local_now, week_key, zone
-from .stats import Stats, grid_stats, node_stats
+from .stats import Stats, node_stats
 
 REPORT_WEEKDAY = 4  # Friday
 REPORT_TIME = "17:00"
 RANKING_DAY_TIME = "09:00"  # on the 1st, for the month before
 CATCH_UP_DAYS = 3  # a report missed by downtime still goes out within this many days
-
-logging.getLogger("matplotlib").setLevel(logging.WARNING)
-
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
@@ -47,33 +44,42 @@ def stats_text(t: T, title: str, st: Stats) -> str:
 
 
 def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = "") -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.2), dpi=90)
-    ax = fig.add_subplot(1, 1, 1)
-    bars = ax.bar(range(len(values)), values, color="#3b7dd8")
-    ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 6 else 0, ha="right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    ax.bar_label(bars, fmt="%g", fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return charts.bar_chart(title, labels, values, ylabel)
 
 
 def photo(png: bytes, name: str) -> dict:
     return {"kind": "photo", "data": base64.b64encode(png).decode("ascii"), "mime": "image/png", "name": name}
 
 
+STATS_LABELS = ["reported", "registered", "closed", "yellow", "red", "patrols", "missed"]
+
+
+def stats_values(st: Stats) -> list[int]:
+    return [st.reported, st.registered, st.closed, st.yellow, st.red, st.patrols_done, st.patrols_missed]
+
+
 def stats_chart(st: Stats, title: str) -> dict:
-    labels = ["reported", "registered", "closed", "yellow", "red", "patrols", "missed"]
-    values = [st.reported, st.registered, st.closed, st.yellow, st.red, st.patrols_done, st.patrols_missed]
-    return photo(chart_png(title, labels, values), "stats.png")
+    return photo(chart_png(title, STATS_LABELS, stats_values(st)), "stats.png")
+
+
+class ChartCache:
+    """One sweep's charts: each distinct content is drawn once, many grids share the picture."""
+
+    def __init__(self) -> None:
+        self.drawn: dict[tuple, dict] = {}
+
+    def get(self, name: str, title: str, labels: list[str], values: list[float], ylabel: str = "") -> dict:
+        key = (name, title, tuple(labels), tuple(values), ylabel)
+        if key not in self.drawn:
+            self.drawn[key] = photo(chart_png(title, labels, values, ylabel), name)
+        return self.drawn[key]
+
+    def stats(self, st: Stats, title: str) -> dict:
+        return self.get("stats.png", title, STATS_LABELS, stats_values(st))
+
+    def ranking(self, rows: list, title: str) -> dict:
+        return self.get("ranking.png", title, [n.code for n, _ in rows], [round(st.score(), 1) for _, st in rows],
+                        "score")
 
 
 def ranking_chart(rows: list[tuple[Node, Stats]], title: str) -> dict:
@@ -108,22 +114,24 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
     if not (end <= loc < end + timedelta(days=CATCH_UP_DAYS)):
         return result
     grids = list((await ctx.session.execute(
-        select(Node).where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))).scalars())
+        select(Node).where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code)
+        .options(defer(Node.boundary, raiseload=True)))).scalars())
     week = week_key(start.date())
     won = await claim(ctx, "weekly_report", [{"subject_id": g.id, "slot": week, "node_id": g.id} for g in grids])
     mine = [g for g in grids if (g.id, week) in won]
     if not mine:
         return result
     bound = await _bound(ctx, [g.id for g in mine])
-    per = await grid_stats(ctx, [g.id for g in mine], start, end)
+    per = await rollup.figures_by_grid(ctx.session, None, start, end, now=ctx.now())
+    charts = ChartCache()
     out = OutboxBatch(ctx)
     for g in mine:
         if g.id not in bound:
             result.warn(f"网格 {g.name} 没有绑定工作群，周报未能发送。")
             result.add("no_group")
             continue
-        st = per[g.id]
-        media = [stats_chart(st, f"{g.code} week {week}")]
+        st = per.get(g.id) or Stats()
+        media = [charts.stats(st, f"week {week}")] if any(stats_values(st)) else []
 
         def compose(t, g=g, st=st, media=media) -> Msg:
             title = t("【{grid} 周报】{start} 至 {end}", grid=g.name, start=start.strftime("%m-%d"),
@@ -134,6 +142,20 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
         result.add("reports")
     await out.flush()
     return result
+
+
+async def _grids_by_street(ctx: Ctx, street_ids: set[int]) -> dict[int, list]:
+    """Each street's grids (id, code, name), from the grids' paths: one query for all streets."""
+    out: dict[int, list] = {}
+    rows = await ctx.session.execute(
+        select(Node.id, Node.code, Node.name, Node.path)
+        .where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))
+    for g in rows:
+        for part in reversed((g.path or "").strip("/").split("/")):
+            if part and int(part) in street_ids:
+                out.setdefault(int(part), []).append(g)
+                break
+    return out
 
 
 async def monthly_sweep(ctx: Ctx) -> SweepResult:
@@ -147,15 +169,20 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
     start, end = month_window(ctx, first, loc.tzinfo)
     month = start.strftime("%Y-%m")
     streets = list((await ctx.session.execute(
-        select(Node).where(Node.level == Level.street).order_by(Node.code))).scalars())
+        select(Node.id, Node.code, Node.name, Node.path).where(Node.level == Level.street).order_by(Node.code))).all())
     won = await claim(ctx, "monthly_ranking", [{"subject_id": s.id, "slot": month, "node_id": s.id} for s in streets])
+    streets = [s for s in streets if (s.id, month) in won]
+    if not streets:
+        return result
+    # a fixed number of statements however many grids: every grid's figures at once, then by street
+    per = await rollup.figures_by_grid(ctx.session, None, start, end)
+    grids_of = await _grids_by_street(ctx, {s.id for s in streets})
+    charts = ChartCache()
     out = OutboxBatch(ctx)
     for street in streets:
-        if (street.id, month) not in won:
-            continue
-        _total, rows = await node_stats(ctx, street, start, end)
+        rows = [(g, per.get(g.id) or Stats()) for g in grids_of.get(street.id, [])]
         rows.sort(key=lambda r: (-r[1].score(), r[0].code))
-        media = [ranking_chart(rows, f"{street.code} {month} ranking")] if rows else []
+        media = [charts.ranking(rows, f"{street.code} {month} ranking")] if rows else []
 
         def compose(t, street=street, rows=rows, media=media) -> Msg:
             lines = [t("【{street} {month} 网格考核排名】", street=street.name, month=month)]

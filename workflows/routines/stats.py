@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from sqlalchemy import Select, func, select
 from sqlalchemy import case as when
-from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..context import Ctx
 from ..models import Case, CaseEvent, CaseStatus, Node
-from ..tree import GRID_LEVELS, descendants
+from ..tree import GRID_LEVELS
 from .models import PatrolCheckin, RoutineMark
 
 
@@ -75,68 +76,94 @@ class Stats:
                 - 5 * self.yellow - 10 * self.red - self.patrols_missed)
 
 
-async def grid_stats(ctx: Ctx, grid_ids: list[int], start: datetime, end: datetime) -> dict[int, Stats]:
-    out = {g: Stats() for g in grid_ids}
-    if not grid_ids:
-        return out
-    s = ctx.session
-    in_grids = Case.grid_id.in_(grid_ids)
+async def raw_figures(session: AsyncSession, grids: Select | list[int], start: datetime, end: datetime,
+                      by_grid: bool = True) -> dict[int, Stats]:
+    """The reference: every figure counted from the raw rows (cases, events, check-ins, marks).
+
+    Per grid (only grids with something to count), or the total under key 0. rollup.figures uses
+    it for the partial days at the ends of a window; the tests compare the rollup with it."""
+    out: dict[int, Stats] = {}
+
+    def key(col):
+        return col if by_grid else func.min(0)
+
+    def rows(q, col):
+        return session.execute(q.group_by(col) if by_grid else q)
+
+    def at(g) -> Stats:
+        return out.setdefault(int(g or 0), Stats())
+
+    in_grids = Case.grid_id.in_(grids)
 
     def window(col):
         return (col >= start) & (col < end)
 
-    for g, n in await s.execute(select(Case.grid_id, func.count()).where(in_grids, window(Case.created_at))
-                                .group_by(Case.grid_id)):
-        out[g].reported = n
+    for g, n in await rows(select(key(Case.grid_id), func.count()).where(in_grids, window(Case.created_at)),
+                           Case.grid_id):
+        if n:
+            at(g).reported = n
     closed = Case.status == CaseStatus.closed
-    for g, n, done in await s.execute(
-            select(Case.grid_id, func.count(), func.sum(when((closed, 1), else_=0)))
-            .where(in_grids, window(Case.registered_at)).group_by(Case.grid_id)):
-        out[g].registered, out[g].registered_closed = n, int(done or 0)
+    for g, n, done in await rows(
+            select(key(Case.grid_id), func.count(), func.sum(when((closed, 1), else_=0)))
+            .where(in_grids, window(Case.registered_at)), Case.grid_id):
+        if n:
+            at(g).registered, at(g).registered_closed = n, int(done or 0)
     good = Case.rating.in_(["satisfied", "basic"])
-    for g, n, ontime, rework, rated, sat in await s.execute(
-            select(Case.grid_id, func.count(),
+    for g, n, ontime, rework, rated, sat in await rows(
+            select(key(Case.grid_id), func.count(),
                    func.sum(when((Case.closed_at <= Case.deadline_at, 1), else_=0)),
                    func.sum(when((Case.rework_count > 0, 1), else_=0)),
                    func.sum(when((Case.rating.is_not(None), 1), else_=0)),
                    func.sum(when((good, 1), else_=0)))
-            .where(in_grids, closed, window(Case.closed_at)).group_by(Case.grid_id)):
-        st = out[g]
-        st.closed, st.closed_on_time, st.reworked = n, int(ontime or 0), int(rework or 0)
-        st.rated, st.satisfied = int(rated or 0), int(sat or 0)
-    for g, action, n in await s.execute(
-            select(Case.grid_id, CaseEvent.action, func.count())
-            .join(Case, Case.id == CaseEvent.case_id)
-            .where(in_grids, CaseEvent.action.in_(["yellow_card", "red_card"]), window(CaseEvent.at))
-            .group_by(Case.grid_id, CaseEvent.action)):
-        if action == "yellow_card":
-            out[g].yellow = n
-        else:
-            out[g].red = n
-    for g, n in await s.execute(
-            select(PatrolCheckin.node_id, func.count()).where(PatrolCheckin.node_id.in_(grid_ids),
-                                                               window(PatrolCheckin.at))
-            .group_by(PatrolCheckin.node_id)):
-        out[g].patrols_done = n
-    for g, n in await s.execute(
-            select(RoutineMark.node_id, func.count())
-            .where(RoutineMark.kind == "patrol_missed_60", RoutineMark.node_id.in_(grid_ids), window(RoutineMark.at))
-            .group_by(RoutineMark.node_id)):
-        out[g].patrols_missed = n
+            .where(in_grids, closed, window(Case.closed_at)), Case.grid_id):
+        if n:
+            st = at(g)
+            st.closed, st.closed_on_time, st.reworked = n, int(ontime or 0), int(rework or 0)
+            st.rated, st.satisfied = int(rated or 0), int(sat or 0)
+    for action in ("yellow_card", "red_card"):
+        for g, n in await rows(
+                select(key(Case.grid_id), func.count()).select_from(CaseEvent).join(Case, Case.id == CaseEvent.case_id)
+                .where(in_grids, CaseEvent.action == action, window(CaseEvent.at)), Case.grid_id):
+            if n:
+                setattr(at(g), "yellow" if action == "yellow_card" else "red", n)
+    for g, n in await rows(
+            select(key(PatrolCheckin.node_id), func.count())
+            .where(PatrolCheckin.node_id.in_(grids), window(PatrolCheckin.at)), PatrolCheckin.node_id):
+        if n:
+            at(g).patrols_done = n
+    for g, n in await rows(
+            select(key(RoutineMark.node_id), func.count())
+            .where(RoutineMark.kind == "patrol_missed_60", RoutineMark.node_id.in_(grids), window(RoutineMark.at)),
+            RoutineMark.node_id):
+        if n:
+            at(g).patrols_missed = n
     return out
 
 
-async def grids_under(ctx: Ctx, node: Node) -> list[Node]:
+async def grid_stats(ctx: Ctx, grid_ids: list[int], start: datetime, end: datetime) -> dict[int, Stats]:
+    """Raw figures for each listed grid (the reference; the product reads rollup.figures)."""
+    raw = await raw_figures(ctx.session, grid_ids, start, end) if grid_ids else {}
+    return {g: raw.get(g) or Stats() for g in grid_ids}
+
+
+async def grids_under(ctx: Ctx, node: Node) -> list:
+    """The grids at and below the node (found by its path), in code order: (id, code, name) rows."""
     if node.level in GRID_LEVELS:
         return [node]
-    return sorted((n for n in await descendants(ctx, node.id) if n.level in GRID_LEVELS), key=lambda n: n.code)
+    from ..rollup import subtree_grids
+
+    ids = await subtree_grids(ctx.session, node.id)
+    rows = await ctx.session.execute(select(Node.id, Node.code, Node.name).where(Node.id.in_(ids)).order_by(Node.code))
+    return list(rows)
 
 
 async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
-    """The node's total and, below a grid, each grid's figures."""
+    """The node's total and each grid's figures below it, from the rollup (rollup.figures)."""
+    from .. import rollup
+
     grids = await grids_under(ctx, node)
-    per = await grid_stats(ctx, [g.id for g in grids], start, end)
+    per = await rollup.figures_by_grid(ctx.session, node, start, end, now=ctx.now())
     total = Stats()
     for st in per.values():
         total += st
-    return total, [(g, per[g.id]) for g in grids]
+    return total, [(g, per.get(g.id) or Stats()) for g in grids]
