@@ -360,3 +360,78 @@ async def test_key_rules(api: Api):
         await api_keys.create_key(ctx, "k")
         with pytest.raises(Invalid):
             await api_keys.create_key(ctx, "k")
+
+
+def test_api_key_command_prints_the_key_once(db_url, monkeypatch, capsys):
+    import asyncio
+
+    from bot import cli
+    from bot.db import make_engine, make_sessionmaker
+    from workflows.context import Ctx
+    from workflows.errors import NotAllowed
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    cli.get_settings.cache_clear()
+    assert cli.main(["api-key", "create", "12345热线", "--webhook", "https://hotline.example/hook",
+                     "--rate", "30"]) == 0
+    out = capsys.readouterr().out
+    secret = next(line for line in out.splitlines() if line.startswith("gbk_"))
+    assert "webhook secret" in out
+    assert cli.main(["api-key", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "12345热线" in listing and "hotline" in listing and "30/min" in listing and secret not in listing
+    assert cli.main(["api-key", "create", "假居民", "--source", "resident"]) == 1
+    assert "resident" in capsys.readouterr().err
+
+    async def check(expect_ok: bool) -> None:
+        engine = make_engine(db_url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                if expect_ok:
+                    assert (await api_keys.authenticate(Ctx(session=s), secret)).source == "hotline"
+                else:
+                    with pytest.raises(NotAllowed):
+                        await api_keys.authenticate(Ctx(session=s), secret)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(check(True))
+    assert cli.main(["api-key", "revoke", "12345热线"]) == 0
+    asyncio.run(check(False))
+    cli.get_settings.cache_clear()
+
+
+async def test_terminal_run_serves_the_api_when_a_key_exists(db_url, sessionmaker):
+    """`gridbot run` without chat tokens: the terminal, and beside it the API once a key exists;
+    an API request's card reaches the terminal group at once, not after the next typed line."""
+    import io
+
+    from bot.app import _close_webhooks, _terminal_api, open_runtime
+    from bot.channels.terminal import TerminalAdapter, TerminalShell
+    from bot.settings import Settings
+
+    from .support import until
+
+    settings = Settings(database_url=db_url, wecom_callback_port=0, http_port=None, _env_file=None)
+    out = io.StringIO()
+    adapter = TerminalAdapter(out)
+    rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}))
+    try:
+        assert await _terminal_api(settings, rt) is None  # no key, no HTTP_PORT: no server
+        await TerminalShell(rt.office, rt.delivery, adapter).prepare()
+        async with rt.sessionmaker() as s, s.begin():
+            new = await api_keys.create_key(rt.office.ctx(s), "热线")
+        server = await _terminal_api(settings, rt)
+        assert server is not None
+        try:
+            async with aiohttp.ClientSession(server.base_url) as http:
+                async with http.post(f"{API}/requests.json", data={**hotline(), "api_key": new.secret}) as r:
+                    assert r.status == 201
+                    [created] = await r.json()
+            await until(lambda: created["case_number"] in out.getvalue(), what="the card in the terminal")
+            assert "138****5678" in out.getvalue()
+        finally:
+            await server.stop()
+    finally:
+        await _close_webhooks(rt)
+        await rt.engine.dispose()
