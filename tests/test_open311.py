@@ -127,7 +127,7 @@ async def test_round_trip_post_chat_get_rating_and_webhooks(api: Api):
 
     # the card in 翠苑第一网格's group shows the caller's masked number and the leader's buttons
     card = await api.desk.last("g:CY-01")
-    assert case.number in card.text and "138****5678" in card.text and "13812345678" not in card.text
+    assert case.number in card.text and "上报人：王** 138****5678" in card.text and "13812345678" not in card.text
     assert "派遣" in card.labels()
 
     # the loop runs in chat, through the same handlers as a resident's report
