@@ -435,3 +435,67 @@ async def test_terminal_run_serves_the_api_when_a_key_exists(db_url, sessionmake
     finally:
         await _close_webhooks(rt)
         await rt.engine.dispose()
+
+
+async def test_gridbot_run_serves_the_api_beside_telegram(db_url, sessionmaker):
+    """The real `gridbot run` process with Telegram (the fake Bot API): the API is on its web server,
+    the card goes to the grid's Telegram group, and its delivery worker sends the webhooks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from tests.fakes.telegram_api import FakeTelegram
+    from workflows import cases
+    from workflows.context import Ctx
+    from workflows.models import GroupBinding, Node
+
+    from .support import free_port, until
+
+    tg = await FakeTelegram().start()
+    receiver = Receiver()
+    hook = await receiver.start()
+    group = -100123
+    async with sessionmaker() as s, s.begin():
+        node = (await s.execute(select(Node).where(Node.code == "CY-01"))).scalar_one()
+        s.add(GroupBinding(node_id=node.id, channel="telegram", chat_id=str(group), title="翠苑第一网格",
+                           status="active", bound_at=datetime.now(UTC)))
+        new = await api_keys.create_key(Ctx(session=s), "热线", webhook_url=hook)
+        leader = (await s.execute(select(Person).where(Person.code == LEADER))).scalar_one().id
+        worker = (await s.execute(select(Person).where(Person.code == WORKER))).scalar_one().id
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "TELEGRAM_BOT_TOKEN": tg.token,
+           "TELEGRAM_API_BASE_URL": tg.base_url, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
+           "SCHEDULER_ENABLED": "false", "DELIVERY_POLL_SECONDS": "0.1", "LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], cwd=Path(__file__).parent.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(base) as http:
+            async def up() -> bool:
+                try:
+                    async with http.get("/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await until(up, timeout=60, what="gridbot run's web server")
+            async with http.post(f"{API}/requests.json", data={**hotline(), "api_key": new.secret}) as r:
+                assert r.status == 201, await r.text()
+                [created] = await r.json()
+            await until(lambda: any(created["case_number"] in (c.params.get("text") or "")
+                                    and "138****5678" in c.params["text"] for c in tg.sent_to(group)),
+                        timeout=30, what="the card in the Telegram group")
+            async with sessionmaker() as s, s.begin():  # the leader dispatches (the rule the chat button calls)
+                await cases.dispatch(Ctx(session=s, channels=frozenset({"telegram"})), leader,
+                                     int(created["service_request_id"]), assignee_id=worker)
+            await until(lambda: len(receiver.got) >= 2, timeout=30, what="the webhooks")
+            assert [json.loads(b)["event"] for _, b in receiver.got] == ["registered", "dispatched"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        await receiver.runner.cleanup()
+        await tg.stop()
+    assert proc.returncode == 0, err
