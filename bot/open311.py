@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from handlers.office import Office
 from workflows import api_keys, open311
@@ -119,6 +120,12 @@ class Open311Api:
             except DomainError as e:
                 code = next((c for cls, c in STATUS_OF.items() if isinstance(e, cls)), 400)
                 return errors(code, e.render(t))
+            except OperationalError as e:  # SQLite's write lock held past busy_timeout: say "later", not "broken"
+                if "locked" not in str(e):
+                    log.exception("open311 %s %s failed", request.method, request.path)
+                    return errors(500, "internal error; nothing was changed")
+                log.warning("open311 %s %s: database busy", request.method, request.path)
+                return errors(503, "database busy; nothing was changed, retry shortly", {"Retry-After": "2"})
             except Exception:  # no traceback reaches the caller; the log has it
                 log.exception("open311 %s %s failed", request.method, request.path)
                 return errors(500, "internal error; nothing was changed")
