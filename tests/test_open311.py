@@ -253,8 +253,13 @@ async def test_address_names_a_grid_and_gcj02_points_are_converted(api: Api):
     from workflows.geo import from_wgs84
 
     lat, lon = from_wgs84(30.290, 120.105, "gcj02")  # what an Amap-based platform sends for the same spot
-    status, [b] = await api.post(hot.secret, **hotline(lat=str(lat), long=str(lon), crs="gcj02", external_id="b2"))
-    assert status == 201
+    # as a JSON body this time, with numbers as numbers
+    async with api.http.post(f"{API}/requests.json", json={**hotline(lat=lat, long=lon, crs="gcj02", external_id="b2"),
+                                                           "api_key": hot.secret}) as r:
+        assert r.status == 201, await r.text()
+        [b] = await r.json()
+    async with api.http.post(f"{API}/requests.json", data="[1, 2]", headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 400 and (await r.json())[0]["code"] == 400
     async with api.sm() as s:
         grids = {c.id: c.grid_id for c in (await s.execute(select(Case))).scalars()}
     cy01 = (await api.desk.node("CY-01")).id
@@ -499,3 +504,32 @@ async def test_gridbot_run_serves_the_api_beside_telegram(db_url, sessionmaker):
         await receiver.runner.cleanup()
         await tg.stop()
     assert proc.returncode == 0, err
+
+
+async def test_unsatisfied_rating_reopens_the_case_once(api: Api):
+    from workflows import cases
+
+    hot = await api.key("热线", webhook_url=api.hook_url)
+    _, [created] = await api.post(hot.secret, **hotline())
+    sid = created["service_request_id"]
+
+    async def rate(rating: str) -> tuple[int, list]:
+        async with api.http.post(f"{API}/requests/{sid}/rating.json",
+                                 data={"api_key": hot.secret, "rating": rating}) as r:
+            return r.status, await r.json()
+
+    status, [err] = await rate("满意")  # not closed yet
+    assert status == 409 and err["code"] == 409
+    leader, worker = (await api.desk.person(LEADER)).id, (await api.desk.person(WORKER)).id
+    async with api.sm() as s, s.begin():
+        ctx = api.desk.office.ctx(s)
+        await cases.dispatch(ctx, leader, int(sid), assignee_id=worker)
+        await cases.finish(ctx, worker, int(sid), "已修好")
+        await cases.verify(ctx, leader, int(sid), passed=True)
+    status, [err] = await rate("还行吧")
+    assert status == 400 and err["code"] == 400
+    status, [rec] = await rate("不满意")
+    assert status == 200 and rec["status"] == "open" and rec["gridbot_status"] == "registered"
+    assert [n["action"] for n in rec["notes"]][-2:] == ["rated", "reopened"]
+    await api.delivery.drain()
+    assert [json.loads(b)["event"] for _, b in api.receiver.got][-2:] == ["rated", "reopened"]
