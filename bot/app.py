@@ -36,6 +36,9 @@ async def open_runtime(settings: Settings, adapters: dict, channels: frozenset[s
     await check_schema(engine, settings.database_url)
     sm = make_sessionmaker(engine)
     clock = clock or SystemClock()
+    from .webhook import WebhookSender  # the API's webhooks go out through the same outbox
+
+    adapters = {**adapters, WebhookSender.name: WebhookSender(sm)}
     delivery = Delivery(sm, adapters, clock=clock, poll_seconds=settings.delivery_poll_seconds,
                         language=settings.language, timezone=settings.timezone)
     office = Office(sm, clock=clock, channels=channels, language=settings.language, timezone=settings.timezone,
@@ -58,15 +61,17 @@ def build_channels(settings: Settings) -> list[ChannelRuntime]:
     return out
 
 
-async def run_shell(settings: Settings, who: str | None = None, resident: str | None = None) -> int:
+async def run_shell(settings: Settings, who: str | None = None, resident: str | None = None,
+                    api: bool = False) -> int:
     """The terminal trial: the dialogues, delivery and — as in `gridbot run` — the scheduler's
-    sweeps, on a clock that `:time` can move."""
+    sweeps, on a clock that `:time` can move; with `api`, the web server too (`gridbot run`)."""
     from workflows.clock import SettableClock
 
     from .channels.terminal import TerminalAdapter, TerminalShell
 
     adapter = TerminalAdapter(sys.stdout)
     rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}), clock=SettableClock())
+    server = await _terminal_api(settings, rt) if api else None  # `gridbot run` only, not `gridbot shell`
     scheduler = None
     if settings.scheduler_enabled:
         from . import scheduler as sched
@@ -85,8 +90,54 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
     finally:
         if scheduler is not None:
             await scheduler.stop()
+        if server is not None:
+            await server.stop()
+        await _close_webhooks(rt)
         await rt.engine.dispose()
     return 0
+
+
+async def _terminal_api(settings: Settings, rt: Runtime):
+    """With no chat tokens the API still runs, beside the terminal, when HTTP_PORT is set or a live
+    API key exists. The shell drains the outbox after each line it reads; an API request drains it
+    at once, one drain at a time, so cards and webhooks do not wait for the next line."""
+    from sqlalchemy import func, select
+
+    from workflows.api_models import ApiKey
+
+    async with rt.sessionmaker() as session:
+        keys = (await session.execute(
+            select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))).scalar_one()
+    if settings.http_port is None and not keys:
+        return None
+    from .open311 import Open311Api
+    from .web import from_settings
+
+    drain, lock = rt.delivery.drain, asyncio.Lock()
+
+    async def serial_drain(rounds: int = 50) -> None:
+        async with lock:
+            await drain(rounds)
+
+    rt.delivery.drain = serial_drain  # type: ignore[method-assign]
+    tasks: set[asyncio.Task] = set()
+
+    def drain_soon() -> None:
+        task = asyncio.get_running_loop().create_task(serial_drain())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    server = from_settings(settings, rt.sessionmaker, rt.office.clock)
+    Open311Api(rt.office, on_commit=drain_soon).routes(server)
+    await server.start()
+    print(f"Open311 API: {server.base_url}/open311/v2/ (docs/open311.md)")
+    return server
+
+
+async def _close_webhooks(rt: Runtime) -> None:
+    sender = rt.delivery.adapters.get("webhook")
+    if sender is not None:
+        await sender.close()
 
 
 class Services:
@@ -112,6 +163,7 @@ class Services:
         self.rt.delivery.stop()
         if self._delivery is not None:
             await self._delivery
+        await _close_webhooks(self.rt)
         await self.rt.engine.dispose()
 
 
@@ -131,6 +183,9 @@ async def run_channels(settings: Settings) -> int:
     for c in channels:  # a channel with HTTP entry points adds them before the server starts
         if hasattr(c, "routes"):
             c.routes(server)
+    from .open311 import Open311Api
+
+    Open311Api(rt.office).routes(server)  # the intake API (docs/open311.md)
     for c in channels:
         await c.start(rt.office)
         log.info("channel %s started", c.name)
@@ -149,5 +204,5 @@ async def run_channels(settings: Settings) -> int:
 async def run(settings: Settings) -> int:
     if not settings.chat_channels:
         print("没有配置聊天平台的令牌，打开终端频道。/ No chat tokens configured: opening the terminal channel.")
-        return await run_shell(settings)
+        return await run_shell(settings, api=True)
     return await run_channels(settings)

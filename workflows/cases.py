@@ -86,6 +86,9 @@ async def _event(ctx: Ctx, case: Case, actor_id: int | None, action: str, note: 
     ctx.session.add(ev)
     case.version = (case.version or 0) + 1
     await rollup.apply_cases(ctx.session, [case.id])  # the indicators change with the event
+    from .open311 import on_case_event  # a case posted through the API pushes each step to its webhook
+
+    await on_case_event(ctx, case, ev)
     return ev
 
 
