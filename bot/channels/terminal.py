@@ -46,6 +46,7 @@ class TerminalAdapter:
         self.buttons: list[tuple[str, str, bool]] = []  # (token, chat id, is group), numbered from 1
         self.current_chat: str = ""
         self._next_id = 0
+        self.media = None  # bot.media.MediaLibrary, set by the runtime: shows stored files' paths
 
     def _print_buttons(self, msg: OutgoingMessage) -> list[str]:
         lines = []
@@ -57,22 +58,28 @@ class TerminalAdapter:
             lines.append("    " + "  ".join(cells))
         return lines
 
-    def _show(self, msg: OutgoingMessage, prefix: str) -> None:
+    async def _paths(self, msg: OutgoingMessage) -> list[str | None]:
+        """Where each attachment is in the media store (None: not fetched, or inline)."""
+        if self.media is None:
+            return [None] * len(msg.media)
+        return [await self.media.where(m) for m in msg.media]
+
+    def _show(self, msg: OutgoingMessage, prefix: str, paths: list[str | None] | None = None) -> None:
         target = msg.chat_id == self.current_chat
         head = "bot>" if target else f"[→ {self.labels.get(msg.chat_id, msg.chat_id)}]"
         lines = [f"{head} {prefix}{line}" if n == 0 else f"     {line}" for n, line in enumerate(msg.text.splitlines() or [""])]
-        for m in msg.media:
-            lines.append(f"     ({m.get('kind', 'file')}: {m.get('name') or m.get('ref')})")
+        for m, path in zip(msg.media, paths or [None] * len(msg.media), strict=False):
+            lines.append(f"     ({m.get('kind', 'file')}: {path or m.get('name') or m.get('ref')})")
         lines.extend(self._print_buttons(msg))
         print("\n".join(lines), file=self.out, flush=True)
 
     async def send(self, msg: OutgoingMessage) -> Sent:
         self._next_id += 1
-        self._show(msg, "")
+        self._show(msg, "", await self._paths(msg))
         return Sent(str(self._next_id))
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
-        self._show(msg, "(更新) ")
+        self._show(msg, "(更新) ", await self._paths(msg))
 
 
 class TerminalShell:
