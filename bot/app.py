@@ -87,6 +87,7 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
     rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}))
     try:
         shell = TerminalShell(rt.office, rt.delivery, adapter)
+        shell.fetcher = rt.fetcher
         await shell.prepare()
         if who and not await shell.act_as(who):
             return 2

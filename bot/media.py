@@ -91,11 +91,7 @@ class MediaLibrary:
         """The bytes to upload, or None when the file is not in the store (yet)."""
         kind = m.get("kind") or "file"
         if m.get("data"):
-            try:
-                data = base64.b64decode(m["data"])
-            except (binascii.Error, ValueError):
-                return None
-            return Blob(data, kind, m.get("name") or f"{kind}.png", m.get("mime") or "image/png", None)
+            return inline_blob(m)
         async with self.sessionmaker() as session:
             sha = await media.sha_of(session, m)
             item = await media.item_of(session, m)
@@ -121,6 +117,16 @@ class MediaLibrary:
         async with self.sessionmaker() as session:
             sha = await media.sha_of(session, m)
         return self.store.where(sha) if sha else None
+
+
+def inline_blob(m: dict) -> Blob | None:
+    """An attachment carried in the payload itself (the weekly charts): base64 bytes."""
+    kind = m.get("kind") or "file"
+    try:
+        data = base64.b64decode(m["data"], validate=True)
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        return None
+    return Blob(data, kind, m.get("name") or f"{kind}.png", m.get("mime") or "image/png", None)
 
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "audio/amr": "amr", "audio/ogg": "ogg",

@@ -6,6 +6,7 @@ through python-telegram-bot to the fake Bot API; the office handles what their c
 
 from __future__ import annotations
 
+import base64
 import io
 from datetime import timedelta
 
@@ -335,3 +336,49 @@ async def test_store_bytes_makes_a_file_payload_every_platform_can_send(world: W
 
 def test_the_uploaded_media_id_lifetime_is_three_days():
     assert WeComAdapter.ref_lifetime == timedelta(days=3)
+
+
+async def test_an_inline_chart_goes_to_telegram_and_wecom(world: World):
+    chart = jpeg("cyan", 32)
+    payload = {"kind": "photo", "data": base64.b64encode(chart).decode(), "name": "week.png", "mime": "image/png"}
+    await world.send("telegram", str(GROUP), [payload], is_group=True)
+    await world.send("wecom", "zhangwei", [payload])
+    assert world.tg.uploads[0][1] == chart and len(world.tg.calls_of("sendPhoto", chat=GROUP)) == 1
+    assert [(t, data) for t, _, data in world.wx.uploads] == [("image", chart)]
+
+
+async def test_housekeeping_keeps_every_case_photo(world: World):
+    from workflows.routines import housekeeping
+
+    inbound = await world.wecom_photo(jpeg("red"))
+    await world.fetcher.fetch_due()
+    world.clock.advance(400 * 24 * 3600)
+    async with world.sm() as s, s.begin():
+        await housekeeping.sweep(Ctx(session=s, clock=world.clock))
+    item = await world.item(inbound.media[0].item)
+    assert item.status == "stored" and await world.store.exists(item.sha256)
+    assert await world.count(MediaFile) == 1
+
+
+async def test_the_terminal_stores_a_local_file_and_shows_its_path(sessionmaker, stores, tmp_path):
+    from bot.channels.terminal import TerminalAdapter
+
+    out = io.StringIO()
+    adapter = TerminalAdapter(out)
+    clock = MovingClock()
+    adapter.media = MediaLibrary(sessionmaker, stores.store, clock)
+    fetcher = MediaFetcher(sessionmaker, {"terminal": adapter}, store=stores.store, clock=clock)
+    office = Office(sessionmaker, clock=clock)
+    photo = tmp_path / "垃圾.jpg"
+    photo.write_bytes(jpeg("red"))
+    inbound = Inbound(channel="terminal", chat_id="dm:1", user_id="1", event_id="t1",
+                      media=[Media("photo", str(photo), "terminal")])
+    await office.handle(inbound)
+    assert await fetcher.fetch_due() == 1
+    delivery = Delivery(sessionmaker, {"terminal": adapter}, clock=clock)
+    async with sessionmaker() as s, s.begin():
+        s.add(Outbox(created_at=clock.now(), channel="terminal", chat_id="dm:2", is_group=False,
+                     payload={"text": "照片", "media": [attachment(inbound)]}, status="pending", attempts=0,
+                     not_before=clock.now()))
+    await delivery.drain()
+    assert f"(photo: {stores.store.where(sha256_of(jpeg('red')))})" in out.getvalue()

@@ -27,6 +27,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from ..media import inline_blob
 from .base import MessageGone, OutgoingMessage, PermanentError, RetryLater, Sent, TransientError, Window
 
 log = logging.getLogger(__name__)
@@ -252,9 +253,10 @@ class StepwiseSender:
             if blob is None:
                 return None
             return Source(self._upload(blob.data, blob.name), blob.sha256, playable_voice=_ogg(blob.mime))
-        if m.get("channel") == NAME and m.get("ref"):  # no store configured: our own ids only
+        if m.get("channel") == NAME and m.get("ref"):  # no store configured: our own ids and inline data
             return Source(m["ref"], None, playable_voice=True)
-        return None
+        blob = inline_blob(m) if m.get("data") else None
+        return Source(self._upload(blob.data, blob.name), None) if blob else None
 
     async def _send_file(self, chat: int | str, method: str, src: Source):
         send = getattr(self.bot, f"send_{method}")

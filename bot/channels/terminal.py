@@ -7,7 +7,9 @@ printed with its target. Lines starting with ':' are shell commands (:help lists
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy import or_, select
@@ -17,7 +19,7 @@ from handlers.office import Office
 from workflows.models import Account, GroupBinding, Node, Person
 
 from ..delivery import Delivery
-from .base import OutgoingMessage, Sent
+from .base import OutgoingMessage, PermanentError, Sent
 
 NAME = "terminal"
 
@@ -26,7 +28,7 @@ SHELL_HELP = """终端命令 (shell commands):
   :as 编码或姓名     切换为某位工作人员 / act as a staff member
   :resident 姓名     切换为居民 / act as a resident
   :loc 纬度 经度     发送位置 / send a location
-  :photo 文件名      发送照片 / send a photo (:voice, :video likewise)
+  :photo 文件路径    发送照片（存入媒体库）/ send a photo file (:voice, :video likewise)
   :phone 号码        分享自己的手机号 / share your own phone number
   :dm               之后的文字发到私聊 / type into your private chat
   :group 编码        之后的文字发到某个工作群 / type into a node's work group
@@ -39,6 +41,8 @@ class TerminalAdapter:
     name = NAME
     can_edit = True
     windows = ()
+    ref_scope = "local"
+    ref_lifetime = None
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -81,6 +85,13 @@ class TerminalAdapter:
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
         self._show(msg, "(更新) ", await self._paths(msg))
 
+    async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
+        """`:photo PATH` names a file on this machine: the media fetcher stores it."""
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise PermanentError(f"no such file: {ref}")
+        return await asyncio.to_thread(path.read_bytes), mimetypes.guess_type(path.name)[0], path.name
+
 
 class TerminalShell:
     def __init__(self, office: Office, delivery: Delivery, adapter: TerminalAdapter,
@@ -93,6 +104,7 @@ class TerminalShell:
         self.user_id = ""
         self.user_name = ""
         self.typing_chat: tuple[str, bool] | None = None  # where typed text goes, if not the private chat
+        self.fetcher = None  # bot.media_fetch.MediaFetcher: stores the files sent with :photo PATH
         self._seq = 0
 
     def say(self, text: str) -> None:
@@ -152,6 +164,8 @@ class TerminalShell:
         inbound = Inbound(channel=NAME, chat_id=chat, user_id=self.user_id, user_name=self.user_name,
                           is_group=is_group, event_id=None, **kw)
         reply = await self.office.handle(inbound)
+        if self.fetcher is not None:  # a local file given with :photo goes into the media store
+            await self.fetcher.fetch_due()
         await self.delivery.drain()
         if reply.alert:
             self.say(f"(提示) {reply.alert}")

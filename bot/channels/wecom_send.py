@@ -26,6 +26,7 @@ from workflows.clock import Clock, SystemClock
 from workflows.models import Account, Assignment, GroupBinding
 from workflows.tree import CARD_ACTORS
 
+from ..media import inline_blob
 from .base import OutgoingMessage, PermanentError, Sent, Window
 from .wecom_api import WeComAPI
 
@@ -172,9 +173,16 @@ class WeComAdapter:
     async def _one_media(self, send, m: dict, mtype: str) -> str | None:
         """Our own media_id when one is still valid, else an upload from the store (cached 3 days)."""
         lib = self.media
-        if lib is None:  # no store configured: only WeChat Work's own ids can be sent
+        if lib is None:  # no store configured: WeChat Work's own ids and inline data only
             ref = m.get("ref") if m.get("channel") == NAME else None
-            return (await send({"msgtype": mtype, mtype: {"media_id": ref}})).get("msgid") if ref else None
+            if ref:
+                return (await send({"msgtype": mtype, mtype: {"media_id": ref}})).get("msgid")
+            blob = inline_blob(m) if m.get("data") else None
+            if blob is None:
+                return None
+            utype = upload_type(mtype, blob.mime)
+            mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
+            return (await send({"msgtype": utype, utype: {"media_id": mid}})).get("msgid")
         ref = await lib.ref_for(m, NAME, self.ref_scope, self.ref_lifetime)
         if ref:
             try:
