@@ -382,3 +382,41 @@ async def test_the_terminal_stores_a_local_file_and_shows_its_path(sessionmaker,
                      not_before=clock.now()))
     await delivery.drain()
     assert f"(photo: {stores.store.where(sha256_of(jpeg('red')))})" in out.getvalue()
+
+
+def test_the_media_commands(tmp_path, monkeypatch, capsys):
+    """`gridbot media check` on the default store (media/ next to the SQLite file)."""
+    import asyncio
+
+    from bot import cli
+    from bot.db import make_engine, make_sessionmaker
+    from bot.media import configure
+    from bot.settings import Settings
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/g.db")
+    for name in [k for k in __import__("os").environ if k.startswith(("TELEGRAM_", "WECOM_", "MEDIA_"))]:
+        monkeypatch.delenv(name)
+    cli.get_settings.cache_clear()
+    assert cli.main(["db", "upgrade"]) == 0
+    settings = Settings(_env_file=None)
+    store = configure(settings)
+    assert store.root == tmp_path / "media"
+
+    async def add() -> str:
+        engine = make_engine(settings.database_url)
+        async with make_sessionmaker(engine)() as s, s.begin():
+            made = await media.store_bytes(Ctx(session=s), b"ledger bytes", "file", "a.xlsx", "application/x")
+        await engine.dispose()
+        return made["sha256"]
+
+    sha = asyncio.run(add())
+    capsys.readouterr()
+    assert cli.main(["media", "check"]) == 0
+    assert "1 files checked, 0 problems" in capsys.readouterr().out
+    (tmp_path / "media" / key_of(sha)).unlink()
+    assert cli.main(["media", "check"]) == 1
+    out = capsys.readouterr().out
+    assert f"missing\t{sha}" in out and "1 problems" in out
+    assert cli.main(["media", "fetch-missing"]) == 2
+    assert "no chat channel" in capsys.readouterr().out
+    use_store(None)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from . import maps
 from .context import Ctx
 from .i18n import T, _
 from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Team
@@ -138,10 +139,7 @@ async def card_text(ctx: Ctx, t: T, case: Case) -> str:
     if case.urgency != "normal":
         lines.append(t("紧急程度：{u}", u=t(URGENCY_LABELS.get(case.urgency, case.urgency))))
     lines.append(t("描述：{text}", text=case.description))
-    if case.latitude is not None:
-        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
-    if case.address:
-        lines.append(t("地址：{address}", address=case.address))
+    lines.extend(maps.place_lines(t, case))  # address, else coordinates; a map link
     if case.anonymous or case.reporter_id is None:
         lines.append(t("上报人：匿名"))
     else:
@@ -284,10 +282,7 @@ async def task_text(ctx: Ctx, t: T, case: Case) -> str:
         t("网格：{grid}", grid=grid.name),
         t("描述：{text}", text=case.description),
     ]
-    if case.latitude is not None:
-        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
-    if case.address:
-        lines.append(t("地址：{address}", address=case.address))
+    lines.extend(maps.place_lines(t, case))  # address, else coordinates; a map link
     lines.append(t("办结时限：{at}", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M")))
     return "\n".join(lines)
 
