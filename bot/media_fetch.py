@@ -159,22 +159,30 @@ class MediaFetcher:
             item.error = error[:1000]
             if permanent or item.attempts >= MAX_ATTEMPTS or force:
                 item.status = "failed"
+                # the sender still has the file: ask once for it again (the case goes on without it)
+                await self._tell(session, item, lambda t: t("{kind}没能保存（平台上已取不到），请重新发送。",
+                                                            kind=t(media.KIND_LABELS.get(item.kind, "文件"))),
+                                 f"media-failed:{item_id}")
             else:
                 item.next_try_at = self.clock.now() + backoff(item.attempts)
             return item.status
+
+    async def _tell(self, session: AsyncSession, item: MediaItem, text, dedupe_key: str) -> None:
+        if not item.chat_id or not item.channel:
+            return
+        person = await session.get(Person, item.sender_id) if item.sender_id else None
+        t = T(person.language if person and person.language else self.language)
+        ctx = Ctx(session=session, clock=self.clock, channels=frozenset(self.downloaders),
+                  language=self.language, timezone=self.timezone)
+        await to_chat(ctx, item.channel, item.chat_id, Msg(text(t)), person_id=item.sender_id,
+                      dedupe_key=dedupe_key)
 
     async def _refuse(self, item_id: int, why: str, size: int) -> str:
         async with self.sessionmaker() as session, session.begin():
             item = await session.get(MediaItem, item_id)
             item.status, item.size = "refused", size
             item.error = "over the size limit" if why == "too_big" else "not a readable image"
-            person = await session.get(Person, item.sender_id) if item.sender_id else None
-            t = T(person.language if person and person.language else self.language)
-            text = media.too_big_text(t, item.kind, size) if why == "too_big" else \
-                t("照片已损坏，无法打开，没有保存。请重新发送。")
-            ctx = Ctx(session=session, clock=self.clock, channels=frozenset(self.downloaders),
-                      language=self.language, timezone=self.timezone)
-            if item.chat_id:
-                await to_chat(ctx, item.channel, item.chat_id, Msg(text), person_id=item.sender_id,
-                              dedupe_key=f"media-refused:{item_id}")
+            kind = item.kind
+            await self._tell(session, item, lambda t: media.too_big_text(t, kind, size) if why == "too_big"
+                             else t("照片已损坏，无法打开，没有保存。请重新发送。"), f"media-refused:{item_id}")
         return "refused"

@@ -16,6 +16,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from telegram import Bot
 
+from bot.channels.base import OutgoingMessage
 from bot.channels.telegram_ptb import file_url
 from bot.channels.telegram_send import TelegramAdapter
 from bot.channels.wecom_api import WeComAPI
@@ -275,6 +276,8 @@ async def test_media_check_reports_a_removed_file_and_fetch_missing_retries(worl
     mid = lost.media[0].ref
     world.wx.media.pop(mid)
     assert await world.fetcher.fetch(lost.media[0].item) == "failed"
+    await world.delivery.drain()
+    assert world.wx.last_to_user(USER).content() == "照片没能保存（平台上已取不到），请重新发送。"
     world.wx.media[mid] = (jpeg("grey"), "image/jpeg")
     assert await world.fetcher.fetch_missing() == (1, 0)
 
@@ -420,3 +423,47 @@ def test_the_media_commands(tmp_path, monkeypatch, capsys):
     assert cli.main(["media", "fetch-missing"]) == 2
     assert "no chat channel" in capsys.readouterr().out
     use_store(None)
+
+
+async def test_aiogram_transport_downloads_and_uploads_too(world: World):
+    from bot.channels import telegram_aiogram
+    from bot.settings import Settings
+
+    settings = Settings(_env_file=None, telegram_bot_token=world.tg.token, telegram_api_base_url=world.tg.base_url,
+                        telegram_framework="aiogram")
+    channel = telegram_aiogram.build(settings)
+    adapter = channel.adapter
+    adapter.media = world.library
+    try:
+        photo = jpeg("magenta", 12)
+        file_id = world.tg.add_file(photo)
+        data, _, name = await adapter.download(file_id)
+        assert data == photo and name == file_id
+        made = await world.wecom_photo(jpeg("navy"))
+        await world.fetcher.fetch_due()
+        await adapter.send(OutgoingMessage(77, "telegram", str(GROUP), True,
+                                           {"text": "照片", "media": [attachment(made)]}))
+        assert world.tg.uploads[-1][1] == jpeg("navy")
+    finally:
+        await channel.bot.session.close()
+
+
+@pytest.mark.demo
+async def test_a_reported_photo_is_linked_to_its_case(sessionmaker, clock):
+    from .support import Desk
+
+    desk = Desk(sessionmaker, clock)
+    await desk.setup_chats()
+    await desk.send("r1", "/report")
+    await desk.press("r1", "环境卫生")
+    await desk.send("r1", "垃圾堆在路边")
+    await desk.photo("r1", ref="ph-1")
+    await desk.press("r1", "下一步")
+    await desk.send("r1", location=(30.285, 120.115))
+    await desk.press("r1", "跳过")
+    await desk.press("r1", "提交")
+    case = await desk.case()
+    (att,) = case.attachments
+    async with sessionmaker() as s:
+        item = await s.get(MediaItem, att["item"])
+    assert item.case_id == case.id and item.ref == "ph-1" and item.sender_id == case.reporter_id
