@@ -17,6 +17,9 @@ from workflows.clock import Clock, SystemClock
 from .channels.base import ChannelRuntime
 from .db import check_schema, make_engine, make_sessionmaker
 from .delivery import Delivery
+from .media import MediaLibrary
+from .media import configure as configure_media
+from .media_fetch import MediaFetcher
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     office: Office
     delivery: Delivery
+    fetcher: MediaFetcher | None = None  # attachments into the media store, after each commit
 
 
 async def open_runtime(settings: Settings, adapters: dict, channels: frozenset[str],
@@ -41,9 +45,27 @@ async def open_runtime(settings: Settings, adapters: dict, channels: frozenset[s
     adapters = {**adapters, WebhookSender.name: WebhookSender(sm)}
     delivery = Delivery(sm, adapters, clock=clock, poll_seconds=settings.delivery_poll_seconds,
                         language=settings.language, timezone=settings.timezone)
+    fetcher = wire_media(settings, sm, adapters, clock)
+
+    def committed() -> None:
+        delivery.wake()
+        fetcher.wake()
+
     office = Office(sm, clock=clock, channels=channels, language=settings.language, timezone=settings.timezone,
-                    on_commit=delivery.wake)
-    return Runtime(engine, sm, office, delivery)
+                    on_commit=committed)
+    return Runtime(engine, sm, office, delivery, fetcher)
+
+
+def wire_media(settings: Settings, sm: async_sessionmaker[AsyncSession], adapters: dict,
+               clock: Clock) -> MediaFetcher:
+    """The media store for this process; senders get the library, downloaders the fetcher."""
+    store = configure_media(settings)
+    library = MediaLibrary(sm, store, clock)
+    for a in adapters.values():
+        if hasattr(a, "media"):
+            a.media = library
+    return MediaFetcher(sm, adapters, store=store, clock=clock, poll_seconds=settings.media_fetch_seconds,
+                        language=settings.language, timezone=settings.timezone)
 
 
 def build_channels(settings: Settings) -> list[ChannelRuntime]:
@@ -79,6 +101,7 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
         scheduler = sched.build(settings, rt.sessionmaker, rt.office)
     try:
         shell = TerminalShell(rt.office, rt.delivery, adapter, scheduler=scheduler)
+        shell.fetcher = rt.fetcher
         await shell.prepare()
         if who and not await shell.act_as(who):
             return 2
@@ -151,9 +174,12 @@ class Services:
 
             self.scheduler = sched.build(settings, rt.sessionmaker, rt.office)
         self._delivery: asyncio.Task | None = None
+        self._fetcher: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._delivery = asyncio.create_task(self.rt.delivery.run())
+        if self.rt.fetcher is not None:
+            self._fetcher = asyncio.create_task(self.rt.fetcher.run())
         if self.scheduler is not None:
             await self.scheduler.start()
 
@@ -161,6 +187,10 @@ class Services:
         if self.scheduler is not None:
             await self.scheduler.stop()
         self.rt.delivery.stop()
+        if self.rt.fetcher is not None:
+            self.rt.fetcher.stop()
+        if self._fetcher is not None:
+            await self._fetcher
         if self._delivery is not None:
             await self._delivery
         await _close_webhooks(self.rt)

@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     http_port: int | None = None
     health_max_queue_age: float = 300.0  # /healthz answers 503 when a due message waits longer
 
+    # media store (docs/media.md): a directory (default: "media" next to the SQLite file) or S3
+    media_store: str = "dir"  # dir | s3
+    media_dir: str | None = None
+    media_s3_endpoint_url: str | None = None  # MinIO, Alibaba OSS, Tencent COS …; empty = AWS
+    media_s3_bucket: str | None = None
+    media_s3_prefix: str = "media/"
+    media_s3_addressing: str = "path"  # path (MinIO, moto) | virtual (Alibaba OSS, Tencent COS)
+    media_s3_region: str | None = None
+    media_s3_access_key: str | None = None
+    media_s3_secret_key: str | None = None
+    media_fetch_seconds: float = 30.0  # how often attachments not fetched yet are tried again
+
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0
     scheduler_enabled: bool = True

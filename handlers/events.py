@@ -15,6 +15,7 @@ class Media:
     size: int | None = None
     mime: str | None = None
     name: str | None = None
+    item: int | None = None  # the media_item row recording it (set when it arrives)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -33,6 +34,7 @@ class Inbound:
     text: str | None = None
     media: list[Media] = field(default_factory=list)
     location: tuple[float, float] | None = None  # latitude, longitude
+    address: str | None = None  # the place's address as the platform gave it with the location
     contact_phone: str | None = None
     contact_is_own: bool = False  # the sender shared their own (platform-verified) number
     button: str | None = None  # opaque token from a pressed button

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from workflows import media
 from workflows.clock import Clock, SystemClock
 from workflows.context import Ctx
 from workflows.i18n import T
@@ -56,7 +57,8 @@ class Office:
                 person = await identify(ctx, inbound)
                 t = T(person.language if person and person.language else (inbound.language or self.language))
                 turn = Turn(ctx, inbound, person, t)
-                await router.route(turn)
+                if await _take_media(turn):
+                    await router.route(turn)
                 reply = turn.reply
         except Exception:
             log.exception("handling %s event in %s:%s failed", inbound.kind, inbound.channel, inbound.chat_id)
@@ -78,6 +80,22 @@ class Office:
         except Exception:
             log.exception("could not record the apology")
         return Reply(alert=text)
+
+
+async def _take_media(turn: Turn) -> bool:
+    """Records the event's attachments for the media store (fetched after the commit) and
+    refuses those over the limit for their type with a clear answer; False when nothing is left
+    for the dialogue."""
+    inbound = turn.inbound
+    if not inbound.media or inbound.kind != "message":
+        return True
+    refused = await media.arrived(turn.ctx, inbound.media, chat_id=inbound.chat_id,
+                                  sender_id=turn.person.id if turn.person else None)
+    for m in refused:
+        await turn.say(media.too_big_text(turn.t, m.kind, m.size))
+    if refused:
+        inbound.media = [m for m in inbound.media if m not in refused]
+    return bool(inbound.media or inbound.text or inbound.location)
 
 
 async def _seen_before(ctx: Ctx, inbound: Inbound) -> bool:

@@ -209,7 +209,9 @@ async def _location(turn: Turn, data: dict) -> None:
         await turn.say(turn.t("位置无效，请重新发送。"))
         return
     grid = await locate(turn.ctx, lat, lon, near_metres=NEAR_METRES)
-    await turn.step("location", latitude=lat, longitude=lon)
+    # the address the platform gave with the point (WeChat Work Label, Telegram venue) is kept
+    await turn.step("location", latitude=lat, longitude=lon,
+                    **({"address": turn.inbound.address} if turn.inbound.address else {}))
     if grid is None:
         await turn.say(turn.t("这个位置不在本辖区任何网格内。请确认位置，或直接选择所在网格："))
         await ask_node(turn, None)

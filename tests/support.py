@@ -172,6 +172,10 @@ class Desk(Reads):
         async with self.sm() as s:
             return (await s.execute(select(Person).where(Person.code == code))).scalar_one()
 
+    async def node_of(self, case: Case) -> Node:
+        async with self.sm() as s:
+            return await s.get(Node, case.grid_id)
+
     async def node(self, code: str) -> Node:
         async with self.sm() as s:
             return (await s.execute(select(Node).where(Node.code == code))).scalar_one()

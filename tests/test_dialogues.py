@@ -108,7 +108,7 @@ async def test_bad_input_in_the_report(desk: Desk):
     await desk.send("r1", kind="unsupported")
     assert "暂不支持" in await desk.last_text("r1")
     await desk.photo("r1", size=100 * 1024 * 1024)
-    assert "文件太大" in await desk.last_text("r1")
+    assert "照片太大" in await desk.last_text("r1") and "上限是 10 MB" in await desk.last_text("r1")
     async with desk.sm() as s:
         conv = (await s.execute(select(Conversation))).scalar_one()
     assert conv.step == "description" and len(conv.data["media"]) == 1

@@ -462,14 +462,14 @@ async def test_bad_input_gets_a_clear_answer(office: Grid, tg: FakeTelegram):
     hints = tg.sent_to(-100999)
     assert len(hints) == 1 and "本群还没有绑定网格" in hints[0].params["text"] and "/bind" in hints[0].params["text"]
 
-    # a 100 MB video is refused with the limit, the report stays where it was
+    # a 100 MB video is refused with the limit for videos (10 MB), the report stays where it was
     await office.say(RESIDENT, "/report")
     await office.press(RESIDENT, "市政设施")
     await office.say(RESIDENT, "垃圾堆在路边")
     video = {"file_id": "big", "file_unique_id": "b", "width": 1920, "height": 1080, "duration": 600,
              "file_size": 100 * MB}
     await office.say(RESIDENT, video=video)
-    assert "文件太大（100 MB）" in tg.last_text(RESIDENT.id) and "50 MB" in tg.last_text(RESIDENT.id)
+    assert "视频太大（100.0 MB）" in tg.last_text(RESIDENT.id) and "上限是 10 MB" in tg.last_text(RESIDENT.id)
     async with office.sm() as s:
         conv = (await s.execute(select(Conversation).where(Conversation.user_id == str(RESIDENT.id)))).scalar_one()
     assert conv.step == "media" and not conv.data.get("media")

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from . import geo
+from . import maps
 from .context import Ctx
 from .i18n import T, _, category_name
 from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Split, Team
@@ -143,10 +143,7 @@ async def card_text(ctx: Ctx, t: T, case: Case) -> str:
     if case.urgency != "normal":
         lines.append(t("紧急程度：{u}", u=t(URGENCY_LABELS.get(case.urgency, case.urgency))))
     lines.append(t("描述：{text}", text=case.description))
-    if case.latitude is not None:
-        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
-    if case.address:
-        lines.append(t("地址：{address}", address=case.address))
+    lines.extend(maps.place_lines(t, case))  # address, else coordinates; a map link
     if case.anonymous or case.reporter_id is None:
         lines.append(t("上报人：匿名"))
     else:
@@ -339,11 +336,7 @@ async def task_text(ctx: Ctx, t: T, case: Case) -> str:
         t("网格：{grid}", grid=grid.name),
         t("描述：{text}", text=case.description),
     ]
-    if case.address:
-        lines.append(t("地址：{address}", address=case.address))
-    if case.latitude is not None:
-        lines.append(t("位置：{lat:.5f}, {lon:.5f}", lat=case.latitude, lon=case.longitude))
-        lines.append(t("地图：{url}", url=geo.map_link(case.latitude, case.longitude, case.number)))
+    lines.extend(maps.place_lines(t, case))  # address, else coordinates; a map link
     if case.anonymous or case.reporter_id is None:
         lines.append(t("上报人：匿名"))
     else:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import cards, rollup
+from . import cards, media, rollup
 from .context import Ctx
 from .deadlines import compute_deadline, reset_checks
 from .errors import Invalid, NotAllowed, NotFound, WrongState
@@ -84,6 +84,7 @@ async def _event(ctx: Ctx, case: Case, actor_id: int | None, action: str, note: 
         data=data,
     )
     ctx.session.add(ev)
+    await media.link(ctx, case.id, attachments)  # its photos become the case's evidence
     case.version = (case.version or 0) + 1
     await rollup.apply_cases(ctx.session, [case.id])  # the indicators change with the event
     from .open311 import on_case_event  # a case posted through the API pushes each step to its webhook

@@ -129,9 +129,3 @@ def store_index(key: object, index: GridIndex) -> None:
 def invalidate() -> None:
     """Called when an import changes boundaries; the next lookup rebuilds the index."""
     _indexes.clear()
-
-
-def map_link(lat: float, lon: float, name: str = "") -> str:
-    """An Amap marker link for a stored WGS-84 point; Amap expects GCJ-02."""
-    glat, glon = from_wgs84(lat, lon, "gcj02")
-    return f"https://uri.amap.com/marker?position={glon:.6f},{glat:.6f}&name={name}&coordinate=gaode"

@@ -22,7 +22,13 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, InputMediaVideo
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    InputMediaVideo,
+)
 
 from .base import MessageGone, PermanentError, RetryLater, TransientError
 from .telegram_send import StepwiseSender
@@ -62,4 +68,9 @@ class AiogramAdapter(StepwiseSender):
     """The aiogram transport's adapter: the same steps, aiogram's bot, errors and types."""
 
     def __init__(self, bot: Bot) -> None:
-        super().__init__(bot, call=call, keyboard=keyboard, photo=InputMediaPhoto, video=InputMediaVideo)
+        super().__init__(bot, call=call, keyboard=keyboard, photo=InputMediaPhoto, video=InputMediaVideo,
+                         upload=lambda data, name: BufferedInputFile(data, filename=name),
+                         fetch=self._download_file)
+
+    async def _download_file(self, f) -> bytes:
+        return (await self.bot.download_file(f.file_path)).getvalue()

@@ -97,6 +97,8 @@ def _message(update: Update, message: Message, kind: str) -> Inbound | None:
         inbound.location = (location.latitude, location.longitude)
         if message.venue and not inbound.text:
             inbound.text = message.venue.address or message.venue.title
+        if message.venue:
+            inbound.address = (message.venue.address or message.venue.title or "").strip()[:300] or None
     if message.contact is not None:
         c = message.contact
         inbound.contact_phone = c.phone_number

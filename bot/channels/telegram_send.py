@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -12,6 +13,7 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     InputMediaPhoto,
     InputMediaVideo,
 )
@@ -25,6 +27,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from ..media import inline_blob
 from .base import MessageGone, OutgoingMessage, PermanentError, RetryLater, Sent, TransientError, Window
 
 log = logging.getLogger(__name__)
@@ -134,8 +137,13 @@ class StepwiseSender:
     can_edit = True
     windows = WINDOWS
 
-    def __init__(self, bot, *, call: Callable, keyboard: Callable, photo: type, video: type) -> None:
+    def __init__(self, bot, *, call: Callable, keyboard: Callable, photo: type, video: type,
+                 upload: Callable[[bytes, str], object] | None = None,
+                 fetch: Callable[[object], Awaitable[bytes]] | None = None) -> None:
         self.bot = bot
+        self.media = None  # bot.media.MediaLibrary, set by the runtime: uploads from the store
+        self._upload = upload or (lambda data, name: InputFile(data, filename=name))
+        self._fetch = fetch or (lambda f: f.download_as_bytearray())
         self._call = call
         self._keyboard = keyboard
         self._photo, self._video = photo, video
@@ -186,40 +194,111 @@ class StepwiseSender:
         return steps
 
     def _media_steps(self, msg: OutgoingMessage, chat: int | str) -> list[Step]:
-        # media from other channels have file ids Telegram cannot use; the text mentions them
-        mine = [m for m in msg.media if m.get("channel") == NAME and m.get("ref")]
-        visual = [m for m in mine if m.get("kind") in ("photo", "video")]
+        # each item goes by this bot's file_id when it has one, else uploaded from the media
+        # store (another platform's photo, a chart); an item not in the store yet is left out
+        items = [m for m in msg.media if m.get("kind") in SENDABLE and _has_source(m)]
+        visual = [m for m in items if m["kind"] in ("photo", "video")]
         steps: list[Step] = []
         for start in range(0, len(visual), MAX_ALBUM):
             chunk = visual[start:start + MAX_ALBUM]
 
             async def album(chunk: list[dict] = chunk) -> list[str]:
-                if len(chunk) == 1:  # an album needs two items; one goes on its own
-                    m = chunk[0]
-                    if m["kind"] == "photo":
-                        sent = await self._call(self.bot.send_photo(chat_id=chat, photo=m["ref"]))
-                    else:
-                        sent = await self._call(self.bot.send_video(chat_id=chat, video=m["ref"]))
+                sources = [(m, s) for m in chunk if (s := await self._source(m)) is not None]
+                if len(sources) == 1:  # an album needs two items; one goes on its own
+                    m, src = sources[0]
+                    method = "photo" if m["kind"] == "photo" else "video"
+                    sent = await self._send_file(chat, method, src)
+                    await self._remember(src, sent, method)
                     return [str(sent.message_id)]
-                items = [self._photo(media=m["ref"]) if m["kind"] == "photo" else self._video(media=m["ref"])
-                         for m in chunk]
+                if not sources:
+                    return []
+                items = [self._photo(media=src.file) if m["kind"] == "photo" else self._video(media=src.file)
+                         for m, src in sources]
                 sent = await self._call(self.bot.send_media_group(chat_id=chat, media=items))
+                for (m, src), one in zip(sources, sent, strict=False):
+                    await self._remember(src, one, "photo" if m["kind"] == "photo" else "video")
                 return [str(one.message_id) for one in sent]
 
             steps.append((f"album:{start}", album))
-        for n, m in enumerate(mine):
-            if m.get("kind") not in ("voice", "file"):
+        for n, m in enumerate(items):
+            if m["kind"] not in ("voice", "file"):
                 continue
 
             async def single(m: dict = m) -> list[str]:
-                if m["kind"] == "voice":
-                    sent = await self._call(self.bot.send_voice(chat_id=chat, voice=m["ref"]))
-                else:
-                    sent = await self._call(self.bot.send_document(chat_id=chat, document=m["ref"]))
+                src = await self._source(m)
+                if src is None:
+                    return []
+                # Telegram plays OGG/Opus voice; WeChat Work's AMR goes as a file to open
+                method = "voice" if m["kind"] == "voice" and src.playable_voice else "document"
+                sent = await self._send_file(chat, method, src)
+                await self._remember(src, sent, method)
                 return [str(sent.message_id)]
 
             steps.append((f"{m['kind']}:{n}", single))
         return steps
+
+    # ------------------------------------------------------------------ media sources
+
+    @property
+    def ref_scope(self) -> str:
+        return str(self.bot.token).split(":", 1)[0]  # file_ids belong to one bot
+
+    async def _source(self, m: dict) -> Source | None:
+        lib = self.media
+        if lib is not None:
+            ref = await lib.ref_for(m, NAME, self.ref_scope, None)
+            if ref:
+                return Source(ref, None, playable_voice=m.get("channel") == NAME or _ogg(m.get("mime")))
+            blob = await lib.blob(m)
+            if blob is None:
+                return None
+            return Source(self._upload(blob.data, blob.name), blob.sha256, playable_voice=_ogg(blob.mime))
+        if m.get("channel") == NAME and m.get("ref"):  # no store configured: our own ids and inline data
+            return Source(m["ref"], None, playable_voice=True)
+        blob = inline_blob(m) if m.get("data") else None
+        return Source(self._upload(blob.data, blob.name), None) if blob else None
+
+    async def _send_file(self, chat: int | str, method: str, src: Source):
+        send = getattr(self.bot, f"send_{method}")
+        return await self._call(send(chat_id=chat, **{method: src.file}))
+
+    async def _remember(self, src: Source, sent, method: str) -> None:
+        if src.sha256 and self.media is not None:
+            file_id = sent_file_id(sent, method)
+            if file_id:
+                await self.media.remember(src.sha256, NAME, self.ref_scope, file_id, None)
+
+    async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
+        """For the media fetcher: getFile, then the file itself (bots may fetch up to 20 MB)."""
+        f = await self._call(self.bot.get_file(ref))
+        data = await self._call(self._fetch(f))
+        name = (f.file_path or "").rsplit("/", 1)[-1] or None
+        return bytes(data), None, name
+
+
+SENDABLE = ("photo", "video", "voice", "file")
+
+
+def _has_source(m: dict) -> bool:
+    return bool(m.get("ref") or m.get("sha256") or m.get("item") or m.get("data"))
+
+
+def _ogg(mime: str | None) -> bool:
+    return bool(mime) and mime.lower() in ("audio/ogg", "audio/opus")
+
+
+@dataclass
+class Source:
+    file: object  # a file_id, or an upload
+    sha256: str | None  # set for an upload from the store: the file_id Telegram gives is remembered
+    playable_voice: bool = False
+
+
+def sent_file_id(message, method: str) -> str | None:
+    if method == "photo":
+        return message.photo[-1].file_id if message.photo else None
+    obj = getattr(message, method, None)
+    return obj.file_id if obj is not None else None
 
 
 class TelegramAdapter(StepwiseSender):

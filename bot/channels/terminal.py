@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy import or_, select
@@ -21,7 +23,7 @@ from workflows.i18n import T
 from workflows.models import Account, GroupBinding, Node, Person
 
 from ..delivery import Delivery
-from .base import OutgoingMessage, Sent
+from .base import OutgoingMessage, PermanentError, Sent
 
 NAME = "terminal"
 PHONE_DIGITS = 5  # a longer number than any button's is typed text: a phone number, say
@@ -31,7 +33,7 @@ SHELL_HELP = """终端命令：
   :as 编码或姓名     切换为某位工作人员
   :resident 姓名     切换为居民
   :loc 纬度 经度     发送位置
-  :photo 文件名      发送照片（:voice、:video 同理）
+  :photo 文件路径    发送照片，存入媒体库（:voice、:video 同理）
   :phone 号码        分享自己的手机号
   :dm               之后的文字发到私聊
   :group 编码        之后的文字发到某个工作群
@@ -45,6 +47,8 @@ class TerminalAdapter:
     name = NAME
     can_edit = True
     windows = ()
+    ref_scope = "local"
+    ref_lifetime = None
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -54,6 +58,7 @@ class TerminalAdapter:
         self.t = T(None)  # the shell sets the office's language
         self.shown: list[tuple[str, str]] = []  # (chat id, text) of everything printed, in order
         self._next_id = 0
+        self.media = None  # bot.media.MediaLibrary, set by the runtime: shows stored files' paths
 
     def _print_buttons(self, msg: OutgoingMessage) -> list[str]:
         lines = []
@@ -65,23 +70,36 @@ class TerminalAdapter:
             lines.append("    " + "  ".join(cells))
         return lines
 
-    def _show(self, msg: OutgoingMessage, prefix: str) -> None:
+    async def _paths(self, msg: OutgoingMessage) -> list[str | None]:
+        """Where each attachment is in the media store (None: not fetched, or inline)."""
+        if self.media is None:
+            return [None] * len(msg.media)
+        return [await self.media.where(m) for m in msg.media]
+
+    def _show(self, msg: OutgoingMessage, prefix: str, paths: list[str | None] | None = None) -> None:
         target = msg.chat_id == self.current_chat
         head = "bot>" if target else f"[→ {self.labels.get(msg.chat_id, msg.chat_id)}]"
         lines = [f"{head} {prefix}{line}" if n == 0 else f"     {line}" for n, line in enumerate(msg.text.splitlines() or [""])]
-        for m in msg.media:
-            lines.append(f"     ({m.get('kind', 'file')}: {m.get('name') or m.get('ref')})")
+        for m, path in zip(msg.media, paths or [None] * len(msg.media), strict=False):
+            lines.append(f"     ({m.get('kind', 'file')}: {path or m.get('name') or m.get('ref')})")
         lines.extend(self._print_buttons(msg))
         self.shown.append((msg.chat_id, msg.text))
         print("\n".join(lines), file=self.out, flush=True)
 
     async def send(self, msg: OutgoingMessage) -> Sent:
         self._next_id += 1
-        self._show(msg, "")
+        self._show(msg, "", await self._paths(msg))
         return Sent(str(self._next_id))
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
-        self._show(msg, self.t("(更新) "))
+        self._show(msg, self.t("(更新) "), await self._paths(msg))
+
+    async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
+        """`:photo PATH` names a file on this machine: the media fetcher stores it."""
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise PermanentError(f"no such file: {ref}")
+        return await asyncio.to_thread(path.read_bytes), mimetypes.guess_type(path.name)[0], path.name
 
 
 class TerminalShell:
@@ -96,6 +114,7 @@ class TerminalShell:
         self.user_name = ""
         self.typing_chat: tuple[str, bool] | None = None  # where typed text goes, if not the private chat
         self.scheduler = scheduler  # bot.scheduler.Scheduler, when the trial runs the sweeps
+        self.fetcher = None  # bot.media_fetch.MediaFetcher: stores the files sent with :photo PATH
         self._seq = 0
         self.t = T(office.language)
         adapter.t = self.t
@@ -160,6 +179,8 @@ class TerminalShell:
                           is_group=is_group, event_id=None, **kw)
         mark = len(self.adapter.shown)
         reply = await self.office.handle(inbound)
+        if self.fetcher is not None:  # a local file given with :photo goes into the media store
+            await self.fetcher.fetch_due()
         await self.drain()
         # a refusal of a private button is also written into the chat: say it once, not twice
         if reply.alert and not reply.alert_in_chat and (chat, reply.alert) not in self.adapter.shown[mark:]:

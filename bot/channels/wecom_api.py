@@ -110,6 +110,34 @@ class WeComAPI:
     async def send_to_chat(self, chatid: str, msg: dict) -> dict:
         return await self.deliver("appchat/send", {"chatid": chatid, "safe": 0, **msg})
 
+    # ---------------------------------------------------------------- media
+
+    async def download(self, media_id: str) -> tuple[bytes, str | None, str | None]:
+        """media/get: the bytes, their type and file name. An unknown or expired media_id
+        (kept 3 days) is a PermanentError."""
+        try:
+            result = await self.call("get", "media/get", params={"media_id": media_id})
+        except WeComError as e:
+            raise delivery_error(e) from e
+        res = result.get("raw")
+        if res is None or not hasattr(res, "content"):
+            raise PermanentError(f"wecom media/get {media_id}: no file in the answer")
+        mime = (res.headers.get("Content-Type") or "").split(";")[0].strip() or None
+        disposition = res.headers.get("Content-Disposition") or ""
+        name = disposition.split("filename=", 1)[1].strip('"; ') if "filename=" in disposition else None
+        return res.content, mime, name
+
+    async def upload(self, media_type: str, data: bytes, name: str, mime: str | None) -> str:
+        """media/upload (image|voice|video|file): the temporary media_id, valid for 3 days."""
+        try:
+            result = await self.call("post", "media/upload", params={"type": media_type},
+                                     files={"media": (name, data, mime or "application/octet-stream")})
+        except WeComError as e:
+            raise delivery_error(e) from e
+        if not result.get("media_id"):
+            raise PermanentError(f"wecom media/upload: no media_id in {result}")
+        return result["media_id"]
+
 
 def delivery_error(e: WeComError) -> Exception:
     code = e.errcode

@@ -60,5 +60,6 @@ def to_inbound(xml: str) -> tuple[Inbound | None, dict]:
             lat, lon = geo.to_wgs84(float(msg.location_x), float(msg.location_y), DATUM)
         except (TypeError, ValueError):
             return Inbound(**base, kind="unsupported"), raw
-        return Inbound(**base, location=(lat, lon), text=None), raw
+        label = str(raw.get("Label") or "").strip()[:300] or None  # the place's address, as WeChat Work names it
+        return Inbound(**base, location=(lat, lon), address=label, text=None), raw
     return Inbound(**base, kind="unsupported"), raw

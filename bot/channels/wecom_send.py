@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +26,7 @@ from workflows.clock import Clock, SystemClock
 from workflows.models import Account, Assignment, GroupBinding
 from workflows.tree import CARD_ACTORS
 
+from ..media import inline_blob
 from .base import OutgoingMessage, PermanentError, Sent, Window
 from .wecom_api import WeComAPI
 
@@ -39,6 +41,17 @@ GROUP_HINT = "请网格长在应用内操作（操作按钮已私信发送）。
 CHOOSE_HINT = "回复数字选择。"
 # roles that get a group card's buttons privately: whoever may act on the node's cards
 MEDIA_TYPES = {"photo": "image", "voice": "voice", "video": "video", "file": "file"}
+# what media/upload takes as each type; anything else goes as a file (Telegram's OGG voice, say)
+UPLOAD_MIMES = {"image": ("image/jpeg", "image/png", "image/jpg"), "voice": ("audio/amr",), "video": ("video/mp4",)}
+MEDIA_LIFETIME = timedelta(days=3)  # received and uploaded media_ids alike
+
+
+def upload_type(mtype: str, mime: str | None) -> str:
+    if mtype == "file" or (mime and mime.lower() not in UPLOAD_MIMES[mtype]):
+        return "file"
+    if mtype == "voice" and not mime:
+        return "file"  # unknown voice format: WeChat Work plays only AMR
+    return mtype
 
 
 def utf8_len(s: str) -> int:
@@ -101,9 +114,13 @@ class WeComAdapter:
         Window("global", 30, 1.0),
     )
 
+    ref_lifetime = MEDIA_LIFETIME
+
     def __init__(self, api: WeComAPI, sessionmaker: async_sessionmaker[AsyncSession] | None = None,
                  clock: Clock | None = None) -> None:
         self.api = api
+        self.media = None  # bot.media.MediaLibrary, set by the runtime: uploads from the store
+        self.ref_scope = f"{api.client.corp_id}:{api.agent_id}"  # media_ids belong to one corp's app
         self.sessionmaker = sessionmaker  # set by the runtime when it starts
         self.clock = clock or SystemClock()
         # parts of a message already out, so a retry after RetryLater does not repeat them
@@ -141,18 +158,48 @@ class WeComAdapter:
         ids = []
         for n, m in enumerate(media):
             mtype = MEDIA_TYPES.get(m.get("kind", ""))
-            if m.get("channel") != NAME or not mtype or not m.get("ref"):
-                continue  # another platform's file id means nothing here
-            try:
-                mid = await self._once(done, f"media{n}", lambda mtype=mtype, m=m: send(
-                    {"msgtype": mtype, mtype: {"media_id": m["ref"]}}))
-            except PermanentError as e:  # an expired media id (kept 3 days) must not block the text
-                log.info("wecom media %s not sent: %s", m.get("ref"), e)
-                done.add(f"media{n}")
+            if not mtype or f"media{n}" in done:
                 continue
+            try:
+                mid = await self._one_media(send, m, mtype)
+            except PermanentError as e:  # one unsendable file must not block the text
+                log.info("wecom media %s not sent: %s", m.get("ref") or m.get("sha256"), e)
+                mid = None
+            done.add(f"media{n}")
             if mid:
                 ids.append(mid)
         return ids
+
+    async def _one_media(self, send, m: dict, mtype: str) -> str | None:
+        """Our own media_id when one is still valid, else an upload from the store (cached 3 days)."""
+        lib = self.media
+        if lib is None:  # no store configured: WeChat Work's own ids and inline data only
+            ref = m.get("ref") if m.get("channel") == NAME else None
+            if ref:
+                return (await send({"msgtype": mtype, mtype: {"media_id": ref}})).get("msgid")
+            blob = inline_blob(m) if m.get("data") else None
+            if blob is None:
+                return None
+            utype = upload_type(mtype, blob.mime)
+            mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
+            return (await send({"msgtype": utype, utype: {"media_id": mid}})).get("msgid")
+        ref = await lib.ref_for(m, NAME, self.ref_scope, self.ref_lifetime)
+        if ref:
+            try:
+                return (await send({"msgtype": mtype, mtype: {"media_id": ref}})).get("msgid")
+            except PermanentError as e:  # expired or unknown after all: upload from the store
+                log.info("wecom media_id %s refused (%s); uploading from the store", ref, e)
+        blob = await lib.blob(m)
+        if blob is None:
+            return None  # not fetched yet (or missing): the card's count still tells of it
+        utype = upload_type(mtype, blob.mime)
+        mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
+        await lib.remember(blob.sha256, NAME, self.ref_scope, mid, self.ref_lifetime)
+        return (await send({"msgtype": utype, utype: {"media_id": mid}})).get("msgid")
+
+    async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
+        """For the media fetcher: an attachment that arrived here, by its media_id."""
+        return await self.api.download(ref)
 
     async def _send_private(self, userid: str, text: str, buttons: list[list[dict]], media: list[dict],
                             done: set[str], *, msg_id: int, text_first: bool = True) -> Sent:

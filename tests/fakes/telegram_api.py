@@ -69,12 +69,16 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self._closing = False
         self.port = 0
+        self.files: dict[str, bytes] = {}  # file_id -> bytes: what people sent and bots uploaded
+        self.uploads: list[tuple[str, bytes]] = []  # (file_id, bytes) uploaded by the bot
+        self._file_ids = itertools.count(1)
 
     # ------------------------------------------------------------------ server
 
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._download)
         self._runner = web.AppRunner(app, shutdown_timeout=2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -93,6 +97,12 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self.port}/bot"
 
     # ------------------------------------------------------------------ test controls
+
+    def add_file(self, data: bytes) -> str:
+        """A file a person sent; its file_id is what the update carries."""
+        file_id = f"F{next(self._file_ids):04d}-{self.token.split(':')[0]}"
+        self.files[file_id] = data
+        return file_id
 
     def fail_next(self, method: str, times: int = 1, *, status: int = 429, retry_after: int | None = 1,
                   description: str | None = None) -> None:
@@ -170,7 +180,7 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return _answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         method = request.match_info["method"]
-        call = Call(method, await _params(request))
+        call = Call(method, await _params(request, self._uploaded))
         self.calls.append(call)
         if self._failures.get(method):
             call.status, body = self._failures[method].pop(0)
@@ -224,9 +234,25 @@ class FakeTelegram:
     async def _api_answerCallbackQuery(self, p: dict) -> bool:
         return True
 
-    async def _api_getFile(self, p: dict) -> dict:
-        return {"file_id": p["file_id"], "file_unique_id": f"u-{p['file_id']}", "file_size": 1000,
-                "file_path": f"photos/{p['file_id']}.jpg"}
+    async def _api_getFile(self, p: dict) -> dict | web.Response:
+        if self.files and p["file_id"] not in self.files:
+            return _bad("Bad Request: wrong file identifier/HTTP URL specified")
+        size = len(self.files.get(p["file_id"], b"x" * 1000))
+        return {"file_id": p["file_id"], "file_unique_id": f"u-{p['file_id']}", "file_size": size,
+                "file_path": f"files/{p['file_id']}"}
+
+    def _uploaded(self, data: bytes) -> str:
+        file_id = self.add_file(data)
+        self.uploads.append((file_id, data))
+        return file_id
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file_id = request.match_info["path"].rsplit("/", 1)[-1]
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id])
 
     def _next_message_id(self, chat: str) -> int:
         return next(self._message_ids.setdefault(chat, itertools.count(1)))
@@ -299,14 +325,26 @@ class FakeTelegram:
         return msg
 
 
-async def _params(request: web.Request) -> dict[str, Any]:
-    """PTB posts form fields whose complex values are JSON strings; some clients post JSON."""
+async def _params(request: web.Request, upload=None) -> dict[str, Any]:
+    """PTB posts form fields whose complex values are JSON strings; some clients post JSON.
+    An uploaded file becomes a new file_id (through `upload`), as the real server answers."""
     if request.content_type == "application/json":
         return await request.json()
     raw = dict(request.query)
+    files: dict[str, str] = {}
     if request.can_read_body:
-        raw.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
-    return {k: json.loads(v) if k in JSON_FIELDS else v for k, v in raw.items()}
+        for k, v in (await request.post()).items():
+            if isinstance(v, str):
+                raw[k] = v
+            elif upload is not None:
+                files[k] = upload(v.file.read())
+    out = {k: json.loads(v) if k in JSON_FIELDS else v for k, v in raw.items()}
+    for k, file_id in files.items():
+        out.setdefault(k, file_id)  # photo=<file>; album parts are named in "media" as attach://k
+    for m in out.get("media") or [] if isinstance(out.get("media"), list) else []:
+        if isinstance(m, dict) and str(m.get("media", "")).startswith("attach://"):
+            m["media"] = files.get(m["media"][len("attach://"):], m["media"])
+    return out
 
 
 def _answer(status: int, body: dict) -> web.Response:

@@ -1,8 +1,9 @@
 """A local fake of the WeChat Work (企业微信) server API, enough for gridbot's channel.
 
 It serves gettoken, message/send, message/update_template_card, appchat/create|update|send and
-media/get under /cgi-bin/, checks the access token, records every call, and can be told to
-expire the token or to answer the next calls with an error code (45009, 81013 …).
+media/get|upload under /cgi-bin/, checks the access token, records every call, and can be told to
+expire the token, to expire media (as WeChat Work does after 3 days) or to answer the next calls
+with an error code (45009, 81013 …).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class FakeWeCom:
         self.chats: dict[str, dict] = {}  # chatid -> {name, owner, userlist}
         self._fail: list[list] = []  # [path, errcode, errmsg, calls to let through first]
         self._msgids = itertools.count(1)
+        self.media: dict[str, tuple[bytes, str]] = {}  # media_id -> (bytes, content type), valid ones
+        self.uploads: list[tuple[str, str, bytes]] = []  # (type, media_id, bytes) as uploaded
+        self.expired: set[str] = set()  # media_ids past their 3 days
         self.port = free_port()
         self._runner: web.AppRunner | None = None
 
@@ -73,6 +77,20 @@ class FakeWeCom:
         """The next `times` calls of path answer errcode, after `after` calls have succeeded."""
         for n in range(times):
             self._fail.append([path, errcode, errmsg, after if n == 0 else 0])
+
+    def add_media(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """A file a member sent; its media_id is what the callback carries."""
+        media_id = f"MEDIA{next(self._msgids)}"
+        self.media[media_id] = (data, content_type)
+        return media_id
+
+    def expire_media(self) -> None:
+        """Every media_id handed out so far is now unknown (40007), as after 3 days."""
+        self.expired |= set(self.media)
+        self.media.clear()
+
+    def sent_media(self, media_id: str) -> bytes:
+        return self.media[media_id][0]
 
     def expire_tokens(self) -> None:
         """Every token handed out so far is now rejected with 42001."""
@@ -109,13 +127,28 @@ class FakeWeCom:
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         query = dict(request.query)
+        if path == "media/upload" and query.get("access_token") in self.valid_tokens:
+            form = await request.post()
+            part = form.get("media")
+            if part is None:
+                result = {"errcode": 41005, "errmsg": "media data missing"}
+            else:
+                media_id = self.add_media(part.file.read(), part.content_type or "application/octet-stream")
+                self.uploads.append((query.get("type", ""), media_id, self.media[media_id][0]))
+                result = {"errcode": 0, "errmsg": "ok", "type": query.get("type"), "media_id": media_id,
+                          "created_at": str(int(time.time()))}
+            self.calls.append(Call(path, query, {}, result))
+            return web.json_response(result)
         raw = await request.read()
         try:
             body = json.loads(raw.decode("utf-8")) if raw else {}
         except ValueError:
             body = {}
-        if path == "media/get":
-            return web.Response(body=b"\xff\xd8fake-jpeg", content_type="image/jpeg")
+        if path == "media/get" and query.get("access_token") in self.valid_tokens \
+                and query.get("media_id") in self.media and not any(f[0] == path for f in self._fail):
+            data, ctype = self.media[query["media_id"]]
+            self.calls.append(Call(path, query, {}, {"errcode": 0}))
+            return web.Response(body=data, content_type=ctype)
         result = self._answer(path, query, body)
         self.calls.append(Call(path, query, body, result))
         return web.json_response(result)
@@ -137,6 +170,12 @@ class FakeWeCom:
                     break
                 del self._fail[n]
                 return {"errcode": code, "errmsg": msg}
+        if path == "media/get":
+            return {"errcode": 40007, "errmsg": "invalid media_id"}
+        if path in ("message/send", "appchat/send"):
+            t = body.get("msgtype")
+            if t in ("image", "voice", "video", "file") and body.get(t, {}).get("media_id") in self.expired:
+                return {"errcode": 40007, "errmsg": "invalid media_id"}
         if path == "message/send":
             users = body.get("touser", "").split("|")
             bad = [u for u in users if self.users is not None and u not in self.users]
