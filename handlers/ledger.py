@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import io
 
-from workflows import ledgers
+from workflows import ledgers, media
 from workflows.ledger_xlsx import write_xlsx
 from workflows.models import Node
 from workflows.routines.common import local_now
@@ -87,6 +86,6 @@ async def make(turn: Turn, args: dict) -> None:
                               code=node.code, first=first, last=last))
         return
     name = f"{title}-{node.name}-{first}-{last}.xlsx"
-    media = {"kind": "file", "data": base64.b64encode(data).decode("ascii"), "mime": XLSX, "name": name}
+    stored = await media.store_bytes(turn.ctx, data, "file", name, XLSX, sender_id=turn.person.id)
     await turn.say(turn.t("{title}（{node}，{first} 至 {last}）：共 {n} 行。", title=title, node=node.name,
-                          first=first, last=last, n=n), media=[media])
+                          first=first, last=last, n=n), media=[stored])
