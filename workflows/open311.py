@@ -157,7 +157,7 @@ async def _caller(ctx: Ctx, sub: Submission, phone: str | None) -> Person:
     """The person behind a hotline call: one per phone number, so their cases and ratings join up."""
     parts = [p for p in (sub.last_name, sub.first_name) if p]
     # 王 + 大妈 → 王大妈; Western names keep a space, given name first
-    cjk = any("\u4e00" <= ch <= "\u9fff" for p in parts for ch in p)
+    cjk = any(0x4E00 <= ord(ch) <= 0x9FFF for p in parts for ch in p)
     name = ("".join(parts) if cjk else " ".join(reversed(parts)))[:100] or CALLER_NAME
     if phone:
         known = (await ctx.session.execute(
