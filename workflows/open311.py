@@ -264,14 +264,28 @@ async def by_token(ctx: Ctx, key: ApiKey, token: str) -> ApiRequest:
 async def rate(ctx: Ctx, key: ApiKey, case_id: int, rating: str | None, comment: str | None) -> Case:
     """The hotline's follow-up call (回访) reports the caller's rating, on the caller's behalf."""
     rating = RATING_WORDS.get(rating or "", rating)
+    case = await _own_case(ctx, key, case_id)
+    return await cases.rate(ctx, case.reporter_id, case_id, rating or "", comment)
+
+
+async def _own_case(ctx: Ctx, key: ApiKey, case_id: int) -> Case:
+    """A case this key created (a read-all key reads others' but acts only on its own)."""
     req = (await ctx.session.execute(
         select(ApiRequest).where(ApiRequest.case_id == case_id, ApiRequest.key_id == key.id))).scalar_one_or_none()
     if req is None:
         raise NotFound("找不到编号为 {id} 的服务请求。", id=str(case_id))
     case = await cases.get_case(ctx, case_id)
     if case.reporter_id is None:
-        raise NotAllowed("该事件没有来电人，无法评价。")
-    return await cases.rate(ctx, case.reporter_id, case_id, rating or "", comment)
+        raise NotAllowed("该事件没有来电人。")
+    return case
+
+
+async def supplement(ctx: Ctx, key: ApiKey, case_id: int, text: str | None, media_url: str | None) -> Case:
+    """The answer to the leader's 要求补充, from the caller through the hotline."""
+    media_url = _check_url(media_url)
+    case = await _own_case(ctx, key, case_id)
+    attachments = [{"kind": "photo", "ref": media_url, "channel": "open311", "url": media_url}] if media_url else []
+    return await cases.supplement(ctx, case.reporter_id, case_id, text or "", attachments)
 
 
 # ---------------------------------------------------------------- the standard's record
