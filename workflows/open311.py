@@ -114,8 +114,17 @@ async def _grid_by_code(ctx: Ctx, code: str) -> Node:
 
 
 async def _grid_from_address(ctx: Ctx, address: str) -> Node:
-    # without a geocoder an address alone is placed only when it names exactly one grid
-    named = [g for g in await grids(ctx) if g.name and g.name in address]
+    """Without a geocoder an address alone is placed only when one grid is named in it most
+    specifically: by its name, or by its address keywords (小区、楼栋、路名; Node.address_keywords
+    where the schema has them) — the longest match wins, as for a chat report's typed address."""
+    scored = []
+    for g in await grids(ctx):
+        words = [g.name, *(getattr(g, "address_keywords", None) or [])]
+        hits = [len(w) for w in words if w and w in address]
+        if hits:
+            scored.append((max(hits), g))
+    best = max((score for score, _ in scored), default=0)
+    named = [g for score, g in scored if score == best]
     if len(named) != 1:
         raise Invalid("仅凭 address_string 无法确定网格，请同时提供 lat/long 或 grid_code。")
     return named[0]
