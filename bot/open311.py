@@ -97,6 +97,8 @@ class Open311Api:
             summary="The service request id of a token", tag=tag)
         add("POST", PREFIX + "/requests/{id}/rating.json", self.h(self._rate),
             summary="Extension: the caller's rating from the hotline's follow-up call", tag=tag)
+        add("POST", PREFIX + "/requests/{id}/supplement.json", self.h(self._supplement),
+            summary="Extension: the caller's answer when the office asks for more", tag=tag)
 
     # ------------------------------------------------------------ plumbing
 
@@ -170,6 +172,12 @@ class Open311Api:
     async def _rate(self, ctx: Ctx, key: ApiKey, fields: dict, t: T) -> list[dict]:
         case_id = _int_id(fields["id"])
         await open311.rate(ctx, key, case_id, fields.get("rating"), fields.get("comment"))
+        return await open311.records(ctx, [await open311.one(ctx, key, case_id)], t)
+
+
+    async def _supplement(self, ctx: Ctx, key: ApiKey, fields: dict, t: T) -> list[dict]:
+        case_id = _int_id(fields["id"])
+        await open311.supplement(ctx, key, case_id, fields.get("description"), fields.get("media_url"))
         return await open311.records(ctx, [await open311.one(ctx, key, case_id)], t)
 
 

@@ -533,3 +533,28 @@ async def test_unsatisfied_rating_reopens_the_case_once(api: Api):
     assert [n["action"] for n in rec["notes"]][-2:] == ["rated", "reopened"]
     await api.delivery.drain()
     assert [json.loads(b)["event"] for _, b in api.receiver.got][-2:] == ["rated", "reopened"]
+
+
+async def test_the_hotline_answers_a_request_for_more(api: Api):
+    """要求补充 on a hotline case: the question reaches the hotline (webhook, status_notes) and the
+    caller's answer comes back through the API, to the same rule a resident's answer uses."""
+    hot = await api.key("热线", webhook_url=api.hook_url)
+    _, [created] = await api.post(hot.secret, **hotline())
+    sid = created["service_request_id"]
+    await api.desk.press(LEADER, "要求补充", group="CY-01")
+    await api.desk.send(LEADER, "请说明是哪一根灯杆", group="CY-01")
+    status, [rec] = await api.get(f"requests/{sid}.json", hot.secret)
+    assert rec["gridbot_status"] == "needs_info" and rec["status_notes"] == "请说明是哪一根灯杆"
+    await api.delivery.drain()
+    assert json.loads(api.receiver.got[-1][1])["event"] == "asked_more"
+
+    async with api.http.post(f"{API}/requests/{sid}/supplement.json",
+                             data={"api_key": hot.secret, "description": "5号楼门口那根",
+                                   "media_url": "https://hotline.example/photo/2.jpg"}) as r:
+        assert r.status == 200, await r.text()
+        [rec] = await r.json()
+    assert rec["gridbot_status"] == "reported" and rec["notes"][-1]["note"] == "5号楼门口那根"
+    assert len((await api.desk.case()).attachments) == 2
+    async with api.http.post(f"{API}/requests/{sid}/supplement.json",
+                             data={"api_key": hot.secret, "description": "再说一次"}) as r:
+        assert r.status == 409  # nothing was asked this time

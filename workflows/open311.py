@@ -114,8 +114,17 @@ async def _grid_by_code(ctx: Ctx, code: str) -> Node:
 
 
 async def _grid_from_address(ctx: Ctx, address: str) -> Node:
-    # without a geocoder an address alone is placed only when it names exactly one grid
-    named = [g for g in await grids(ctx) if g.name and g.name in address]
+    """Without a geocoder an address alone is placed only when one grid is named in it most
+    specifically: by its name, or by its address keywords (小区、楼栋、路名; Node.address_keywords
+    where the schema has them) — the longest match wins, as for a chat report's typed address."""
+    scored = []
+    for g in await grids(ctx):
+        words = [g.name, *(getattr(g, "address_keywords", None) or [])]
+        hits = [len(w) for w in words if w and w in address]
+        if hits:
+            scored.append((max(hits), g))
+    best = max((score for score, _ in scored), default=0)
+    named = [g for score, g in scored if score == best]
     if len(named) != 1:
         raise Invalid("仅凭 address_string 无法确定网格，请同时提供 lat/long 或 grid_code。")
     return named[0]
@@ -153,14 +162,11 @@ def _check_url(url: str | None) -> str | None:
     return url
 
 
-CJK = re.compile(r"[\u4e00-\u9fff]")  # written as escapes: a CJK literal here would be a message id
-
-
 async def _caller(ctx: Ctx, sub: Submission, phone: str | None) -> Person:
     """The person behind a hotline call: one per phone number, so their cases and ratings join up."""
     parts = [p for p in (sub.last_name, sub.first_name) if p]
     # 王 + 大妈 → 王大妈; Western names keep a space, given name first
-    cjk = any(CJK.search(p) for p in parts)
+    cjk = any(0x4E00 <= ord(ch) <= 0x9FFF for p in parts for ch in p)
     name = ("".join(parts) if cjk else " ".join(reversed(parts)))[:100] or CALLER_NAME
     if phone:
         known = (await ctx.session.execute(
@@ -267,14 +273,28 @@ async def by_token(ctx: Ctx, key: ApiKey, token: str) -> ApiRequest:
 async def rate(ctx: Ctx, key: ApiKey, case_id: int, rating: str | None, comment: str | None) -> Case:
     """The hotline's follow-up call (回访) reports the caller's rating, on the caller's behalf."""
     rating = RATING_WORDS.get(rating or "", rating)
+    case = await _own_case(ctx, key, case_id)
+    return await cases.rate(ctx, case.reporter_id, case_id, rating or "", comment)
+
+
+async def _own_case(ctx: Ctx, key: ApiKey, case_id: int) -> Case:
+    """A case this key created (a read-all key reads others' but acts only on its own)."""
     req = (await ctx.session.execute(
         select(ApiRequest).where(ApiRequest.case_id == case_id, ApiRequest.key_id == key.id))).scalar_one_or_none()
     if req is None:
         raise NotFound("找不到编号为 {id} 的服务请求。", id=str(case_id))
     case = await cases.get_case(ctx, case_id)
     if case.reporter_id is None:
-        raise NotAllowed("该事件没有来电人，无法评价。")
-    return await cases.rate(ctx, case.reporter_id, case_id, rating or "", comment)
+        raise NotAllowed("该事件没有来电人。")
+    return case
+
+
+async def supplement(ctx: Ctx, key: ApiKey, case_id: int, text: str | None, media_url: str | None) -> Case:
+    """The answer to the leader's 要求补充, from the caller through the hotline."""
+    media_url = _check_url(media_url)
+    case = await _own_case(ctx, key, case_id)
+    attachments = [{"kind": "photo", "ref": media_url, "channel": "open311", "url": media_url}] if media_url else []
+    return await cases.supplement(ctx, case.reporter_id, case_id, text or "", attachments)
 
 
 # ---------------------------------------------------------------- the standard's record
