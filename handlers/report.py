@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import select
 
-from workflows import cases
+from workflows import cases, tree
 from workflows.cards import local
 from workflows.deadlines import promised_deadline
 from workflows.errors import Invalid
@@ -149,7 +149,7 @@ async def report_flow(turn: Turn, data: dict) -> None:
         elif turn.text:
             address = cases.clean_text(turn.text, "地址", limit=300)
             await turn.step("location", address=address)
-            grids = await grids_by_address(turn, address)
+            grids = await tree.grids_by_address(turn.ctx, address)
             if len(grids) == 1:
                 await turn.say(turn.t("地址已记下：{a}。", a=address))
                 await _chose_grid(turn, grids[0])
@@ -217,22 +217,6 @@ async def _location(turn: Turn, data: dict) -> None:
         await ask_node(turn, None)
         return
     await _chose_grid(turn, grid)
-
-
-async def grids_by_address(turn: Turn, address: str) -> list[Node]:
-    """The grids whose address keywords (小区、楼栋、路名 from the import) the address contains;
-    where several match, those naming the longest keyword (the most specific place) win."""
-    rows = await turn.session.execute(select(Node).where(Node.level.in_(list(GRID_LEVELS)),
-                                                         Node.address_keywords.is_not(None)).order_by(Node.code))
-    scored = []
-    for node in rows.scalars():
-        hits = [len(k) for k in node.address_keywords or [] if k and k in address]
-        if hits:
-            scored.append((max(hits), node))
-    if not scored:
-        return []
-    best = max(score for score, _ in scored)
-    return [node for score, node in scored if score == best][:10]
 
 
 async def ask_node(turn: Turn, parent_id: int | None) -> None:

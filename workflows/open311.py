@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import cases, geo
+from . import cases, geo, tree
 from .api_keys import RESERVED_SOURCES
 from .api_models import ApiKey, ApiRequest
 from .cards import ACTION_LABELS, RATING_LABELS, STATUS_LABELS
@@ -29,7 +29,7 @@ from .context import Ctx
 from .errors import Invalid, NotAllowed, NotFound, WrongState
 from .i18n import T
 from .models import OPEN_STATUSES, Case, CaseEvent, Category, Node, Outbox, Person, Team
-from .tree import GRID_LEVELS, grids, locate
+from .tree import GRID_LEVELS, locate
 
 WEBHOOK_CHANNEL = "webhook"
 NEAR_METRES = 300  # as for a chat report: a point just outside the street still finds its grid
@@ -115,16 +115,8 @@ async def _grid_by_code(ctx: Ctx, code: str) -> Node:
 
 async def _grid_from_address(ctx: Ctx, address: str) -> Node:
     """Without a geocoder an address alone is placed only when one grid is named in it most
-    specifically: by its name, or by its address keywords (小区、楼栋、路名; Node.address_keywords
-    where the schema has them) — the longest match wins, as for a chat report's typed address."""
-    scored = []
-    for g in await grids(ctx):
-        words = [g.name, *(getattr(g, "address_keywords", None) or [])]
-        hits = [len(w) for w in words if w and w in address]
-        if hits:
-            scored.append((max(hits), g))
-    best = max((score for score, _ in scored), default=0)
-    named = [g for score, g in scored if score == best]
+    specifically, by its name or its address keywords — the rule of a chat report's typed address."""
+    named = await tree.grids_by_address(ctx, address, by_name=True)
     if len(named) != 1:
         raise Invalid("仅凭 address_string 无法确定网格，请同时提供 lat/long 或 grid_code。")
     return named[0]

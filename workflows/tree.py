@@ -176,3 +176,20 @@ async def active_bindings(ctx: Ctx, node_id: int) -> list[GroupBinding]:
 
 def level_name(level: str) -> str:
     return LEVEL_NAMES.get(level, level)
+
+
+async def grids_by_address(ctx: Ctx, address: str, *, by_name: bool = False) -> list[Node]:
+    """The grids a typed address names: by their address keywords (小区、楼栋、路名 from the
+    import) and, with `by_name`, by the grid's own name. Where several match, those naming the
+    longest word (the most specific place) win; at most 10."""
+    query = select(Node).where(Node.level.in_(list(GRID_LEVELS))).order_by(Node.code)
+    if not by_name:
+        query = query.where(Node.address_keywords.is_not(None))
+    scored = []
+    for node in (await ctx.session.execute(query.options(defer(Node.boundary, raiseload=True)))).scalars():
+        words = [*(node.address_keywords or []), *([node.name] if by_name else [])]
+        hits = [len(w) for w in words if w and w in address]
+        if hits:
+            scored.append((max(hits), node))
+    best = max((score for score, _ in scored), default=0)
+    return [node for score, node in scored if score == best][:10]
