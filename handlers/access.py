@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from workflows.models import Assignment, GroupBinding, Node
+from workflows.models import Assignment, GroupBinding, Node, TeamGrid, TeamMember
 from workflows.tree import ancestors, descendants
 
 from . import registry
@@ -33,7 +33,11 @@ async def roles(turn: Turn) -> set[str]:
     if turn.person is None:
         return set()
     rows = await turn.session.execute(select(Assignment.role).where(Assignment.person_id == turn.person.id))
-    return {str(r) for r in rows.scalars()}
+    held = {str(r) for r in rows.scalars()}
+    team = await turn.session.execute(select(TeamMember.team_id).where(TeamMember.person_id == turn.person.id))
+    if team.first() is not None:
+        held.add("team_member")  # on a handler team, whether or not the import gave a node role too
+    return held
 
 
 async def allowed(turn: Turn, cmd: registry.Command) -> bool:
@@ -51,11 +55,15 @@ async def group_node(turn: Turn) -> Node | None:
 
 async def is_node_staff(turn: Turn, node: Node) -> bool:
     """A role on the node, an ancestor (upper-level centre staff) or a descendant (a grid's leader in
-    the community's group)."""
+    the community's group), or a member of a handler team serving one of those."""
     if turn.person is None:
         return False
     held = set((await turn.session.execute(
         select(Assignment.node_id).where(Assignment.person_id == turn.person.id))).scalars())
+    # a handler team's members belong to the groups of the grids their team serves
+    held |= set((await turn.session.execute(
+        select(TeamGrid.node_id).join(TeamMember, TeamMember.team_id == TeamGrid.team_id)
+        .where(TeamMember.person_id == turn.person.id))).scalars())
     if not held:
         return False
     if node.id in held or held & {n.id for n in await ancestors(turn.ctx, node)}:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers import access, registry, router
 from workflows.i18n import T
-from workflows.models import Account, Assignment, Person
+from workflows.models import Account, Assignment, Person, TeamMember
 
 from .telegram_send import NAME
 
@@ -60,6 +60,13 @@ async def chat_menus(sessionmaker: async_sessionmaker[AsyncSession], default_lan
         if chat_ids is not None:
             stmt = stmt.where(Account.chat_id.in_(chat_ids))
         rows = (await s.execute(stmt)).all()
+        teams = (select(Account.chat_id, Person.language, literal("team_member"))
+                 .join(Person, Person.id == Account.person_id)
+                 .join(TeamMember, TeamMember.person_id == Person.id)
+                 .where(Account.channel == NAME, Account.chat_id.is_not(None)))
+        if chat_ids is not None:
+            teams = teams.where(Account.chat_id.in_(chat_ids))
+        rows += (await s.execute(teams)).all()
     roles: dict[str, set[str]] = {}
     language: dict[str, str] = {}
     for chat_id, lang, role in rows:
