@@ -18,6 +18,7 @@ WHY = {
     "redispatch": _("待重新派遣"),
     "verify": _("待核查"),
     "task": _("待办理"),
+    "cover": _("A/B岗代办"),
 }
 
 
@@ -39,7 +40,7 @@ async def tasks(turn: Turn) -> None:
         if cases.is_overdue(c, now):
             line = turn.t("【已超期】") + line
         lines.append(line)
-        action_name = "task.show" if why == "task" else "case.detail"
+        action_name = "task.show" if why in ("task", "cover") else "case.detail"
         rows.append([await turn.button(c.number, action_name, case_id=c.id)])
     if len(found) > TASKS_SHOWN:  # a message and its keyboard have limits; the most pressing come first
         lines.append(turn.t("……另有 {n} 件未列出，请先处理以上事件，或发送事件编号查看。", n=len(found) - TASKS_SHOWN))

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from workflows import cases
-from workflows.errors import WrongState
+from workflows.errors import NotAllowed, WrongState
 from workflows.i18n import T
 from workflows.models import Case, Person
 
@@ -183,3 +183,28 @@ async def test_a_stale_preset_confirmation_does_nothing(desk: Desk):
     await desk.send(leader, "/cancel", group=grid)
     reply = await desk.press(leader, "确认", group=grid)
     assert reply.alert and (await desk.case()).status == "reported"
+
+
+async def test_the_ab_partner_sees_and_handles_the_tasks_of_a_worker_on_leave(desk: Desk):
+    from workflows.routines import leave
+
+    case = await reported(desk)
+    grid = await grid_of(desk, case)
+    leader, worker = staff(grid, "L"), staff(grid, "W1")
+    partner = "CY02-W2"  # 胡军, 孙丽's A/B partner in the demo
+    await do(desk, cases.dispatch, await pid(desk, leader), case.id, assignee_id=await pid(desk, worker))
+    await desk.send(partner, "/tasks")
+    assert case.number not in await desk.last_text(partner)
+
+    request = await do(desk, leave.request, await pid(desk, worker), "11-23", "11-25", "家中有事")
+    await do(desk, leave.approve, await pid(desk, leader), request.id)
+    await desk.send(partner, "/tasks")
+    inbox = await desk.last("p:" + partner)
+    assert case.number in inbox.text and "A/B岗代办" in inbox.text
+    await desk.press(partner, case.number)
+    await desk.press(partner, "接收")
+    case = await desk.case()
+    assert case.status == "in_progress" and case.assignee_id == await pid(desk, partner)
+    # another worker of the grid still may not
+    with pytest.raises(NotAllowed):
+        await do(desk, cases.finish, await pid(desk, staff(grid, "W2")), case.id, "好了")

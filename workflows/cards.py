@@ -348,9 +348,14 @@ async def task_text(ctx: Ctx, t: T, case: Case) -> str:
     return "\n".join(lines)
 
 
-def task_key(case: Case, person_id: int) -> str:
-    """One task card per case and person, edited in place when the case moves on."""
-    return f"task:{case.id}:{person_id}"
+async def task_key(ctx: Ctx, case: Case, person_id: int) -> str:
+    """One task card per dispatch and person, edited in place when the case moves on; a later
+    dispatch (after a hand-back, a reopen) posts a new card, so the person is notified again."""
+    await ctx.session.flush()
+    dispatch = (await ctx.session.execute(
+        select(CaseEvent.id).where(CaseEvent.case_id == case.id, CaseEvent.action == "dispatched")
+        .order_by(CaseEvent.id.desc()).limit(1))).scalar_one_or_none()
+    return f"task:{case.id}:{dispatch}:{person_id}"
 
 
 async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
@@ -361,7 +366,7 @@ async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
                 text += "\n" + t("派遣说明：{note}", note=note)
             return Msg(text, buttons=await task_buttons(ctx, t, case), media=list(case.attachments or []))
 
-        await to_person(ctx, person_id, compose, card_key=task_key(case, person_id))
+        await to_person(ctx, person_id, compose, card_key=await task_key(ctx, case, person_id))
 
 
 async def tell_team_taken(ctx: Ctx, case: Case) -> None:
@@ -378,7 +383,7 @@ async def tell_team_taken(ctx: Ctx, case: Case) -> None:
         async def notice(t: T) -> Msg:
             return Msg(t("事件 {number} 已由 {name} 接收办理，您无需再处理。", number=case.number, name=taker.name))
 
-        await to_person(ctx, person_id, card, card_key=task_key(case, person_id))
+        await to_person(ctx, person_id, card, card_key=await task_key(ctx, case, person_id))
         await to_person(ctx, person_id, notice)
 
 

@@ -102,9 +102,14 @@ async def _need_dispatcher(ctx: Ctx, actor_id: int, case: Case) -> Node:
 
 
 async def is_assignee(ctx: Ctx, actor_id: int, case: Case) -> bool:
-    """The person it was dispatched to; for a team, any member until one of them takes it."""
+    """The person it was dispatched to, or their A/B partner while they are on leave; for a team,
+    any member until one of them takes it."""
     if case.assignee_id is not None:
-        return case.assignee_id == actor_id
+        if case.assignee_id == actor_id:
+            return True
+        from .routines.leave import covering  # the partner who gets the reminders may also act
+
+        return actor_id != case.assignee_id and await covering(ctx, case.assignee_id) == actor_id
     return case.team_id is not None and actor_id in await team_member_ids(ctx, case.team_id)
 
 
@@ -621,7 +626,8 @@ async def cases_of_reporter(ctx: Ctx, person_id: int, limit: int = 10) -> list[C
 
 async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
     """What waits for this person (issue 9.2), overdue first: each case with why — "register",
-    "dispatch", "redispatch" (after a reopen or supervision), "verify", or "task" (their own).
+    "dispatch", "redispatch" (after a reopen or supervision), "verify", "task" (their own) or
+    "cover" (the task of an A/B partner on leave).
 
     The candidates are the open cases held at a node where the person has a dispatching role;
     can_dispatch / may_verify then decide, so the rule stays the one every action checks."""
@@ -651,6 +657,13 @@ async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
             found[case.id] = (case, why)
     for case in await open_tasks(ctx, person_id):
         found.setdefault(case.id, (case, "task"))
+    from .routines.leave import covers_on, today
+
+    for away, cover in (await covers_on(ctx, today(ctx))).items():
+        if cover == person_id:  # A/B post: the partner on leave's open tasks
+            for case in await open_tasks(ctx, away):
+                if case.assignee_id == away:
+                    found.setdefault(case.id, (case, "cover"))
     now = ctx.now()
     return sorted(found.values(), key=lambda item: (not is_overdue(item[0], now),
                                                     item[0].deadline_at or item[0].created_at, item[0].id))

@@ -143,7 +143,10 @@ async def test_unsatisfied_carries_its_reason_and_a_second_goes_up_for_supervisi
     assert mentions(d.private_texts(WORKER), "灯还是一闪一闪的")
 
     # re-dispatch, finish again, verify; the resident is still not satisfied
+    before = d.delivered_count(WORKER)
     await dispatch_to_worker(d)
+    # a new task card reaches the worker (not an edit of the first one, far up the chat)
+    assert d.delivered_count(WORKER) == before + 1 and "【待办】" in last(d.private_texts(WORKER))
     await d.press(WORKER, "接收")
     await finish(d, result="更换了整套灯具")
     await d.press(LEADER, "核查通过", group=GRID)
@@ -188,7 +191,8 @@ async def test_when_one_team_member_takes_the_case_the_others_know(d: Driver):
     assert mentions(d.private_texts(TEAM_B)[-2:], case.number, "已由 曹勇 接收办理")
     # the other member's task card lost its buttons
     async with d.sm() as s:
-        card = (await s.execute(select(Outbox).where(Outbox.card_key == f"task:{case.id}:{await person_id(d, TEAM_B)}")
+        key = f"task:{case.id}:%:{await person_id(d, TEAM_B)}"
+        card = (await s.execute(select(Outbox).where(Outbox.card_key.like(key))
                                 .order_by(Outbox.id.desc()).limit(1))).scalar_one()
     assert card.status == "sent" and not card.payload.get("buttons") and "曹勇" in card.payload["text"]
     if d.name.startswith("telegram"):
