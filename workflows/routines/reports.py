@@ -28,6 +28,7 @@ REPORT_TIME = "17:00"
 RANKING_DAY_TIME = "09:00"  # on the 1st, for the month before
 CATCH_UP_DAYS = 3  # a report missed by downtime still goes out within this many days
 
+
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
@@ -123,7 +124,7 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
         return result
     bound = await _bound(ctx, [g.id for g in mine])
     per = await rollup.figures_by_grid(ctx.session, None, start, end, now=ctx.now())
-    charts = ChartCache()
+    drawn = ChartCache()
     out = OutboxBatch(ctx)
     for g in mine:
         if g.id not in bound:
@@ -131,7 +132,7 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
             result.add("no_group")
             continue
         st = per.get(g.id) or Stats()
-        media = [charts.stats(st, f"week {week}")] if any(stats_values(st)) else []
+        media = [drawn.stats(st, f"week {week}")] if any(stats_values(st)) else []
 
         def compose(t, g=g, st=st, media=media) -> Msg:
             title = t("【{grid} 周报】{start} 至 {end}", grid=g.name, start=start.strftime("%m-%d"),
@@ -177,12 +178,12 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
     # a fixed number of statements however many grids: every grid's figures at once, then by street
     per = await rollup.figures_by_grid(ctx.session, None, start, end)
     grids_of = await _grids_by_street(ctx, {s.id for s in streets})
-    charts = ChartCache()
+    drawn = ChartCache()
     out = OutboxBatch(ctx)
     for street in streets:
         rows = [(g, per.get(g.id) or Stats()) for g in grids_of.get(street.id, [])]
         rows.sort(key=lambda r: (-r[1].score(), r[0].code))
-        media = [charts.ranking(rows, f"{street.code} {month} ranking")] if rows else []
+        media = [drawn.ranking(rows, f"{street.code} {month} ranking")] if rows else []
 
         def compose(t, street=street, rows=rows, media=media) -> Msg:
             lines = [t("【{street} {month} 网格考核排名】", street=street.name, month=month)]
