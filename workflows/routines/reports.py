@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import defer
 
 from .. import charts, rollup
@@ -19,7 +19,7 @@ from ..context import Ctx
 from ..i18n import T
 from ..models import GroupBinding, Level, Node
 from ..outbox import Msg
-from ..tree import GRID_LEVELS
+from ..tree import GRID_LEVELS, REPATH_SQL
 from .common import OutboxBatch, SweepResult, at_local, claim, local_now, week_key, zone
 from .stats import Stats, node_stats
 
@@ -148,9 +148,12 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
 async def _grids_by_street(ctx: Ctx, street_ids: set[int]) -> dict[int, list]:
     """Each street's grids (id, code, name), from the grids' paths: one query for all streets."""
     out: dict[int, list] = {}
-    rows = await ctx.session.execute(
-        select(Node.id, Node.code, Node.name, Node.path)
-        .where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))
+    query = (select(Node.id, Node.code, Node.name, Node.path)
+             .where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))
+    rows = (await ctx.session.execute(query)).all()
+    if any(g.path is None for g in rows):  # nodes bulk-loaded by raw SQL: compute the paths once
+        await ctx.session.execute(text(REPATH_SQL))
+        rows = (await ctx.session.execute(query)).all()
     for g in rows:
         for part in reversed((g.path or "").strip("/").split("/")):
             if part and int(part) in street_ids:
