@@ -118,3 +118,19 @@ async def test_case_escalated_to_the_street_still_counts_for_its_grid_and_cards_
     assert (grid.reported, grid.yellow) == (1, 1) and street_st.yellow == 1
     assert grid.red == (await w.events(case)).count("red_card") == 1
     await _compare(w.sm, w.clock)
+
+
+async def test_a_card_from_the_sweep_moves_with_the_case(w):
+    from workflows.routines.sweeps import run_sweep
+
+    case = await w.report()
+    await w.do(loop.cases.register, w.ids[loop.L], case.id)
+    case = await w.fresh(case)
+    w.clock.set(case.deadline_at + timedelta(minutes=1))
+    await run_sweep(w.sm, "deadlines", clock=w.clock, channels=frozenset({"test"}))
+    assert ((await _figs(w, "CY-01")).yellow, (await _figs(w, "CY-02")).yellow) == (1, 0)
+    # the card's contribution was added set-based: the next event recomputes the case from its rows
+    await w.do(loop.cases.move_grid, w.ids[loop.L], case.id, w.nodes["CY-02"], "不属于本网格")
+    one, two = await _figs(w, "CY-01"), await _figs(w, "CY-02")
+    assert (one.yellow, one.reported, two.yellow, two.reported) == (0, 0, 1, 1)
+    await _compare(w.sm, w.clock)

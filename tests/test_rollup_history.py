@@ -128,3 +128,18 @@ def test_stats_rebuild_command(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert cli.main(["stats", "rebuild"]) == 0
     assert "rollup rebuilt from" in capsys.readouterr().out
+
+
+async def test_nodes_loaded_by_raw_sql_get_their_paths_when_first_asked(sessionmaker):
+    from sqlalchemy import text
+
+    async with sessionmaker() as s, s.begin():  # as the older bulk loaders do: no path column
+        await s.execute(text("INSERT INTO node (code, name, level) VALUES ('ST', 'street', 'street')"))
+        await s.execute(text("INSERT INTO node (code, name, level, parent_id) "
+                             "SELECT 'G' || n, 'grid', 'grid', (SELECT id FROM node WHERE code = 'ST') "
+                             "FROM (SELECT 1 AS n UNION ALL SELECT 2) AS k"))
+    async with sessionmaker() as s, s.begin():
+        street = (await s.execute(select(Node).where(Node.code == "ST"))).scalar_one()
+        below = await tree.descendants(Ctx(session=s), street.id)
+        assert sorted(n.code for n in below) == ["G1", "G2"]
+        assert len(await _subtree_ids(s, street.id)) == 2

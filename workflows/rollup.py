@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, Case, CaseEvent, CaseStatus, Node
-from .tree import GRID_LEVELS
+from .tree import GRID_LEVELS, path_of
 
 STATS_ZONE = ZoneInfo("Asia/Shanghai")
 CARD_FIELDS = {"yellow_card": "yellow", "red_card": "red"}
@@ -305,8 +305,7 @@ async def rebuild(session: AsyncSession) -> int:
 # --- the subtree and the one function everyone calls -------------------------------------------
 
 async def node_path(session: AsyncSession, node_id: int) -> str:
-    path = (await session.execute(select(Node.path).where(Node.id == node_id))).scalar()
-    return path or f"/{node_id}/"
+    return await path_of(session, node_id)
 
 
 async def subtree_grids(session: AsyncSession, node_id: int | None) -> Select:

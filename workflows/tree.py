@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shapely.geometry import shape
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import defer
 
 from . import geo
@@ -77,9 +77,27 @@ async def children(ctx: Ctx, node_id: int) -> list[Node]:
     return list(rows.scalars())
 
 
+REPATH_SQL = """
+    WITH RECURSIVE t(id, path) AS (
+        SELECT id, '/' || CAST(id AS VARCHAR(20)) || '/' FROM node WHERE parent_id IS NULL
+        UNION ALL
+        SELECT n.id, t.path || CAST(n.id AS VARCHAR(20)) || '/' FROM node n JOIN t ON n.parent_id = t.id)
+    UPDATE node SET path = (SELECT t.path FROM t WHERE t.id = node.id)"""
+
+
+async def path_of(session, node_id: int) -> str:
+    """The node's materialized path. Nodes written by raw SQL (bulk loads) may have none yet: then
+    every path is computed once from parent_id (the same statement as migration 0016)."""
+    path = (await session.execute(select(Node.path).where(Node.id == node_id))).scalar()
+    if path is None:
+        await session.execute(text(REPATH_SQL))
+        path = (await session.execute(select(Node.path).where(Node.id == node_id))).scalar()
+    return path or f"/{node_id}/"
+
+
 async def descendants(ctx: Ctx, node_id: int) -> list[Node]:
     """Every node below, in one query on the materialized path; boundaries are not loaded."""
-    path = (await ctx.session.execute(select(Node.path).where(Node.id == node_id))).scalar() or f"/{node_id}/"
+    path = await path_of(ctx.session, node_id)
     rows = await ctx.session.execute(
         select(Node).where(Node.path.like(path + "%"), Node.id != node_id)
         .order_by(Node.path).options(defer(Node.boundary, raiseload=True)))

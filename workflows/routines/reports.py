@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import defer
 
 from .. import charts, rollup
@@ -19,7 +19,7 @@ from ..context import Ctx
 from ..i18n import T
 from ..models import GroupBinding, Level, Node
 from ..outbox import Msg
-from ..tree import GRID_LEVELS
+from ..tree import GRID_LEVELS, REPATH_SQL
 from .common import OutboxBatch, SweepResult, at_local, claim, local_now, week_key, zone
 from .stats import Stats, node_stats
 
@@ -27,6 +27,7 @@ REPORT_WEEKDAY = 4  # Friday
 REPORT_TIME = "17:00"
 RANKING_DAY_TIME = "09:00"  # on the 1st, for the month before
 CATCH_UP_DAYS = 3  # a report missed by downtime still goes out within this many days
+
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
@@ -123,7 +124,7 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
         return result
     bound = await _bound(ctx, [g.id for g in mine])
     per = await rollup.figures_by_grid(ctx.session, None, start, end, now=ctx.now())
-    charts = ChartCache()
+    drawn = ChartCache()
     out = OutboxBatch(ctx)
     for g in mine:
         if g.id not in bound:
@@ -131,7 +132,7 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
             result.add("no_group")
             continue
         st = per.get(g.id) or Stats()
-        media = [charts.stats(st, f"week {week}")] if any(stats_values(st)) else []
+        media = [drawn.stats(st, f"week {week}")] if any(stats_values(st)) else []
 
         def compose(t, g=g, st=st, media=media) -> Msg:
             title = t("【{grid} 周报】{start} 至 {end}", grid=g.name, start=start.strftime("%m-%d"),
@@ -147,9 +148,12 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
 async def _grids_by_street(ctx: Ctx, street_ids: set[int]) -> dict[int, list]:
     """Each street's grids (id, code, name), from the grids' paths: one query for all streets."""
     out: dict[int, list] = {}
-    rows = await ctx.session.execute(
-        select(Node.id, Node.code, Node.name, Node.path)
-        .where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))
+    query = (select(Node.id, Node.code, Node.name, Node.path)
+             .where(Node.level.in_([str(g) for g in GRID_LEVELS])).order_by(Node.code))
+    rows = (await ctx.session.execute(query)).all()
+    if any(g.path is None for g in rows):  # nodes bulk-loaded by raw SQL: compute the paths once
+        await ctx.session.execute(text(REPATH_SQL))
+        rows = (await ctx.session.execute(query)).all()
     for g in rows:
         for part in reversed((g.path or "").strip("/").split("/")):
             if part and int(part) in street_ids:
@@ -177,12 +181,12 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
     # a fixed number of statements however many grids: every grid's figures at once, then by street
     per = await rollup.figures_by_grid(ctx.session, None, start, end)
     grids_of = await _grids_by_street(ctx, {s.id for s in streets})
-    charts = ChartCache()
+    drawn = ChartCache()
     out = OutboxBatch(ctx)
     for street in streets:
         rows = [(g, per.get(g.id) or Stats()) for g in grids_of.get(street.id, [])]
         rows.sort(key=lambda r: (-r[1].score(), r[0].code))
-        media = [charts.ranking(rows, f"{street.code} {month} ranking")] if rows else []
+        media = [drawn.ranking(rows, f"{street.code} {month} ranking")] if rows else []
 
         def compose(t, street=street, rows=rows, media=media) -> Msg:
             lines = [t("【{street} {month} 网格考核排名】", street=street.name, month=month)]
