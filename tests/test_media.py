@@ -467,3 +467,28 @@ async def test_a_reported_photo_is_linked_to_its_case(sessionmaker, clock):
     async with sessionmaker() as s:
         item = await s.get(MediaItem, att["item"])
     assert item.case_id == case.id and item.ref == "ph-1" and item.sender_id == case.reporter_id
+
+
+async def test_a_card_waits_briefly_for_a_photo_being_fetched(world: World):
+    photo = jpeg("teal")
+    inbound = await world.wecom_photo(photo)
+    async with world.sm() as s, s.begin():
+        s.add(Outbox(created_at=world.clock.now(), channel="telegram", chat_id=str(GROUP), is_group=True,
+                     payload={"text": "【事件 XH-2】", "media": [attachment(inbound)]}, status="pending",
+                     attempts=0, not_before=world.clock.now()))
+    await world.delivery.deliver_due()  # the photo is not in the store yet: the card is held
+    assert not world.tg.calls_of("sendPhoto", "sendMessage", chat=GROUP)
+    await world.fetcher.fetch_due()
+    world.clock.advance(5)
+    await world.delivery.drain()
+    assert world.tg.uploads[-1][1] == photo and len(world.tg.calls_of("sendMessage", chat=GROUP)) == 1
+
+    # one that cannot be fetched holds the card only so long, then the card goes without it
+    lost = await world.wecom_photo(jpeg("grey"))
+    world.wx.media.pop(lost.media[0].ref)
+    world.wx.fail_next("media/get", -1, "busy", times=10)
+    await world.send("telegram", "-100888", [attachment(lost)], is_group=True)
+    assert not world.tg.calls_of("sendMessage", chat=-100888)
+    world.clock.advance(180)
+    await world.delivery.drain()
+    assert len(world.tg.calls_of("sendMessage", chat=-100888)) == 1 and not world.tg.calls_of("sendPhoto", chat=-100888)
