@@ -18,6 +18,7 @@ from workflows.errors import DomainError
 from workflows.i18n import T
 
 from .db import SchemaOutOfDate, check_schema, make_engine, make_sessionmaker, upgrade
+from .media import configure as configure_media
 from .settings import Settings, get_settings
 
 # later features add their subcommands from these modules (each has add_commands(subparsers))
@@ -213,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     setup_logging(settings, args.verbose, quiet_own=args.command == "shell" or (
         args.command == "run" and not settings.chat_channels))
+    try:  # every command may store a file (a ledger, a chart): the media store is the configured one
+        configure_media(settings)
+    except ValueError as e:  # a wrong MEDIA_* setting stops only what needs the store
+        logging.getLogger(__name__).warning("media store not configured: %s", e)
     try:
         return args.fn(args, settings) or 0
     except SchemaOutOfDate as e:

@@ -21,10 +21,15 @@ from workflows import media
 from workflows.clock import Clock, SystemClock
 from workflows.media_store import DirectoryStore, MediaStore, current_store, use_store
 
+from .channels.base import RetryLater
 from .settings import Settings
 
 # a platform id this close to its expiry is not used: the send might arrive after it
 MARGIN = timedelta(minutes=10)
+# a message waits this long for an attachment that has just arrived and is being fetched;
+# after that it goes without it (the card still counts it)
+FETCH_WAIT = timedelta(minutes=2)
+RETRY_SECONDS = 3.0
 
 
 def media_dir(settings: Settings) -> Path:
@@ -86,6 +91,17 @@ class MediaLibrary:
             if sha is None:
                 return None
             return await media.cached_ref(session, sha, channel, scope, now + MARGIN)
+
+    async def blob_or_wait(self, m: dict) -> Blob | None:
+        """The bytes to upload; RetryLater while a just-arrived attachment is being fetched
+        (Delivery then holds the message a few seconds); None when it cannot be had."""
+        blob = await self.blob(m)
+        if blob is None and m.get("item"):
+            async with self.sessionmaker() as session:
+                item = await media.item_of(session, m)
+            if item is not None and item.status == "pending" and item.received_at > self.clock.now() - FETCH_WAIT:
+                raise RetryLater(RETRY_SECONDS, f"attachment {item.id} not fetched yet")
+        return blob
 
     async def blob(self, m: dict) -> Blob | None:
         """The bytes to upload, or None when the file is not in the store (yet)."""

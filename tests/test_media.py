@@ -467,3 +467,68 @@ async def test_a_reported_photo_is_linked_to_its_case(sessionmaker, clock):
     async with sessionmaker() as s:
         item = await s.get(MediaItem, att["item"])
     assert item.case_id == case.id and item.ref == "ph-1" and item.sender_id == case.reporter_id
+
+
+async def test_a_card_waits_briefly_for_a_photo_being_fetched(world: World):
+    photo = jpeg("teal")
+    inbound = await world.wecom_photo(photo)
+    async with world.sm() as s, s.begin():
+        s.add(Outbox(created_at=world.clock.now(), channel="telegram", chat_id=str(GROUP), is_group=True,
+                     payload={"text": "【事件 XH-2】", "media": [attachment(inbound)]}, status="pending",
+                     attempts=0, not_before=world.clock.now()))
+    await world.delivery.deliver_due()  # the photo is not in the store yet: the card is held
+    assert not world.tg.calls_of("sendPhoto", "sendMessage", chat=GROUP)
+    await world.fetcher.fetch_due()
+    world.clock.advance(5)
+    await world.delivery.drain()
+    assert world.tg.uploads[-1][1] == photo and len(world.tg.calls_of("sendMessage", chat=GROUP)) == 1
+
+    # one that cannot be fetched holds the card only so long, then the card goes without it
+    lost = await world.wecom_photo(jpeg("grey"))
+    world.wx.media.pop(lost.media[0].ref)
+    world.wx.fail_next("media/get", -1, "busy", times=10)
+    await world.send("telegram", "-100888", [attachment(lost)], is_group=True)
+    assert not world.tg.calls_of("sendMessage", chat=-100888)
+    world.clock.advance(180)
+    await world.delivery.drain()
+    assert len(world.tg.calls_of("sendMessage", chat=-100888)) == 1 and not world.tg.calls_of("sendPhoto", chat=-100888)
+
+
+@pytest.mark.demo
+async def test_a_photo_reported_on_wecom_is_on_the_card_in_the_telegram_work_group(world: World):
+    from workflows.models import Case, GroupBinding, Node
+
+    async with world.sm() as s, s.begin():  # every node's work group is a Telegram group
+        for n, node in enumerate((await s.execute(select(Node).order_by(Node.id))).scalars()):
+            s.add(GroupBinding(node_id=node.id, channel="telegram", chat_id=str(-1000 - n), status="active",
+                               title=node.name, bound_at=world.clock.now()))
+    seq = iter(range(1, 1000))
+
+    async def say(**kw) -> None:
+        await world.office.handle(Inbound(channel="wecom", chat_id=USER, user_id=USER, user_name="王小明",
+                                          event_id=f"w{next(seq)}", **kw))
+
+    async def press(label: str) -> None:
+        async with world.sm() as s:
+            rows = (await s.execute(select(Outbox).where(Outbox.chat_id == USER).order_by(Outbox.id.desc()))).scalars()
+            token = next(b["token"] for r in rows for row in r.payload.get("buttons", []) for b in row
+                         if b["label"] == label)
+        await say(kind="button", button=token)
+
+    await say(text="/report")
+    await press("环境卫生")
+    await say(text="菜场门口垃圾没人清")
+    photo = jpeg("olive", 24)
+    await world.wecom_photo(photo)
+    await press("下一步")
+    await say(location=(30.285, 120.115))
+    await press("跳过")
+    await press("提交")
+    async with world.sm() as s:
+        case = (await s.execute(select(Case).order_by(Case.id.desc()).limit(1))).scalar_one()
+        group = (await s.execute(select(GroupBinding.chat_id).where(GroupBinding.node_id == case.grid_id))).scalar_one()
+    assert await world.fetcher.fetch_due() == 1
+    await world.delivery.drain()
+    photos = world.tg.calls_of("sendPhoto", chat=group)
+    cards = [c for c in world.tg.sent_to(group) if case.number in c.params["text"]]
+    assert len(photos) == 1 and world.tg.files[photos[0].params["photo"]] == photo and len(cards) == 1

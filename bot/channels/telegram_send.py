@@ -249,7 +249,7 @@ class StepwiseSender:
             ref = await lib.ref_for(m, NAME, self.ref_scope, None)
             if ref:
                 return Source(ref, None, playable_voice=m.get("channel") == NAME or _ogg(m.get("mime")))
-            blob = await lib.blob(m)
+            blob = await lib.blob_or_wait(m)
             if blob is None:
                 return None
             return Source(self._upload(blob.data, blob.name), blob.sha256, playable_voice=_ogg(blob.mime))

@@ -189,9 +189,9 @@ class WeComAdapter:
                 return (await send({"msgtype": mtype, mtype: {"media_id": ref}})).get("msgid")
             except PermanentError as e:  # expired or unknown after all: upload from the store
                 log.info("wecom media_id %s refused (%s); uploading from the store", ref, e)
-        blob = await lib.blob(m)
+        blob = await lib.blob_or_wait(m)
         if blob is None:
-            return None  # not fetched yet (or missing): the card's count still tells of it
+            return None  # missing, or not fetched within FETCH_WAIT: the card's count still tells of it
         utype = upload_type(mtype, blob.mime)
         mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
         await lib.remember(blob.sha256, NAME, self.ref_scope, mid, self.ref_lifetime)
