@@ -25,10 +25,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflows.clock import Clock
 from workflows.inbox_models import InboxUpdate
+
+from .telegram_validate import clean, problem
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,11 @@ CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 EXCERPT = 300  # characters of an unreadable update that go to the log
 
-# parse(raw) -> something to handle, raising when the update cannot be read; handle(parsed)
+# parse(raw) -> something to handle, raising when the update cannot be read; handle(parsed);
+# unreadable(update_id, raw) tells the sender, when they can be made out, that it was not understood
 Parse = Callable[[dict], Any]
 Handle = Callable[[Any], Awaitable[None]]
+Unreadable = Callable[[int, Any], Awaitable[None]]
 
 
 def excerpt(raw: Any) -> str:
@@ -58,11 +63,13 @@ class Inbox:
     """The stored updates of one channel and the worker that handles them."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock,
-                 parse: Parse, handle: Handle, *, channel: str = CHANNEL) -> None:
+                 parse: Parse, handle: Handle, *, channel: str = CHANNEL,
+                 unreadable: Unreadable | None = None) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.parse = parse
         self.handle = handle
+        self.unreadable = unreadable
         self.channel = channel
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
@@ -74,6 +81,22 @@ class Inbox:
         """Store updates (a repeat of a stored id is ignored); returns once committed."""
         if not updates:
             return
+        stored = []
+        for u in updates:
+            u2, changed = clean(u)
+            if changed:  # once, here: the stored copy is the clean one
+                log.warning("telegram: update %s had lone surrogates or NUL characters, replaced: %s",
+                            u["update_id"], excerpt(u2))
+            stored.append(u2)
+        try:
+            await self._insert(stored)
+        except IntegrityError:  # the same id came in twice at once (two webhook calls): one by one
+            for u in stored:
+                with contextlib.suppress(IntegrityError):
+                    await self._insert([u])
+        self._wake.set()
+
+    async def _insert(self, updates: list[dict]) -> None:
         async with self.sessionmaker() as session, session.begin():
             ids = [u["update_id"] for u in updates]
             have = set((await session.execute(select(InboxUpdate.update_id).where(
@@ -83,18 +106,23 @@ class Inbox:
                     have.add(u["update_id"])
                     session.add(InboxUpdate(channel=self.channel, update_id=u["update_id"], payload=u,
                                             status="pending", received_at=self.clock.now()))
-        self._wake.set()
 
-    async def put_unreadable(self, update_id: int, payload: Any, error: str) -> None:
-        log.warning("telegram: unreadable update %s skipped (%s): %s", update_id, error, excerpt(payload))
+    async def put_unreadable(self, update_id: int, payload: Any, error: str) -> bool:
+        """Keep an update that cannot be read, for inspection; logs it the first time only.
+        True when it was new."""
+        payload, _ = clean(payload if isinstance(payload, dict) else {"raw": excerpt(payload)})
+        error, _ = clean(error[:2000])
         async with self.sessionmaker() as session, session.begin():
             row = await session.get(InboxUpdate, (self.channel, update_id))
+            if row is not None and row.status == "unreadable":
+                return False
+            log.warning("telegram: unreadable update %s skipped (%s): %s", update_id, error, excerpt(payload))
             if row is None:
-                session.add(InboxUpdate(channel=self.channel, update_id=update_id,
-                                        payload=payload if isinstance(payload, dict) else {"raw": excerpt(payload)},
-                                        status="unreadable", error=error[:2000], received_at=self.clock.now()))
+                session.add(InboxUpdate(channel=self.channel, update_id=update_id, payload=payload,
+                                        status="unreadable", error=error, received_at=self.clock.now()))
             else:
-                row.status, row.error = "unreadable", error[:2000]
+                row.status, row.error = "unreadable", error
+        return True
 
     async def next_offset(self) -> int | None:
         async with self.sessionmaker() as session:
@@ -148,10 +176,19 @@ class Inbox:
                 await self._handle_one(update_id, payload)
 
     async def _handle_one(self, update_id: int, payload: dict) -> None:
-        try:
-            parsed = self.parse(payload)
-        except Exception as e:
-            await self.put_unreadable(update_id, payload, f"{type(e).__name__}: {e}")
+        wrong = problem(payload)
+        parsed = None
+        if wrong is None:
+            try:
+                parsed = self.parse(payload)
+            except Exception as e:  # the library's own reading failed: a field from another API version
+                wrong = f"{type(e).__name__}: {e}"
+        if wrong is not None:
+            if await self.put_unreadable(update_id, payload, wrong) and self.unreadable is not None:
+                try:
+                    await self.unreadable(update_id, payload)
+                except Exception:
+                    log.exception("telegram: answering unreadable update %s failed", update_id)
             return
         try:
             await self.handle(parsed)
@@ -232,11 +269,18 @@ class Poller:
                 delay = min(delay * 2, 30)
                 continue
             delay = 1.0
-            good = [u for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)]
+            good = [u for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)
+                    and not isinstance(u.get("update_id"), bool)]
             for u in result:
                 if u not in good:  # no id: nothing can be stored under it, and nothing to confirm
                     log.warning("telegram: update without an update_id ignored: %s", excerpt(u))
-            await self.inbox.put(good)  # committed before the next call confirms them
+            try:
+                await self.inbox.put(good)  # committed before the next call confirms them
+            except Exception as e:  # the database is away: the same updates come again, unconfirmed
+                log.warning("telegram: storing %d updates failed (%s); again in %.0f s", len(good), e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
             if good:
                 offset = max(u["update_id"] for u in good) + 1
 
@@ -263,7 +307,8 @@ def webhook_handler(inbox: Inbox, secret: str | None) -> Callable[[web.Request],
                 log.exception("telegram: could not store an unreadable webhook body")
             return web.Response(text="ok")
         try:
-            if isinstance(raw, dict) and isinstance(raw.get("update_id"), int):
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            if isinstance(update_id, int) and not isinstance(update_id, bool):
                 await inbox.put([raw])
             else:
                 await inbox.put_unreadable(-(zlib.crc32(body) or 1), raw, "no update_id")
@@ -276,8 +321,14 @@ def webhook_handler(inbox: Inbox, secret: str | None) -> Callable[[web.Request],
 
 
 def register_routes(app: web.Application, inbox: Inbox, path: str, secret: str | None) -> None:
-    """Mount the Telegram webhook on an aiohttp application (the one web server, bot/web.py)."""
+    """Mount the Telegram webhook on a bare aiohttp application."""
     app.router.add_post("/" + path.lstrip("/"), webhook_handler(inbox, secret))
+
+
+def add_webhook(server, inbox: Inbox, path: str, secret: str | None) -> None:
+    """Put the Telegram webhook on the process's one web server (bot/web.py `WebServer`)."""
+    server.add("POST", "/" + path.lstrip("/"), webhook_handler(inbox, secret), tag="telegram",
+               summary="Telegram webhook: 200 once the update is stored in the inbox")
 
 
 class WebhookServer:
@@ -298,3 +349,87 @@ class WebhookServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+# ---------------------------------------------------------------- what both transports use
+
+
+class Intake:
+    """A Telegram channel's way in, the same for both libraries: the inbox, and either the
+    poller or the webhook route on the process's one web server (or a server of its own on
+    TELEGRAM_WEBHOOK_LISTEN/PORT when the channel runs without one: tests, embedding)."""
+
+    def __init__(self, settings, *, poll_timeout: int = 30, allowed_updates: list[str] | None = None) -> None:
+        self.settings = settings
+        self.poll_timeout = poll_timeout
+        self.allowed_updates = allowed_updates
+        self.inbox: Inbox | None = None
+        self.poller: Poller | None = None
+        self._handler: Callable[[web.Request], Awaitable[web.Response]] | None = None
+        self._server = None
+        self._own_server: WebhookServer | None = None
+
+    @property
+    def path(self) -> str:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.settings.telegram_webhook_url).path or "/"
+
+    def routes(self, server) -> None:
+        if self.settings.telegram_webhook_url:
+            add_webhook(server, _Late(self), self.path, self.settings.telegram_webhook_secret)
+            self._server = server
+
+    async def start(self, office, parse: Parse, handle: Handle,
+                    set_webhook: Callable[[], Awaitable[Any]]) -> None:
+        self.office = office
+        self.inbox = Inbox(office.sessionmaker, office.clock, parse, handle, unreadable=self._tell_sender)
+        self.inbox.start()  # what a crash left stored goes first
+        s = self.settings
+        if s.telegram_webhook_url:
+            if self._server is None:
+                self._own_server = WebhookServer(self.inbox, self.path, s.telegram_webhook_secret,
+                                                 s.telegram_webhook_listen, s.telegram_webhook_port)
+                await self._own_server.start()
+            await set_webhook()
+        else:
+            self.poller = Poller(self.inbox, bot_api_url(s.telegram_api_base_url, s.telegram_bot_token),
+                                 timeout=self.poll_timeout, allowed_updates=self.allowed_updates)
+            await self.poller.start()
+
+    async def stop(self) -> None:
+        """Stop taking updates, then finish the one in hand; the rest waits, stored, for the next start."""
+        if self.poller is not None:
+            await self.poller.stop()
+            self.poller = None
+        if self._own_server is not None:
+            await self._own_server.stop()
+            self._own_server = None
+        if self.inbox is not None:
+            await self.inbox.stop()
+
+    async def _tell_sender(self, update_id: int, raw: Any) -> None:
+        """An update we cannot read is answered like an unsupported message, when its sender can
+        be made out: the person learns it did not arrive instead of waiting."""
+        from handlers.events import Inbound
+
+        from .telegram_validate import reply_address
+
+        address = reply_address(raw)
+        if address is None:
+            return
+        chat_id, user_id, is_group = address
+        await self.office.handle(Inbound(channel=CHANNEL, chat_id=str(chat_id), user_id=str(user_id or chat_id),
+                                         is_group=is_group, event_id=str(update_id), kind="unsupported"))
+
+
+class _Late:
+    """The inbox of an intake whose route is added before the channel starts."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    def __getattr__(self, name: str) -> Any:
+        if self.intake.inbox is None:
+            raise RuntimeError("the telegram channel has not started")
+        return getattr(self.intake.inbox, name)
