@@ -17,7 +17,7 @@ from workflows.clock import Clock, SystemClock
 from .channels.base import ChannelRuntime
 from .db import check_schema, make_engine, make_sessionmaker
 from .delivery import Delivery
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -137,4 +137,8 @@ async def run(settings: Settings) -> int:
     if not settings.chat_channels:
         print("没有配置聊天平台的令牌，打开终端频道。/ No chat tokens configured: opening the terminal channel.")
         return await run_shell(settings)
-    return await run_channels(settings)
+    try:
+        return await run_channels(settings)
+    except ConfigError as e:  # a setting to fix, not a bug: the message, no traceback
+        print(f"gridbot: {e}", file=sys.stderr)
+        return 2

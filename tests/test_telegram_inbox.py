@@ -181,3 +181,16 @@ async def test_seeded_fuzz_of_the_running_channel(sessionmaker, tg: FakeTelegram
     assert r.updates == 150 and r.malformed > 30
     assert (r.tracebacks, r.unanswered_chats, r.left_pending, r.state_changes) == (0, 0, 0, 0), r.samples
     assert r.unreadable_kept > 0
+
+
+def test_gridbot_run_refuses_a_webhook_without_a_secret_cleanly(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://example.org/tg",
+           "TELEGRAM_WEBHOOK_SECRET": "", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "run"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "TELEGRAM_WEBHOOK_SECRET" in done.stderr and "Traceback" not in done.stderr + done.stdout

@@ -33,7 +33,7 @@ from aiogram.types import (
 
 from handlers.office import Office
 
-from ..settings import Settings
+from ..settings import ConfigError, Settings
 from .telegram_aiogram_convert import to_inbound
 from .telegram_aiogram_send import AiogramAdapter
 from .telegram_inbox import Intake
@@ -219,7 +219,8 @@ def make_bot(settings: Settings) -> Bot:
 def build(settings: Settings) -> AiogramChannel:
     if settings.telegram_webhook_url and not settings.telegram_webhook_secret:
         # without the secret anyone who finds the URL could post updates "from" a grid leader
-        raise ValueError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+        raise ConfigError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -): "
+                          "without it anyone who finds the URL could send updates")
     return AiogramChannel(settings, make_bot(settings))
 
 

@@ -25,7 +25,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 
 from handlers.office import Office
 
-from ..settings import Settings
+from ..settings import ConfigError, Settings
 from .telegram_convert import to_inbound
 from .telegram_inbox import Intake
 from .telegram_menu import command_menus
@@ -155,7 +155,8 @@ def setup_gridbot(application: Application, settings: Settings, *, group: int = 
 def build(settings: Settings) -> TelegramRuntime:
     if settings.telegram_webhook_url and not settings.telegram_webhook_secret:
         # without the secret anyone who finds the URL could post updates "from" a grid leader
-        raise ValueError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+        raise ConfigError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -): "
+                          "without it anyone who finds the URL could send updates")
     base = settings.telegram_api_base_url or DEFAULT_BASE_URL
     application = (
         ApplicationBuilder()
