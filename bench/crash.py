@@ -108,7 +108,7 @@ async def trial(sm, url: str, tg, framework: str, rng: random.Random, *, burst: 
     polls = len(tg.calls_of("getUpdates"))
     proc.start()
     try:
-        await _until(lambda: len(tg.calls_of("getUpdates")) > polls, 60, "first getUpdates", proc)
+        await _until(lambda: len(tg.calls_of("getUpdates")) > polls, 180, "first getUpdates", proc)
         ids = [str(tg.say(p, "/start")) for p in people]
         fetched = len(tg.calls_of("getUpdates"))
         if rng.random() < 0.3:
@@ -154,7 +154,7 @@ async def _until(check, timeout: float, what: str, proc: Process) -> None:
             raise AssertionError(f"gridbot run exited ({proc.proc.returncode}) waiting for {what}:\n"
                                  f"{proc.logs()[-3000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}:\n{proc.logs()[-3000:]}")
         await asyncio.sleep(0.05)
 
 
