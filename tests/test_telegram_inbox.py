@@ -194,3 +194,28 @@ def test_gridbot_run_refuses_a_webhook_without_a_secret_cleanly(tmp_path):
                           timeout=60, cwd=tmp_path)
     assert done.returncode == 2
     assert "TELEGRAM_WEBHOOK_SECRET" in done.stderr and "Traceback" not in done.stderr + done.stdout
+
+
+async def test_webhook_on_the_one_web_server_answers_after_the_inbox_write(grid: Grid, tg: FakeTelegram):
+    """As in `gridbot run`: the channel adds its route to bot/web.py's server before it starts."""
+    from bot.web import WebServer
+
+    server = WebServer("127.0.0.1", 0, grid.sm, grid.clock)
+    await grid.start(server, telegram_webhook_url="https://bot.example.org/tg/3f9c",
+                     telegram_webhook_secret="s3cret")
+    await server.start()
+    try:
+        assert "/tg/3f9c" in server.openapi_document()["paths"]
+        url = f"{server.base_url}/tg/3f9c"
+        update = {"update_id": 4242, **tg.message_update(RESIDENT, text="/start")}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=update) as r:
+                assert r.status == 403
+            async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}) as r:
+                assert r.status == 200
+                # the 200 came after the commit: the row is there (or already handled and kept as the newest)
+                assert [row.update_id for row in await inbox_rows(grid)] == [4242]
+        await grid.settle(4242)
+        assert MENU in tg.last_text(RESIDENT.id)
+    finally:
+        await server.stop()
