@@ -98,7 +98,7 @@ async def _counts(sm, chats: list[str], event_ids: list[str]) -> tuple[int, dict
 
 async def trial(sm, url: str, tg, framework: str, rng: random.Random, *, burst: int = 60, first_person: int,
                 sig: int = signal.SIGKILL, log_dir: str, timeout: float = 90.0,
-                kill_window: float = 1.5) -> Trial:
+                kill_window: float = 5.0) -> Trial:
     from tests.fakes.telegram_api import Person
 
     t0 = time.perf_counter()

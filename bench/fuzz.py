@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 
 TEXTS = ["/start", "/report", "/help", "/cases", "/link 12345678", "/bindaccount", "/bind ABCDEFGH", "/cancel",
          "路灯坏了", "小区门口垃圾没人清理", "你好", "x" * 5000, "", " ", "/case XH-20261123-001", "🙂" * 10,
@@ -152,11 +153,16 @@ async def fuzz(sm, tg, framework: str, n: int, seed: int, timeout: float = 120.0
                 await asyncio.sleep(0)  # let the poller take a batch now and then
 
         async def quiet() -> bool:
-            async with sm() as s:
-                top = (await s.execute(select(func.max(InboxUpdate.update_id)))).scalar_one()
-                pending = (await s.execute(select(func.count()).select_from(InboxUpdate)
-                                           .where(InboxUpdate.status == "pending"))).scalar_one()
-            return top == last and pending == 0 and await grid.quiet()
+            polls = tg.calls_of("getUpdates")
+            if not polls or int(polls[-1].params.get("offset") or 0) <= last:
+                return False  # not everything pushed is stored and confirmed yet
+            try:
+                async with sm() as s:
+                    pending = (await s.execute(select(func.count()).select_from(InboxUpdate)
+                                               .where(InboxUpdate.status == "pending"))).scalar_one()
+                return pending == 0 and await grid.quiet()
+            except OperationalError:  # SQLite busy under load: look again
+                return False
 
         deadline = time.monotonic() + timeout
         while not await quiet() and time.monotonic() < deadline:

@@ -767,7 +767,7 @@ def _looks_gbk(raw: bytes) -> bool:
         text = raw.decode("gbk")
     except UnicodeDecodeError:
         return False
-    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+    return any(0x4E00 <= ord(ch) <= 0x9FFF for ch in text)
 
 
 async def import_people_csv(session: AsyncSession, path: Path, now: datetime | None = None) -> ImportReport:

@@ -6,6 +6,8 @@ written to `inbox_update` and committed; only then is it confirmed (polling: the
 getUpdates carries offset = last stored id + 1; webhook: the 200 answer). A worker handles the
 stored updates in order and deletes each row once its effect is committed. A crash between the
 two is harmless: the office remembers every update id (`inbound_seen`), so a repeat has no effect.
+The offset is not stored: Telegram keeps it, and a new process starts without one (so it also
+survives Telegram choosing new update ids after a quiet week).
 
 An update that cannot be read (a field from another Bot API version, a malformed part) is kept
 as `unreadable` with the error, logged once, and skipped: it never blocks the updates behind it.
@@ -24,7 +26,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -124,12 +126,6 @@ class Inbox:
                 row.status, row.error = "unreadable", error
         return True
 
-    async def next_offset(self) -> int | None:
-        async with self.sessionmaker() as session:
-            top = (await session.execute(select(func.max(InboxUpdate.update_id)).where(
-                InboxUpdate.channel == self.channel))).scalar_one_or_none()
-        return None if top is None else top + 1
-
     # ---- handling
 
     def start(self) -> None:
@@ -196,19 +192,9 @@ class Inbox:
             # the office answers its own failures; this is the library's wiring failing
             log.exception("telegram: update %s failed in the handler", update_id)
         async with self.sessionmaker() as session, session.begin():
-            # the row stays the highest stored id when it is the last: the offset survives a restart
-            top = (await session.execute(select(func.max(InboxUpdate.update_id)).where(
-                InboxUpdate.channel == self.channel))).scalar_one()
-            if update_id == top:
-                row = await session.get(InboxUpdate, (self.channel, update_id))
-                if row is not None:
-                    row.status = "done"
-            else:
-                await session.execute(delete(InboxUpdate).where(
-                    InboxUpdate.channel == self.channel, InboxUpdate.update_id == update_id))
             await session.execute(delete(InboxUpdate).where(
-                InboxUpdate.channel == self.channel, InboxUpdate.status == "done",
-                InboxUpdate.update_id < update_id))
+                InboxUpdate.channel == self.channel, InboxUpdate.update_id == update_id,
+                InboxUpdate.status == "pending"))
 
 
 # ---------------------------------------------------------------- long polling
@@ -251,7 +237,10 @@ class Poller:
         return data["result"]
 
     async def _loop(self) -> None:
-        offset = await self.inbox.next_offset()
+        # No offset at first: Telegram itself remembers what an earlier process confirmed, and
+        # sends again only what was fetched but never confirmed — stored already, perhaps even
+        # handled; the office's memory of update ids makes such a repeat harmless.
+        offset: int | None = None
         delay = 1.0
         while True:
             body: dict[str, Any] = {"timeout": self.timeout}
