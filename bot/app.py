@@ -20,7 +20,7 @@ from .delivery import Delivery
 from .media import MediaLibrary
 from .media import configure as configure_media
 from .media_fetch import MediaFetcher
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -235,4 +235,8 @@ async def run(settings: Settings) -> int:
     if not settings.chat_channels:
         print("没有配置聊天平台的令牌，打开终端频道。/ No chat tokens configured: opening the terminal channel.")
         return await run_shell(settings, api=True)
-    return await run_channels(settings)
+    try:
+        return await run_channels(settings)
+    except ConfigError as e:  # a setting to fix, not a bug: the message, no traceback
+        print(f"gridbot: {e}", file=sys.stderr)
+        return 2

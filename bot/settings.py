@@ -7,6 +7,10 @@ from functools import cache
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class ConfigError(ValueError):
+    """Settings that cannot work together; `gridbot run` prints the message and exits 2."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 

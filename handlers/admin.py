@@ -10,6 +10,7 @@ from workflows.models import Account, CardMessage, GroupBinding, Node, Outbox, P
 from workflows.outbox import Msg, to_group, to_person
 from workflows.tree import has_role, leaders_of
 
+from .codes import attempt, tell_other_accounts
 from .registry import command
 from .turn import Turn
 
@@ -19,7 +20,9 @@ async def bind(turn: Turn) -> None:
     i = turn.inbound
     if not i.is_group:
         raise Invalid("请在要绑定的工作群里发送 /bind 绑定码。")
-    node = await accounts.use_bind_token(turn.ctx, turn.text.strip())
+    node = await attempt(turn, "bind", lambda sender: accounts.use_bind_token(turn.ctx, turn.text.strip(), sender))
+    if node is None:
+        return
     if turn.person is None or not await has_role(turn.ctx, turn.person.id, node,
                                                  {"leader", "standin", "centre_staff", "admin"},
                                                  {"leader", "centre_staff", "admin"}):
@@ -29,11 +32,14 @@ async def bind(turn: Turn) -> None:
 
 
 async def link_account(turn: Turn, code: str) -> None:
-    person = await accounts.use_link_token(turn.ctx, code.strip())
+    person = await attempt(turn, "link", lambda sender: accounts.use_link_token(turn.ctx, code.strip(), sender))
+    if person is None:
+        return
     await accounts.link(turn.ctx, person, turn.inbound.channel, turn.inbound.user_id, turn.inbound.chat_id,
                         turn.inbound.user_name)
     turn.person = person
     turn.reply.menu_changed = True
+    await tell_other_accounts(turn, person, turn.inbound.user_name)
     await turn.say(turn.t("账号已关联：{name}。发送 /help 查看可用的命令。", name=person.name))
 
 

@@ -1,6 +1,7 @@
 """One person, two platforms: /bindaccount links a second chat account, /prefer picks where messages go.
 
-/bindaccount in a private chat shows a one-time 6-digit code (10 minutes). Sending
+/bindaccount in a private chat shows a one-time 8-character code (10 minutes; workflows/codes.py
+for its entropy, the lock-out after wrong tries and the audit trail). Sending
 `/bindaccount CODE` from a private chat on the other platform joins the two accounts into one
 person, so cases, tasks and history are one. When one side is a staff member, that person is
 kept; two different staff members are never joined. The other person keeps their row (nothing
@@ -9,14 +10,15 @@ is deleted) but loses their accounts; their cases name the kept person as report
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from workflows import codes
 from workflows.errors import Invalid
-from workflows.models import Account, Assignment, Case, CaseEvent, OneTimeToken, Person
+from workflows.models import Account, Assignment, Case, CaseEvent, Person
 
+from .codes import attempt, tell_other_accounts, who
 from .registry import command
 from .turn import Turn
 
@@ -32,25 +34,11 @@ async def _is_staff(turn: Turn, person: Person) -> bool:
 
 
 async def _new_code(turn: Turn, person: Person) -> str:
-    for _ in range(20):
-        code = f"{secrets.randbelow(10**6):06d}"
-        if await turn.session.get(OneTimeToken, code) is None:
-            turn.session.add(OneTimeToken(token=code, purpose=PURPOSE, person_id=person.id,
-                                          expires_at=turn.ctx.now() + LIFETIME))
-            await turn.session.flush()
-            return code
-    raise Invalid("暂时无法生成绑定码，请稍后再试。")
+    return await codes.issue(turn.ctx, PURPOSE, LIFETIME, person_id=person.id, who=who(turn))
 
 
-async def _use_code(turn: Turn, code: str) -> Person:
-    row = await turn.session.get(OneTimeToken, code) if code.isdigit() and len(code) == 6 else None
-    if row is None or row.purpose != PURPOSE:
-        raise Invalid("绑定码无效，请检查后重试。")
-    if row.used_at is not None:
-        raise Invalid("这个绑定码已经用过了，请重新发送 /bindaccount 获取。")
-    if turn.ctx.now() > row.expires_at:
-        raise Invalid("这个绑定码已过期（有效期 10 分钟），请重新发送 /bindaccount 获取。")
-    row.used_at = turn.ctx.now()
+async def _use_code(sender: codes.Who, turn: Turn, code: str) -> Person:
+    row = await codes.redeem(turn.ctx, PURPOSE, code, sender)
     return await turn.session.get(Person, row.person_id)
 
 
@@ -76,7 +64,9 @@ async def bind_account(turn: Turn) -> None:
         await turn.say(turn.t("您的账号绑定码：{code}（10 分钟内有效，只能用一次）。\n请在另一个平台与我的私聊中发送：/bindaccount {code}",
                               code=code))
         return
-    other = await _use_code(turn, code)
+    other = await attempt(turn, PURPOSE, lambda sender: _use_code(sender, turn, code))
+    if other is None:
+        return
     me = turn.person
     if other.id == me.id:
         await turn.say(turn.t("这两个账号已经是同一个人了。"))
@@ -87,6 +77,7 @@ async def bind_account(turn: Turn) -> None:
     keep, gone = (me, other) if me_staff else (other, me)
     await join_people(turn, keep, gone)
     turn.person = keep
+    await tell_other_accounts(turn, keep, turn.inbound.user_name)
     await turn.say(turn.t("账号已关联：{name}。两个平台上的事件和记录现在是同一个人的。"
                           "发送 /prefer 可让通知发到当前平台。", name=keep.name))
 

@@ -328,3 +328,46 @@ async def test_export_then_import_is_a_noop(session, tmp_path):
     assert (report.created, report.updated) == (0, 0) and report.unchanged > 40
     assert await counts(session) == before
     assert await export_data(session) == text
+
+
+# ---------------------------------------------------------------- hostile input: clear errors, never a traceback
+
+
+@pytest.mark.parametrize(("old", "new", "name", "words"), [
+    ("time_limit_hours: 72", "time_limit_hours: 99999999999999999999", "time_limit_hours", "too large"),
+    ("time_limit_hours: 72", "time_limit_hours: 72, sort: -99999999999", "sort", "too large"),
+    ("name: 张三", 'name: "张\\0三"', "name", "control character U+0000"),
+    ("name: 张三", 'name: "张\\x07三"', "name", "control character U+0007"),
+    ("name: 张三", 'name: "张\\n三"', "name", "control character U+000A"),
+])
+async def test_numbers_too_large_and_control_characters_are_refused(session, tmp_path, old, new, name, words):
+    path = write(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(ImportFailed) as e:
+        await import_file(session, path)
+    assert f"field '{name}': " in str(e.value) and words in str(e.value), str(e.value)
+    assert all(v == 0 for v in (await counts(session)).values())
+
+
+async def test_csv_control_characters_and_a_huge_cell(session, tmp_path):
+    await import_file(session, write(tmp_path, BASE))
+    header = CSV.splitlines()[0]
+    before = await counts(session)
+    path = write(tmp_path, f"{header}\nX1,某\x00人,,G1,worker,,,\n", "people.csv")
+    with pytest.raises(ImportFailed, match="field 'name': contains the control character U\\+0000"):
+        await import_file(session, path)
+    path = write(tmp_path, f"{header}\nX1,{'长' * 140_000},,G1,worker,,,\n", "people.csv")
+    with pytest.raises(ImportFailed, match=rf"{path}:\d+: field '\(row\)': unreadable CSV .*131072 characters"):
+        await import_file(session, path)
+    assert await counts(session) == before
+
+
+async def test_gbk_csv_is_named_with_how_to_save_it_as_utf8(session, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_bytes("code,name\nX1,王小明\n".encode("gbk"))
+    with pytest.raises(ImportFailed) as e:
+        await import_file(session, path)
+    text = str(e.value)
+    assert f"{path}:2: the file is GBK" in text and "CSV UTF-8" in text and "iconv -f GBK -t UTF-8" in text
+    path.write_bytes(b"code,name\nX1,\xff\xfe\xfa\n")  # neither UTF-8 nor GBK
+    with pytest.raises(ImportFailed, match="is not UTF-8 text"):
+        await import_file(session, path)

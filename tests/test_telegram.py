@@ -115,10 +115,13 @@ class Grid(Reads):
 
     # ------------------------------------------------------------------ running
 
-    async def start(self, **settings) -> None:
+    async def start(self, server=None, **settings) -> None:
+        """`server`: a bot.web.WebServer the channel puts its webhook on, as in `gridbot run`."""
         if settings:
             self.settings = self.settings.model_copy(update=settings)
         (self.runtime,) = build_channels(self.settings)  # as `gridbot run` picks ptb or aiogram
+        if server is not None:
+            self.runtime.routes(server)
         self.delivery = Delivery(self.sm, {"telegram": self.runtime.adapter}, clock=self.clock, poll_seconds=0.05)
         # the per-chat window (1/s) is tested on its own; here it would only make the suite slow
         self.delivery.limiters["telegram"] = Limiter(())

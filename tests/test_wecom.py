@@ -466,7 +466,7 @@ async def test_bindaccount_joins_a_wecom_resident_and_a_second_platform(running:
 def _code(text: str) -> str:
     import re
 
-    m = re.search(r"\b(\d{6})\b", text)
+    m = re.search(r"\b([2-9A-HJKMNP-Z]{8})\b", text)
     assert m, text
     return m.group(1)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from . import codes
 from .context import Ctx
 from .errors import Invalid
-from .models import Account, Assignment, GroupBinding, Node, OneTimeToken, Person
+from .models import Account, Assignment, GroupBinding, Node, Person
 from .outbox import Msg, to_group
 from .tree import node_by_code
 
@@ -18,12 +18,8 @@ TOKEN_LIFETIME = timedelta(hours=24)
 
 async def new_token(ctx: Ctx, purpose: str, *, node_id: int | None = None, person_id: int | None = None,
                     lifetime: timedelta = TOKEN_LIFETIME) -> str:
-    # digits only for link codes: easy to read out over the phone
-    token = f"{secrets.randbelow(10**8):08d}" if purpose == "link" else secrets.token_urlsafe(9)
-    ctx.session.add(OneTimeToken(token=token, purpose=purpose, node_id=node_id, person_id=person_id,
-                                 expires_at=ctx.now() + lifetime))
-    await ctx.session.flush()
-    return token
+    # no look-alike characters: easy to read out over the phone (workflows/codes.py)
+    return await codes.issue(ctx, purpose, lifetime, node_id=node_id, person_id=person_id)
 
 
 async def bind_token(ctx: Ctx, node_code: str) -> str:
@@ -38,25 +34,14 @@ async def link_token(ctx: Ctx, person_code: str) -> str:
     return await new_token(ctx, "link", person_id=person.id)
 
 
-async def _use(ctx: Ctx, token: str, purpose: str) -> OneTimeToken:
-    row = await ctx.session.get(OneTimeToken, token) if 0 < len(token) <= 64 else None
-    if row is None or row.purpose != purpose:
-        raise Invalid("码无效，请检查后重试。")
-    if row.used_at is not None:
-        raise Invalid("这个码已经用过了，请重新生成。")
-    if ctx.now() > row.expires_at:
-        raise Invalid("这个码已过期（有效期 24 小时），请重新生成。")
-    row.used_at = ctx.now()
-    return row
-
-
-async def use_bind_token(ctx: Ctx, token: str) -> Node:
-    row = await _use(ctx, token, "bind")
+async def use_bind_token(ctx: Ctx, token: str, who: codes.Who | None = None) -> Node:
+    """Raises codes.CodeRefused; see codes.redeem for counting the wrong try."""
+    row = await codes.redeem(ctx, "bind", token, who or codes.Who(ctx.via_channel, None, ctx.via_chat))
     return await ctx.session.get(Node, row.node_id)
 
 
-async def use_link_token(ctx: Ctx, token: str) -> Person:
-    row = await _use(ctx, token, "link")
+async def use_link_token(ctx: Ctx, token: str, who: codes.Who | None = None) -> Person:
+    row = await codes.redeem(ctx, "link", token, who or codes.Who(ctx.via_channel, None, ctx.via_chat))
     return await ctx.session.get(Person, row.person_id)
 
 

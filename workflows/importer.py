@@ -9,6 +9,7 @@ clears it. The caller owns the transaction: this module flushes but never commit
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -174,13 +175,19 @@ class _Source:
 Conv = Callable[[Any], Any]
 
 
-def _text(max_len: int) -> Conv:
+def _text(max_len: int, multiline: bool = False) -> Conv:
     def conv(value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ValueError("must be text")
         value = str(value)
         if len(value) > max_len:
             raise ValueError(f"longer than {max_len} characters")
+        # NUL, other control characters and lone surrogates: invisible in a list, refused by
+        # PostgreSQL (NUL) or by any UTF-8 encoder (surrogates)
+        allowed = "\n\t\r" if multiline else ""
+        for ch in value:
+            if unicodedata.category(ch) in ("Cc", "Cs") and ch not in allowed:
+                raise ValueError(f"contains the control character U+{ord(ch):04X}")
         return value
     return conv
 
@@ -207,15 +214,22 @@ def _phone(value: Any) -> str:
     return value
 
 
+INT_MAX = 2**31 - 1  # the database's INTEGER
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{value!r} is not a positive whole number")
+    if value > INT_MAX:
+        raise ValueError(f"{value} is too large (at most {INT_MAX})")
     return value
 
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not a whole number")
+    if not -INT_MAX - 1 <= value <= INT_MAX:
+        raise ValueError(f"{value} is too large (between {-INT_MAX - 1} and {INT_MAX})")
     return value
 
 
@@ -338,7 +352,7 @@ def _node(it: _Item) -> None:
     it.get("parent", _code)
     it.get("case_prefix", _text(16))
     it.get("timezone", _timezone)
-    it.get("notice", _text(4000))
+    it.get("notice", _text(4000, multiline=True))
     crs = it.get("crs", geo.check_crs) or it.src.crs  # UnknownCRS names the three accepted
     if it.get("boundary", _boundary) and crs != "wgs84":
         # stored in WGS-84 whatever datum the file was drawn in
@@ -745,10 +759,26 @@ async def import_yaml(session: AsyncSession, text: str, name: str = "<yaml>",
 
 
 def _read(path: Path, encoding: str = "utf-8") -> str:
+    raw = Path(path).read_bytes()
     try:
-        return Path(path).read_text(encoding=encoding)
+        return raw.decode(encoding)
     except UnicodeDecodeError as e:
-        raise ImportFailed([f"{path}:1: the file is not UTF-8 text ({e.reason})"]) from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        if _looks_gbk(raw):
+            raise ImportFailed([
+                f"{path}:{line}: the file is GBK (GB2312/GB18030) text, not UTF-8. Save it as UTF-8 and import "
+                "again: in Excel, File > Save As > 'CSV UTF-8 (comma delimited) (*.csv)'; in WPS, Save As "
+                "with encoding UTF-8; or `iconv -f GBK -t UTF-8 old.csv > new.csv`"]) from None
+        raise ImportFailed([f"{path}:{line}: the file is not UTF-8 text ({e.reason})"]) from None
+
+
+def _looks_gbk(raw: bytes) -> bool:
+    """Chinese Excel and WPS save CSV as GBK by default; it decodes and has Chinese characters."""
+    try:
+        text = raw.decode("gbk")
+    except UnicodeDecodeError:
+        return False
+    return any(0x4E00 <= ord(ch) <= 0x9FFF for ch in text)
 
 
 async def import_file(session: AsyncSession, path: Path, now: datetime | None = None) -> ImportReport:

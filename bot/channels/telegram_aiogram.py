@@ -16,7 +16,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -32,14 +31,13 @@ from aiogram.types import (
     Message,
     Update,
 )
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-from aiohttp import web
 
 from handlers.office import Office
 
-from ..settings import Settings
+from ..settings import ConfigError, Settings
 from .telegram_aiogram_convert import to_inbound
 from .telegram_aiogram_send import AiogramAdapter
+from .telegram_inbox import Intake
 from .telegram_menu import chat_menus, command_menus
 from .telegram_send import NAME
 
@@ -175,16 +173,6 @@ async def set_chat_menus(bot: Bot, office: Office, chat_ids: list[str] | None = 
 # ---------------------------------------------------------------- the runtime
 
 
-class _WebhookHandler(SimpleRequestHandler):
-    """aiogram's handler, answering a missing or wrong secret with 403 as python-telegram-bot does."""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        bot = await self.resolve_bot(request)
-        if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), bot):
-            return web.Response(status=403, text="Forbidden")
-        return await super().handle(request)
-
-
 class AiogramChannel:
     """The `telegram` channel on aiogram: long polling, or a webhook when TELEGRAM_WEBHOOK_URL is set."""
 
@@ -199,13 +187,16 @@ class AiogramChannel:
         self.dispatcher = Dispatcher()
         self.router = gridbot_router(self._get_office)
         self.dispatcher.include_router(self.router)
-        self._polling: asyncio.Task | None = None
-        self._runner: web.AppRunner | None = None
+        self.intake = Intake(settings, poll_timeout=poll_timeout, allowed_updates=list(ALLOWED_UPDATES))
 
     def _get_office(self) -> Office:
         if self.office is None:
             raise RuntimeError("the telegram channel has not been started")
         return self.office
+
+    def routes(self, server) -> None:
+        """The webhook goes on the process's one web server (bot/web.py), before it starts."""
+        self.intake.routes(server)
 
     async def start(self, office: Office) -> None:
         self.office = office
@@ -213,54 +204,23 @@ class AiogramChannel:
         await set_commands(self.bot)
         await set_chat_menus(self.bot, office)
         s = self.settings
+
+        async def set_webhook() -> None:
+            await self.bot.set_webhook(s.telegram_webhook_url, secret_token=s.telegram_webhook_secret,
+                                       allowed_updates=ALLOWED_UPDATES)
+
+        # the stored JSON is read by aiogram as its polling would, then goes through the Dispatcher
+        await self.intake.start(office, lambda raw: Update.model_validate(raw, context={"bot": self.bot}),
+                                lambda update: self.dispatcher.feed_update(self.bot, update), set_webhook)
         if s.telegram_webhook_url:
-            await self._start_webhook()
-            log.info("telegram (aiogram): webhook at %s (listening on %s:%s)", s.telegram_webhook_url,
-                     s.telegram_webhook_listen, s.telegram_webhook_port)
+            log.info("telegram (aiogram): webhook at %s", s.telegram_webhook_url)
         else:
-            await self.bot.delete_webhook(drop_pending_updates=False)
-            ready = asyncio.Event()
-
-            async def on_startup() -> None:
-                ready.set()
-
-            self.dispatcher.startup.register(on_startup)
-            self._polling = asyncio.create_task(self.dispatcher.start_polling(
-                self.bot, polling_timeout=self.poll_timeout, handle_as_tasks=False, handle_signals=False,
-                close_bot_session=False, allowed_updates=ALLOWED_UPDATES))
-            waiting = asyncio.create_task(ready.wait())
-            await asyncio.wait({waiting, self._polling}, return_when=asyncio.FIRST_COMPLETED)
-            if self._polling.done():  # it failed before it began
-                waiting.cancel()
-                self._polling.result()
             log.info("telegram (aiogram): long polling as @%s", me.username)
-
-    async def _start_webhook(self) -> None:
-        s = self.settings
-        app = web.Application()
-        _WebhookHandler(self.dispatcher, self.bot, secret_token=s.telegram_webhook_secret).register(
-            app, path=urlsplit(s.telegram_webhook_url).path or "/")
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, s.telegram_webhook_listen, s.telegram_webhook_port).start()
-        await self.bot.set_webhook(s.telegram_webhook_url, secret_token=s.telegram_webhook_secret,
-                                   allowed_updates=ALLOWED_UPDATES)
 
     async def stop(self) -> None:
         try:
-            # stop taking updates first, then let the updates already taken finish
-            if self._polling is not None:
-                if not self._polling.done():
-                    with contextlib.suppress(RuntimeError):  # polling had not got going yet
-                        await self.dispatcher.stop_polling()
-                    if not self._polling.done():
-                        self._polling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._polling
-                self._polling = None
-            if self._runner is not None:
-                await self._runner.cleanup()
-                self._runner = None
+            # stop taking updates first, then finish the one in hand; stored ones wait for the next start
+            await self.intake.stop()
             await self.router.drain()
         finally:
             await self.bot.session.close()
@@ -273,7 +233,8 @@ def make_bot(settings: Settings) -> Bot:
 def build(settings: Settings) -> AiogramChannel:
     if settings.telegram_webhook_url and not settings.telegram_webhook_secret:
         # without the secret anyone who finds the URL could post updates "from" a grid leader
-        raise ValueError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+        raise ConfigError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -): "
+                          "without it anyone who finds the URL could send updates")
     return AiogramChannel(settings, make_bot(settings))
 
 

@@ -1,6 +1,11 @@
 """The Telegram channel on python-telegram-bot 22: receive updates (long polling or webhook),
 hand each to the office as an `Inbound`, answer button presses at once.
 
+Updates come in through our own inbox (`telegram_inbox.Intake`), not PTB's Updater: the Updater
+confirms an update to Telegram as soon as it has fetched it, and one update it cannot parse
+stops every update behind it. PTB still reads each stored update (`Update.de_json`) and its Bot
+answers button presses.
+
 Sending is not done here but by the delivery worker through `TelegramAdapter`, so PTB gets
 no rate limiter and no retries of its own: Delivery owns both.
 """
@@ -8,7 +13,6 @@ no rate limiter and no retries of its own: Delivery owns both.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from telegram import (
     BotCommand,
@@ -22,8 +26,9 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 
 from handlers.office import Office
 
-from ..settings import Settings
+from ..settings import ConfigError, Settings
 from .telegram_convert import to_inbound
+from .telegram_inbox import Intake
 from .telegram_menu import chat_menus, command_menus
 from .telegram_send import NAME, TelegramAdapter
 
@@ -48,37 +53,34 @@ class TelegramRuntime:
         self.application = application
         self.adapter = TelegramAdapter(application.bot)
         self.office: Office | None = None
+        self.intake = Intake(settings, poll_timeout=POLL_TIMEOUT, allowed_updates=list(ALLOWED_UPDATES))
+
+    def routes(self, server) -> None:
+        """The webhook goes on the process's one web server (bot/web.py), before it starts."""
+        self.intake.routes(server)
 
     async def start(self, office: Office) -> None:
         self.office = office
         app = self.application
-        app.add_handler(TypeHandler(Update, self._on_update))
-        app.add_error_handler(self._on_error)
         await app.initialize()  # getMe: a wrong token or base URL fails here, loudly
         await self.set_commands()
-        await app.start()
         s = self.settings
+
+        async def set_webhook() -> None:
+            await app.bot.set_webhook(s.telegram_webhook_url, secret_token=s.telegram_webhook_secret,
+                                      allowed_updates=ALLOWED_UPDATES)
+
+        await self.intake.start(office, lambda raw: Update.de_json(raw, app.bot),
+                                lambda update: handle_update(office, update), set_webhook)
         if s.telegram_webhook_url:
-            path = urlsplit(s.telegram_webhook_url).path.lstrip("/")
-            await app.updater.start_webhook(
-                listen=s.telegram_webhook_listen, port=s.telegram_webhook_port, url_path=path,
-                webhook_url=s.telegram_webhook_url, secret_token=s.telegram_webhook_secret,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-            log.info("telegram: webhook at %s (listening on %s:%s/%s)", s.telegram_webhook_url,
-                     s.telegram_webhook_listen, s.telegram_webhook_port, path)
+            log.info("telegram: webhook at %s", s.telegram_webhook_url)
         else:
-            await app.updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES)
             log.info("telegram: long polling as @%s", app.bot.username)
 
     async def stop(self) -> None:
-        app = self.application
-        # stop taking updates first; Application.stop then finishes those already fetched
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
+        # stop taking updates first, then finish the one in hand; stored ones wait for the next start
+        await self.intake.stop()
+        await self.application.shutdown()
 
     async def set_commands(self) -> None:
         """The command menu, in Chinese by default and in English for English-language clients."""
@@ -93,13 +95,6 @@ class TelegramRuntime:
             log.warning("telegram: setting the command menu failed", exc_info=True)
         if self.office is not None:
             await set_chat_menus(self.application.bot, self.office)
-
-    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self.office is not None:
-            await handle_update(self.office, update)
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("telegram: handling update failed", exc_info=context.error)
 
 
 async def set_chat_menus(bot, office: Office, chat_ids: list[str] | None = None) -> None:
@@ -176,7 +171,8 @@ def setup_gridbot(application: Application, settings: Settings, *, group: int = 
 def build(settings: Settings) -> TelegramRuntime:
     if settings.telegram_webhook_url and not settings.telegram_webhook_secret:
         # without the secret anyone who finds the URL could post updates "from" a grid leader
-        raise ValueError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+        raise ConfigError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -): "
+                          "without it anyone who finds the URL could send updates")
     base = settings.telegram_api_base_url or DEFAULT_BASE_URL
     application = (
         ApplicationBuilder()
