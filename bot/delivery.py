@@ -183,13 +183,7 @@ class Delivery:
 
     async def _run_row(self, row: Outbox, at: float) -> None:
         try:
-            wait = at - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if self._stopping:
-                await self._write(self._unclaim, row)
-                return
-            await self._deliver_one(row)
+            await self._deliver_one(row, at)
         except Exception:  # one row's trouble is logged and never stops the others
             log.exception("delivering outbox row %s failed", row.id)
         finally:
@@ -282,9 +276,10 @@ class Delivery:
             raise Stopping()
         await limiter.acquire(chat_id, is_group)
 
-    async def _deliver_one(self, row: Outbox) -> None:
-        """Send one row and record the outcome."""
+    async def _deliver_one(self, row: Outbox, at: float) -> None:
+        """Send one row at its reserved slot (monotonic time) and record the outcome."""
         adapter = self.adapters[row.channel]
+        # a card's look-ups come before the slot, so the send itself starts on time
         if row.card_key and await self._superseded(row):
             await self._write(self._finish, row, "superseded")
             return
@@ -292,6 +287,12 @@ class Delivery:
                               payload=row.payload, card_key=row.card_key, maybe_sent=row.attempts > 0,
                               pace=lambda chat, group: self._pace(row.channel, chat, group))
         posted = await self._card_message(row) if row.card_key else None
+        wait = at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if self._stopping:  # not sent yet: back to the queue for the next start
+            await self._write(self._unclaim, row)
+            return
         try:
             if posted is not None and adapter.can_edit:
                 msg.edit_message_id = posted
