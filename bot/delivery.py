@@ -83,6 +83,8 @@ class Delivery:
         self._tasks: dict[int, asyncio.Task] = {}  # outbox id → its send task
         self._lease_checked = 0.0
         self._last_round = 0.0
+        self._marks: list[tuple[Outbox, Sent, asyncio.Future]] = []
+        self._marker: asyncio.Task | None = None
         # per channel: chat → monotonic time before which its own windows let nothing start
         self._held_chats: dict[str, dict[str, float]] = {}
 
@@ -332,7 +334,46 @@ class Delivery:
             log.exception("sending outbox row %s failed", row.id)
             await self._write(self._failed, row, f"internal error: {e!r}")
             return
-        await self._write(self._sent, row, sent)
+        await self._mark_sent(row, sent)
+
+    async def _mark_sent(self, row: Outbox, sent: Sent) -> None:
+        """Queue the row's 'sent' mark and wait until it is committed. Marks that arrive together
+        share one transaction (on SQLite one writer at a time: 30 commits a second each waiting for
+        the lock would fall behind the sends); no mark waits for another row's send."""
+        done = asyncio.get_running_loop().create_future()
+        self._marks.append((row, sent, done))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._write_marks())
+        await done
+
+    async def _write_marks(self) -> None:
+        while self._marks:
+            batch, self._marks = self._marks, []
+            try:
+                await self._write(self._sent_many, [(r, s) for r, s, _ in batch])
+            except Exception as e:  # given up after STATUS_RETRY_SECONDS: the lease will resend
+                for _r, _s, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+                continue
+            for _r, _s, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _sent_many(self, marks: list[tuple[Outbox, Sent]]) -> None:
+        now = self.clock.now()
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(update(Outbox), [
+                {"id": row.id, "status": "sent", "sent_at": now, "message_id": sent.message_id,
+                 "attempts": row.attempts + 1, "error": None} for row, sent in marks])
+            for row, sent in marks:
+                if row.card_key and sent.message_id:
+                    card = await session.get(CardMessage, (row.card_key, row.channel, row.chat_id))
+                    if card is None:
+                        session.add(CardMessage(card_key=row.card_key, channel=row.channel, chat_id=row.chat_id,
+                                                message_id=sent.message_id))
+                    else:
+                        card.message_id = sent.message_id
 
     async def _superseded(self, row: Outbox) -> bool:
         async with self.sessionmaker() as session:
@@ -347,21 +388,6 @@ class Delivery:
         async with self.sessionmaker() as session:
             card = await session.get(CardMessage, (row.card_key, row.channel, row.chat_id))
             return card.message_id if card else None
-
-    async def _sent(self, row: Outbox, sent: Sent) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(Outbox).where(Outbox.id == row.id)
-                .values(status="sent", sent_at=self.clock.now(), message_id=sent.message_id,
-                        attempts=row.attempts + 1, error=None)
-            )
-            if row.card_key and sent.message_id:
-                card = await session.get(CardMessage, (row.card_key, row.channel, row.chat_id))
-                if card is None:
-                    session.add(CardMessage(card_key=row.card_key, channel=row.channel, chat_id=row.chat_id,
-                                            message_id=sent.message_id))
-                else:
-                    card.message_id = sent.message_id
 
     async def _finish(self, row: Outbox, status: str) -> None:
         async with self.sessionmaker() as session, session.begin():
