@@ -103,6 +103,9 @@ class Delivery:
             self._last_round = time.monotonic()
             try:
                 _started, wait = await self.deliver_due()
+            except (DBAPIError, OSError) as e:  # a lock or a lost connection: the next round retries
+                log.warning("delivery round failed: %s", e)
+                wait = self.poll_seconds
             except Exception:
                 log.exception("delivery round failed")
                 wait = self.poll_seconds

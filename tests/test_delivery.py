@@ -18,6 +18,9 @@ from telegram.request import HTTPXRequest
 
 from bot.channels.telegram_send import TelegramAdapter
 from bot.delivery import Delivery
+from bot.outbox_cli import render, summary
+from handlers.events import Inbound
+from handlers.office import Office
 from workflows.models import Outbox
 from workflows.outbox import BULK, CARD, REPLY, Msg, outbox_values
 
@@ -141,19 +144,27 @@ async def test_a_database_lock_during_sends_neither_repeats_nor_loses(sessionmak
     d.start()
     await until(lambda: len(tg.calls_of("sendMessage")) >= 5, what="sends in flight")
     hold = 6.0 if db_url.startswith("sqlite") else 2.0  # longer than SQLite's busy timeout (5 s)
+    office = Office(sessionmaker, clock=d.clock, channels=frozenset({"telegram"}), on_commit=d.wake)
     async with sessionmaker() as s, s.begin():
         if db_url.startswith("sqlite"):
             await s.execute(text("UPDATE outbox SET error = error WHERE id < 0"))  # holds the write lock
         else:
             await s.execute(text("LOCK TABLE outbox IN EXCLUSIVE MODE"))
+        # a person writes while the lock is held: handled when it is released, no apology
+        during = asyncio.create_task(office.handle(Inbound(channel="telegram", chat_id="6999", user_id="6999",
+                                                           user_name="王五", event_id="u1", text="/start")))
         await asyncio.sleep(hold)
+    reply = await asyncio.wait_for(during, 30)
+    assert reply.alert is None and reply.handled
     await until(lambda: _all_sent(sessionmaker), timeout=30, what="every row marked sent")
     got = Counter(texts(tg))
-    assert sorted(got) == sorted(f"reply {n}" for n in range(40))
+    assert sorted(t for t in got if t.startswith("reply ")) == sorted(f"reply {n}" for n in range(40))
     assert max(got.values()) == 1, [t for t, n in got.items() if n > 1]
     async with sessionmaker() as s:
         rows = list((await s.execute(select(Outbox))).scalars())
     assert all(r.message_id for r in rows)  # the platform's message id is kept per row
+    assert not any("系统出了点问题" in t for t in got)
+    assert any("请选择要办理的事项" in t for t in texts(tg, "6999"))
 
 
 async def _all_sent(sm) -> bool:
@@ -188,3 +199,23 @@ async def test_sigterm_in_the_middle_of_a_burst_repeats_nothing(sessionmaker, tg
     got = Counter(texts(tg))
     assert sorted(got) == sorted(f"burst {n}" for n in range(150))
     assert max(got.values()) == 1, [t for t, n in got.items() if n > 1]
+
+
+async def test_the_outbox_command_shows_waiting_age_and_failures(sessionmaker):
+    clock = MovingClock()
+    await add(sessionmaker, clock, [("8001", "waiting", REPLY), ("8002", "bulk", BULK)])
+    async with sessionmaker() as s, s.begin():
+        now = clock.now()
+        s.add(Outbox(**outbox_values(now, "telegram", "8003", Msg("x"), status="failed",
+                                     error="forbidden: bot was blocked by the user")))
+        s.add(Outbox(**outbox_values(now, "telegram", "8004", Msg("y"), status="failed",
+                                     error="forbidden: bot was blocked by the user")))
+    clock.advance(600)
+    from datetime import timedelta
+
+    async with sessionmaker() as s:
+        shown = render(await summary(s, clock.now(), timedelta(hours=24)), clock.now(), timedelta(hours=24))
+    line = next(x for x in shown.splitlines() if x.startswith("telegram"))
+    assert line.split()[1:5] == ["2", "2", "0", "10m"]
+    assert "bulk 1" in line and "replies 1" in line
+    assert "2  failed: forbidden: bot was blocked by the user" in shown
