@@ -219,3 +219,40 @@ async def test_the_outbox_command_shows_waiting_age_and_failures(sessionmaker):
     assert line.split()[1:5] == ["2", "2", "0", "10m"]
     assert "bulk 1" in line and "replies 1" in line
     assert "2  failed: forbidden: bot was blocked by the user" in shown
+
+
+async def test_wecom_counts_every_call_against_the_members_window(sessionmaker):
+    """One row with 9 photos is 10 message/send calls: each takes a slot in the member's window
+    (narrowed here to 3 per second so the test is short), and another member is not held up."""
+    from bot.channels.base import Window
+    from bot.channels.wecom_api import WeComAPI
+    from bot.channels.wecom_send import WeComAdapter
+
+    from .fakes.wecom_api import CORP_ID, SECRET, FakeWeCom
+
+    fake = await FakeWeCom().start()
+    try:
+        adapter = WeComAdapter(WeComAPI(CORP_ID, SECRET, "1000002", fake.base_url), sessionmaker)
+        adapter.windows = (Window("private", 3, 1.0), Window("global", 30, 1.0))
+        clock = MovingClock()
+        photos = [{"kind": "photo", "ref": f"media-{n}", "channel": "wecom"} for n in range(9)]
+        async with sessionmaker() as s, s.begin():
+            s.add(Outbox(**outbox_values(clock.now(), "wecom", "zhangsan", Msg("现场照片", media=photos),
+                                         priority=CARD)))
+        d = Delivery(sessionmaker, {"wecom": adapter}, clock=clock, poll_seconds=30)
+        task = asyncio.create_task(d.run())
+        try:
+            await until(lambda: len(fake.sent_to_user("zhangsan")) >= 2, what="the photos started")
+            async with sessionmaker() as s, s.begin():
+                s.add(Outbox(**outbox_values(clock.now(), "wecom", "lisi", Msg("已收到"), priority=REPLY)))
+            d.wake()
+            await until(lambda: fake.sent_to_user("lisi"), what="the other member's reply")
+            assert len(fake.sent_to_user("zhangsan")) < 10  # lisi did not wait for zhangsan's photos
+            await until(lambda: len(fake.sent_to_user("zhangsan")) == 10, timeout=15, what="all ten calls")
+        finally:
+            d.stop()
+            await asyncio.wait_for(task, 10)
+        at = sorted(c.at for c in fake.sent_to_user("zhangsan"))
+        assert all(at[i + 3] - at[i] >= 1.0 for i in range(len(at) - 3))  # never 4 within a second
+    finally:
+        await fake.stop()
