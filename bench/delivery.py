@@ -1,7 +1,7 @@
 """Delivery under a morning's burst (not a test): `python -m bench.delivery`.
 
-Starts its own fake Bot API server (tests/fakes/telegram_api.py, every 50th send answered 429
-with retry_after 1) and a fresh database (SQLite by default, `--db postgresql` starts a throwaway
+Starts its own fake Bot API server in a process of its own (tests/fakes/telegram_api.py, every
+50th send answered 429 with retry_after 1) and a fresh database (SQLite by default, `--db postgresql` starts a throwaway
 server), writes a burst of bulk messages (default 10,000: 9,000 to 1,000 private chats, 1,000 to
 20 groups) and lets the real Delivery worker with the real python-telegram-bot adapter send
 them. In the middle of the burst a reply to a person is committed. Everything is measured as the
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,6 +45,15 @@ from workflows.models import Outbox  # noqa: E402
 from workflows.outbox import BULK, REPLY, Msg, outbox_values  # noqa: E402
 
 
+@dataclass
+class Call:
+    method: str
+    chat_id: str
+    text: str | None
+    status: int
+    at: float  # the server's time.monotonic(), the same clock as ours on one machine
+
+
 def windows_with_rate(rate: float | None) -> tuple[Window, ...]:
     if rate is None:
         return WINDOWS
@@ -54,17 +64,71 @@ async def write_burst(sm, messages: int, chats: int, groups: int) -> list[tuple[
     """(chat id, text) per row: every 10th to a group, the rest to private chats, interleaved as a
     sweep writes them; each text is unique so the server's copy can be matched to its row."""
     rows: list[tuple[str, str]] = []
+    private = 0
     for n in range(messages):
         if groups and n % 10 == 0:
             chat = str(-1000000 - (n // 10) % groups)
         else:
-            chat = str(100000 + n % chats)
+            chat = str(100000 + private % chats)
+            private += 1
         rows.append((chat, f"m{n}"))
     now = SystemClock().now()
     async with sm() as s, s.begin():
         s.add_all([Outbox(**outbox_values(now, "telegram", chat, Msg(body), is_group=chat.startswith("-"),
                                           priority=BULK)) for chat, body in rows])
     return rows
+
+
+async def serve_fake(every_429: int) -> None:
+    """The fake Bot API in a process of its own (so the worker is measured, not the fake): prints
+    its port and a second port whose /calls answers what it received, then serves until killed."""
+    from aiohttp import web
+
+    tg = await FakeTelegram().start()
+    tg.rate_limit_every = every_429
+
+    async def calls(_request: web.Request) -> web.Response:
+        return web.json_response([[c.method, c.chat_id, c.params.get("text"), c.status, c.at] for c in tg.calls
+                                  if c.method == "sendMessage"])
+
+    async def accepted(_request: web.Request) -> web.Response:
+        return web.json_response(sum(1 for c in tg.calls if c.method == "sendMessage" and c.status == 200))
+
+    app = web.Application()
+    app.router.add_get("/calls", calls)
+    app.router.add_get("/accepted", accepted)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(tg.port, site._server.sockets[0].getsockname()[1], tg.token, flush=True)
+    await asyncio.Event().wait()
+
+
+class RemoteFake:
+    def __init__(self, every_429: int) -> None:
+        self.every_429 = every_429
+
+    async def start(self) -> RemoteFake:
+        import aiohttp
+
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.delivery", "--serve-fake", "--every-429", str(self.every_429),
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), stdout=asyncio.subprocess.PIPE)
+        port, control, self.token = (await self.proc.stdout.readline()).decode().split()
+        self.base_url = f"http://127.0.0.1:{port}/bot"
+        self.control = f"http://127.0.0.1:{control}"
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def get(self, what: str):
+        async with self.http.get(f"{self.control}/{what}") as r:
+            return await r.json()
+
+    async def stop(self) -> None:
+        await self.http.close()
+        self.proc.kill()
+        await self.proc.wait()
 
 
 def max_in_window(times: list[float], span: float) -> int:
@@ -79,8 +143,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict:
     upgrade(url)
     engine = make_engine(url, pool_size=20) if url.startswith("postgresql") else make_engine(url)
     sm = make_sessionmaker(engine)
-    tg = await FakeTelegram().start()
-    tg.rate_limit_every = args.every_429
+    tg = await RemoteFake(args.every_429).start()
     bot = Bot(tg.token, base_url=tg.base_url, request=HTTPXRequest(connection_pool_size=256))
     await bot.initialize()
     adapter = TelegramAdapter(bot)
@@ -94,17 +157,13 @@ async def bench(args: argparse.Namespace, url: str) -> dict:
     reply_at = reply_seen = None
     try:
         while True:
-            accepted = sum(1 for c in tg.calls if c.method == "sendMessage" and c.status == 200)
+            accepted = await tg.get("accepted")
             if reply_at is None and accepted >= total // 2:
                 async with sm() as s, s.begin():
                     s.add(Outbox(**outbox_values(SystemClock().now(), "telegram", "999999", Msg("reply"),
                                                  priority=REPLY)))
                 reply_at = time.monotonic()
                 delivery.wake()
-            if reply_at is not None and reply_seen is None:
-                got = [c for c in tg.calls_of("sendMessage", chat="999999") if c.status == 200]
-                if got:
-                    reply_seen = got[0].at
             if accepted >= total + 1:
                 break
             if time.monotonic() - t0 > args.timeout:
@@ -112,6 +171,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict:
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # anything sent twice would arrive now
+        calls = [Call(*c) for c in await tg.get("calls")]
     finally:
         delivery.stop()
         await task
@@ -119,17 +179,17 @@ async def bench(args: argparse.Namespace, url: str) -> dict:
         await tg.stop()
         await engine.dispose()
 
-    ok = [c for c in tg.calls if c.method == "sendMessage" and c.status == 200]
-    refused = [c for c in tg.calls if c.method == "sendMessage" and c.status == 429]
-    counts = Counter(c.params["text"] for c in ok)
+    ok = [c for c in calls if c.status == 200]
+    refused = [c for c in calls if c.status == 429]
+    counts = Counter(c.text for c in ok)
+    reply_seen = next((c.at for c in ok if c.text == "reply"), None)
     expected = {body for _, body in rows} | {"reply"}
     per_chat: dict[str, list[float]] = defaultdict(list)
     per_chat_all: dict[str, list[float]] = defaultdict(list)
-    for c in tg.calls:
-        if c.method == "sendMessage":
-            per_chat_all[c.chat_id].append(c.at)
-            if c.status == 200:
-                per_chat[c.chat_id].append(c.at)
+    for c in calls:
+        per_chat_all[c.chat_id].append(c.at)
+        if c.status == 200:
+            per_chat[c.chat_id].append(c.at)
 
     def min_gap(d: dict[str, list[float]]) -> float:
         gaps = [b - a for ts in d.values() for a, b in zip(ts, ts[1:], strict=False)]
@@ -167,7 +227,11 @@ def main() -> None:
     p.add_argument("--every-429", type=int, default=50)
     p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serve_fake:
+        asyncio.run(serve_fake(args.every_429))
+        return
     server = None
     if args.db == "postgresql":
         from tests.pg import PostgresServer

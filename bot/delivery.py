@@ -16,9 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from workflows.accounts import unreachable
 from workflows.clock import Clock, SystemClock
@@ -41,10 +42,11 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)
-HORIZON = 1.0  # seconds ahead a round plans sends
+HORIZON = 0.5  # seconds ahead a round plans sends (a reply committed now waits at most this long)
 MAX_IN_FLIGHT = 200  # rows claimed and not yet finished, over all channels
 NO_LIMIT_BATCH = 50  # sends per round on a channel without an overall window (terminal, tests)
-BUSY_GAP = 0.05  # a busy worker runs rounds at most this often (a window query each)
+BUSY_GAP = 0.1  # a busy worker runs rounds at most this often (a window query each)
+MARK_GAP = 0.15  # a sent mark not carried by a round's transaction by then is written on its own
 STATUS_RETRY_SECONDS = 60.0  # a status write after a send is retried this long (well inside LEASE)
 
 
@@ -218,27 +220,43 @@ class Delivery:
         """Each free chat's next row, most urgent first: a chat with a row in flight (here or in
         another process) or held back after a 429 gives nothing, so its order is kept."""
         now = self.clock.now()
-        lane = case((Outbox.priority >= BULK, 1), else_=0)
-        in_flight = case((Outbox.status == "sending", 0), else_=1)
-        rn = func.row_number().over(partition_by=Outbox.chat_id, order_by=(in_flight, lane, Outbox.id))
-        queue = select(Outbox.id, Outbox.status, Outbox.not_before, Outbox.priority, rn.label("rn")).where(
-            Outbox.channel == channel, Outbox.status.in_(("pending", "sending")))
+        # a row is its chat's head when no other row of the chat is in flight or comes before it
+        # (bulk after the rest, then by id); probed per candidate through ix_outbox_chat_queue,
+        # candidates read in priority order through ix_outbox_claim, so a round reads little
+        # more than what it claims however long the queue is
+        other = aliased(Outbox)
+        lane_r = case((Outbox.priority >= BULK, 1), else_=0)
+        lane_o = case((other.priority >= BULK, 1), else_=0)
+        before = exists().where(
+            other.channel == Outbox.channel, other.chat_id == Outbox.chat_id,
+            other.status.in_(("pending", "sending")), other.id != Outbox.id,
+            or_(other.status == "sending", lane_o < lane_r, and_(lane_o == lane_r, other.id < Outbox.id)))
+        heads = (select(Outbox.id)
+                 # coalesce: not an index condition, or SQLite picks the not_before index and
+                 # sorts the whole queue each round instead of reading ix_outbox_claim in order
+                 .where(Outbox.channel == channel, Outbox.status == "pending",
+                        func.coalesce(Outbox.not_before, Outbox.not_before) <= now, ~before)
+                 .order_by(Outbox.priority, Outbox.id).limit(limit))
         if blocked:
-            queue = queue.where(Outbox.chat_id.not_in(blocked))
-        q = queue.subquery()
-        heads = (select(q.c.id).where(q.c.rn == 1, q.c.status == "pending", q.c.not_before <= now)
-                 .order_by(q.c.priority, q.c.id).limit(limit))
-        async with self.sessionmaker() as session, session.begin():
-            ids = list((await session.execute(heads)).scalars())
-            if not ids:
-                return []
-            # the status check makes a row another process claimed meanwhile drop out
-            claimed = await session.execute(
-                update(Outbox).where(Outbox.id.in_(ids), Outbox.status == "pending")
-                .values(status="sending", claimed_at=now)
-                .returning(Outbox),
-                execution_options={"synchronize_session": False})
-            rows = list(claimed.scalars())
+            heads = heads.where(Outbox.chat_id.not_in(blocked))
+        marks = self._take_marks()
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await self._write_sent(session, [(r, s) for r, s, _ in marks])
+                ids = list((await session.execute(heads)).scalars())
+                rows: list[Outbox] = []
+                if ids:
+                    # the status check makes a row another process claimed meanwhile drop out
+                    claimed = await session.execute(
+                        update(Outbox).where(Outbox.id.in_(ids), Outbox.status == "pending")
+                        .values(status="sending", claimed_at=now)
+                        .returning(Outbox),
+                        execution_options={"synchronize_session": False})
+                    rows = list(claimed.scalars())
+        except BaseException:
+            self._marks_failed(marks)
+            raise
+        self._marks_done(marks)
         rows.sort(key=lambda r: (r.priority, r.id))
         return rows
 
@@ -340,18 +358,38 @@ class Delivery:
         await self._mark_sent(row, sent)
 
     async def _mark_sent(self, row: Outbox, sent: Sent) -> None:
-        """Queue the row's 'sent' mark and wait until it is committed. Marks that arrive together
-        share one transaction (on SQLite one writer at a time: 30 commits a second each waiting for
-        the lock would fall behind the sends); no mark waits for another row's send."""
+        """Queue the row's 'sent' mark and wait until it is committed. On SQLite one connection
+        writes at a time, and 30 commits a second each waiting for the lock fell behind the sends:
+        so the next round's claiming transaction carries the marks queued since the last one (or,
+        when no round comes within MARK_GAP, a transaction of their own). No mark waits for
+        another row's send, and a chat's next row is claimed only after its mark is in."""
         done = asyncio.get_running_loop().create_future()
         self._marks.append((row, sent, done))
+        self._wake.set()
         if self._marker is None or self._marker.done():
             self._marker = asyncio.create_task(self._write_marks())
         await done
 
+    def _take_marks(self) -> list[tuple[Outbox, Sent, asyncio.Future]]:
+        batch, self._marks = self._marks, []
+        return batch
+
+    def _marks_failed(self, batch: list[tuple[Outbox, Sent, asyncio.Future]]) -> None:
+        """The transaction carrying these marks failed: they go back to the queue."""
+        self._marks[:0] = batch
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._write_marks())
+
+    @staticmethod
+    def _marks_done(batch: list[tuple[Outbox, Sent, asyncio.Future]]) -> None:
+        for _r, _s, done in batch:
+            if not done.done():
+                done.set_result(None)
+
     async def _write_marks(self) -> None:
+        await asyncio.sleep(MARK_GAP)
         while self._marks:
-            batch, self._marks = self._marks, []
+            batch = self._take_marks()
             try:
                 await self._write(self._sent_many, [(r, s) for r, s, _ in batch])
             except Exception as e:  # given up after STATUS_RETRY_SECONDS: the lease will resend
@@ -359,24 +397,27 @@ class Delivery:
                     if not done.done():
                         done.set_exception(e)
                 continue
-            for _r, _s, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            self._marks_done(batch)
 
     async def _sent_many(self, marks: list[tuple[Outbox, Sent]]) -> None:
-        now = self.clock.now()
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(update(Outbox), [
-                {"id": row.id, "status": "sent", "sent_at": now, "message_id": sent.message_id,
-                 "attempts": row.attempts + 1, "error": None} for row, sent in marks])
-            for row, sent in marks:
-                if row.card_key and sent.message_id:
-                    card = await session.get(CardMessage, (row.card_key, row.channel, row.chat_id))
-                    if card is None:
-                        session.add(CardMessage(card_key=row.card_key, channel=row.channel, chat_id=row.chat_id,
-                                                message_id=sent.message_id))
-                    else:
-                        card.message_id = sent.message_id
+            await self._write_sent(session, marks)
+
+    async def _write_sent(self, session: AsyncSession, marks: list[tuple[Outbox, Sent]]) -> None:
+        if not marks:
+            return
+        now = self.clock.now()
+        await session.execute(update(Outbox), [
+            {"id": row.id, "status": "sent", "sent_at": now, "message_id": sent.message_id,
+             "attempts": row.attempts + 1, "error": None} for row, sent in marks])
+        for row, sent in marks:
+            if row.card_key and sent.message_id:
+                card = await session.get(CardMessage, (row.card_key, row.channel, row.chat_id))
+                if card is None:
+                    session.add(CardMessage(card_key=row.card_key, channel=row.channel, chat_id=row.chat_id,
+                                            message_id=sent.message_id))
+                else:
+                    card.message_id = sent.message_id
 
     async def _superseded(self, row: Outbox) -> bool:
         async with self.sessionmaker() as session:

@@ -343,7 +343,8 @@ class Outbox(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_pending", "status", "channel", "not_before"),
-                      Index("ix_outbox_chat_queue", "channel", "chat_id", "status"))
+                      Index("ix_outbox_chat_queue", "channel", "chat_id", "status"),
+                      Index("ix_outbox_claim", "channel", "status", "priority", "id"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     channel: Mapped[str] = mapped_column(String(20))
