@@ -85,6 +85,7 @@ class Delivery:
         self._tasks: dict[int, asyncio.Task] = {}  # outbox id → its send task
         self._lease_checked = 0.0
         self._last_round = 0.0
+        self._running = False  # run() is looping: its rounds carry the sent marks
         self._marks: list[tuple[Outbox, Sent, asyncio.Future]] = []
         self._marker: asyncio.Task | None = None
         # per channel: chat → monotonic time before which its own windows let nothing start
@@ -94,6 +95,13 @@ class Delivery:
         self._wake.set()
 
     async def run(self) -> None:
+        self._running = True
+        try:
+            await self._rounds()
+        finally:
+            self._running = False
+
+    async def _rounds(self) -> None:
         while not self._stopping:
             # cleared before the round, so a commit that lands during the round is not forgotten
             self._wake.clear()
@@ -387,7 +395,8 @@ class Delivery:
                 done.set_result(None)
 
     async def _write_marks(self) -> None:
-        await asyncio.sleep(MARK_GAP)
+        if self._running and not self._stopping:
+            await asyncio.sleep(MARK_GAP)
         while self._marks:
             batch = self._take_marks()
             try:
