@@ -183,16 +183,21 @@ class Services:
         if self.scheduler is not None:
             await self.scheduler.start()
 
-    async def stop(self) -> None:
-        if self.scheduler is not None:
-            await self.scheduler.stop()
+    async def stop_delivery(self) -> None:
         self.rt.delivery.stop()
         if self.rt.fetcher is not None:
             self.rt.fetcher.stop()
         if self._fetcher is not None:
             await self._fetcher
+            self._fetcher = None
         if self._delivery is not None:
             await self._delivery
+            self._delivery = None
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        await self.stop_delivery()
         await _close_webhooks(self.rt)
         await self.rt.engine.dispose()
 
@@ -224,7 +229,11 @@ async def run_channels(settings: Settings) -> int:
     try:
         await stop.wait()
     finally:
+        # no new updates, then delivery finishes and marks its sends in flight while the channels'
+        # clients are still open (closed first, those sends failed after the platform had them
+        # and went out again), then the channels close
         await server.stop()
+        await services.stop_delivery()
         for c in channels:
             await c.stop()
         await services.stop()

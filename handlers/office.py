@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflows import media
@@ -21,6 +22,17 @@ from .events import Inbound, Reply
 from .turn import Turn
 
 log = logging.getLogger(__name__)
+
+LOCK_RETRY_SECONDS = 30.0  # a database lock (SQLite's one writer) is waited out, not apologised for
+
+
+def _locked(e: Exception) -> bool:
+    """SQLite's 'database is locked' after its busy timeout, PostgreSQL's deadlock or serialization
+    failure: the transaction did nothing and may simply run again."""
+    if not isinstance(e, OperationalError):
+        return False
+    code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+    return "database is locked" in str(e) or code in ("40001", "40P01")
 
 
 class Office:
@@ -50,22 +62,42 @@ class Office:
 
     async def handle(self, inbound: Inbound) -> Reply:
         try:
-            async with self.sessionmaker() as session, session.begin():
-                ctx = self.ctx(session, inbound)
-                if await _seen_before(ctx, inbound):
-                    return Reply(duplicate=True, handled=False)
-                person = await identify(ctx, inbound)
-                t = T(person.language if person and person.language else (inbound.language or self.language))
-                turn = Turn(ctx, inbound, person, t)
-                if await _take_media(turn):
-                    await router.route(turn)
-                reply = turn.reply
+            reply = await self._handle_retrying(inbound)
+            if reply.duplicate:
+                return reply
         except Exception:
             log.exception("handling %s event in %s:%s failed", inbound.kind, inbound.channel, inbound.chat_id)
             reply = await self._apologise(inbound)
         if self.on_commit:
             self.on_commit()
         return reply
+
+    async def _handle_retrying(self, inbound: Inbound) -> Reply:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_RETRY_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return await self._handle_once(inbound)
+            except OperationalError as e:
+                if not _locked(e) or loop.time() > deadline:
+                    raise
+                log.warning("database busy handling %s event in %s:%s, trying again", inbound.kind,
+                            inbound.channel, inbound.chat_id)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    async def _handle_once(self, inbound: Inbound) -> Reply:
+        async with self.sessionmaker() as session, session.begin():
+            ctx = self.ctx(session, inbound)
+            if await _seen_before(ctx, inbound):
+                return Reply(duplicate=True, handled=False)
+            person = await identify(ctx, inbound)
+            t = T(person.language if person and person.language else (inbound.language or self.language))
+            turn = Turn(ctx, inbound, person, t)
+            if await _take_media(turn):
+                await router.route(turn)
+            return turn.reply
 
     async def _apologise(self, inbound: Inbound) -> Reply:
         """Nothing of the failed event was kept; say so plainly and remember the event id."""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -387,7 +388,9 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_pending", "status", "channel", "not_before"),
                       # a chat's newest messages: a button label typed as text (handlers.router)
-                      Index("ix_outbox_chat", "channel", "chat_id", "id"))
+                      Index("ix_outbox_chat", "channel", "chat_id", "id"),
+                      Index("ix_outbox_chat_queue", "channel", "chat_id", "status"),
+                      Index("ix_outbox_claim", "channel", "status", "priority", "id"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     channel: Mapped[str] = mapped_column(String(20))
@@ -405,6 +408,8 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # 0 a reply to a person, 1 a case card or notification, 2 bulk (reminders, reports): see outbox.py
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class CardMessage(Base):

@@ -1,6 +1,9 @@
 """Writing messages to the outbox, addressed to a person, a node's work group or a chat.
 
 Rows are written in the caller's transaction; the delivery worker sends them after commit.
+Every row gets a priority here (single rows through `to_chat`, sweeps' batches through
+`write_many`): the worker sends a reply to a person before case cards and notifications, and
+those before bulk (reminders, reports, notices), so a morning's reminders never hold back an answer.
 """
 
 from __future__ import annotations
@@ -15,6 +18,46 @@ from .context import Ctx
 from .i18n import T
 from .models import Account, ButtonRef, Node, Outbox, Person
 from .tree import active_bindings
+
+REPLY, CARD, BULK = 0, 1, 2
+
+
+def priority_for(*, card_key: str | None = None, notice: bool = False, bulk: bool = False) -> int:
+    """One rule for every writer: bulk last, cards and notifications to people next, replies first."""
+    if bulk:
+        return BULK
+    return CARD if card_key or notice else REPLY
+
+
+def outbox_values(now, channel: str, chat_id: str, msg: Msg, *, is_group: bool = False,
+                  person_id: int | None = None, node_id: int | None = None, card_key: str | None = None,
+                  dedupe_key: str | None = None, status: str = "pending", error: str | None = None,
+                  priority: int = REPLY) -> dict:
+    return {"created_at": now, "channel": channel, "chat_id": chat_id, "is_group": is_group,
+            "person_id": person_id, "node_id": node_id, "payload": msg.payload(), "card_key": card_key,
+            "dedupe_key": dedupe_key, "status": status, "attempts": 0, "not_before": now, "error": error,
+            "priority": priority}
+
+
+OUTBOX_PG = (("created_at", "timestamptz"), ("channel", "text"), ("chat_id", "text"), ("is_group", "boolean"),
+             ("person_id", "bigint"), ("node_id", "bigint"), ("payload", "jsonb"), ("card_key", "text"),
+             ("dedupe_key", "text"), ("status", "text"), ("attempts", "int"), ("not_before", "timestamptz"),
+             ("error", "text"), ("priority", "smallint"))
+
+
+async def write_many(ctx: Ctx, rows: list[dict]) -> None:
+    """Insert many `outbox_values` rows in a few statements; a dedupe key already used is skipped."""
+    # imported here: routines.common imports Msg from this module
+    from .routines.common import chunks, dialect_insert, is_pg, pg_insert_unnest
+
+    if not rows:
+        return
+    if is_pg(ctx):
+        await pg_insert_unnest(ctx, "outbox", OUTBOX_PG, rows, "ON CONFLICT (dedupe_key) DO NOTHING")
+        return
+    ins = dialect_insert(ctx)
+    for part in chunks(rows, 1000):
+        await ctx.session.execute(ins(Outbox).values(part).on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 @dataclass
@@ -72,25 +115,16 @@ async def to_chat(
     dedupe_key: str | None = None,
     status: str = "pending",
     error: str | None = None,
+    priority: int | None = None,
 ) -> Outbox | None:
+    """A message to one chat; without a priority it is a reply (or a card, with a card key)."""
     if await _already(ctx, dedupe_key):
         return None
-    now = ctx.now()
-    row = Outbox(
-        created_at=now,
-        channel=channel,
-        chat_id=chat_id,
-        is_group=is_group,
-        person_id=person_id,
-        node_id=node_id,
-        payload=msg.payload(),
-        card_key=card_key,
-        dedupe_key=dedupe_key,
-        status=status,
-        error=error,
-        attempts=0,
-        not_before=now,
-    )
+    if priority is None:
+        priority = priority_for(card_key=card_key)
+    row = Outbox(**outbox_values(ctx.now(), channel, chat_id, msg, is_group=is_group, person_id=person_id,
+                                 node_id=node_id, card_key=card_key, dedupe_key=dedupe_key, status=status,
+                                 error=error, priority=priority))
     ctx.session.add(row)
     return row
 
@@ -126,10 +160,10 @@ async def to_person(ctx: Ctx, person_id: int, compose: Compose, *, dedupe_key: s
     account = await private_account(ctx, person)
     if account is None:
         await to_chat(ctx, "none", f"person:{person.id}", msg, person_id=person.id, dedupe_key=dedupe_key,
-                      status="undeliverable", error="no chat account")
+                      status="undeliverable", error="no chat account", priority=CARD)
         return False
     await to_chat(ctx, account.channel, account.chat_id or account.external_id, msg, person_id=person.id,
-                  dedupe_key=dedupe_key, card_key=card_key)
+                  dedupe_key=dedupe_key, card_key=card_key, priority=CARD)
     return True
 
 
@@ -150,12 +184,12 @@ async def to_group(
     if not bindings:
         await to_chat(ctx, "none", f"node:{node.code}", msg, is_group=True, node_id=node_id,
                       card_key=card_key, dedupe_key=dedupe_key, status="undeliverable",
-                      error="no bound group")
+                      error="no bound group", priority=CARD)
         return 0
     for i, b in enumerate(bindings):
         key = dedupe_key if i == 0 or dedupe_key is None else f"{dedupe_key}#{b.channel}"
         await to_chat(ctx, b.channel, b.chat_id, msg, is_group=True, node_id=node_id, card_key=card_key,
-                      dedupe_key=key)
+                      dedupe_key=key, priority=CARD)
     return len(bindings)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +27,16 @@ class OutgoingMessage:
     payload: dict
     card_key: str | None = None
     edit_message_id: str | None = None  # set when this is a later version of a posted card
+    # an adapter awaits pace(chat_id, is_group) before every platform call after the first, so each
+    # call counts against the window it uses (the first one's slot Delivery has already taken)
+    pace: Callable[[str, bool], Awaitable[None]] | None = None
+    # an earlier attempt may have reached the platform (a timeout, a crash): ask for its duplicate check
+    maybe_sent: bool = False
+
+    async def paced(self, chat_id: str | None = None, is_group: bool | None = None) -> None:
+        if self.pace is not None:
+            await self.pace(self.chat_id if chat_id is None else chat_id,
+                            self.is_group if is_group is None else is_group)
 
     @property
     def text(self) -> str:

@@ -156,8 +156,10 @@ class StepwiseSender:
         if len(self._progress) > MAX_REMEMBERED:
             self._progress.pop(next(iter(self._progress)))
         try:
-            for key, step in self._steps(msg):
+            for n, (key, step) in enumerate(self._steps(msg)):
                 if key not in done:
+                    if n:  # each further call waits for a slot in the chat's window too
+                        await msg.paced()
                     done[key] = await step()
         except PermanentError:
             self._progress.pop(msg.id, None)

@@ -104,8 +104,11 @@ class WeComAPI:
             raise PermanentError(f"wecom {endpoint}: invalid user {invalid}")
         return result
 
-    async def send_to_user(self, userid: str, msg: dict) -> dict:
-        return await self.deliver("message/send", {"touser": userid, "agentid": self.agent_id, **msg})
+    async def send_to_user(self, userid: str, msg: dict, *, dedupe: bool = False) -> dict:
+        body = {"touser": userid, "agentid": self.agent_id, **msg}
+        if dedupe:  # a resend that may have arrived already: the platform drops a repeat
+            body |= {"enable_duplicate_check": 1, "duplicate_check_interval": DUPLICATE_CHECK_SECONDS}
+        return await self.deliver("message/send", body)
 
     async def send_to_chat(self, chatid: str, msg: dict) -> dict:
         return await self.deliver("appchat/send", {"chatid": chatid, "safe": 0, **msg})
@@ -137,6 +140,9 @@ class WeComAPI:
         if not result.get("media_id"):
             raise PermanentError(f"wecom media/upload: no media_id in {result}")
         return result["media_id"]
+
+
+DUPLICATE_CHECK_SECONDS = 1800  # the platform's default; the outbox lease (2 min) is well inside
 
 
 def delivery_error(e: WeComError) -> Exception:

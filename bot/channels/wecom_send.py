@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from contextvars import ContextVar
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -52,6 +53,32 @@ def upload_type(mtype: str, mime: str | None) -> str:
     if mtype == "voice" and not mime:
         return "file"  # unknown voice format: WeChat Work plays only AMR
     return mtype
+
+
+class Calls:
+    """Counts every platform call of one outbox row against the window it uses: the first call
+    to the row's own chat has the slot Delivery reserved; photos, further parts, the card and the
+    leaders' private copies each wait for a slot of their own (WeChat Work drops what is over)."""
+
+    def __init__(self, msg: OutgoingMessage) -> None:
+        self.msg = msg
+        self.first = True
+
+    async def before(self, chat_id: str, is_group: bool) -> None:
+        if self.first and chat_id == self.msg.chat_id:
+            self.first = False
+            return
+        await self.msg.paced(chat_id, is_group)
+
+
+# the row being sent, per delivery task (each task has its own context)
+_calls: ContextVar[Calls | None] = ContextVar("wecom_calls", default=None)
+
+
+async def _before(chat_id: str, is_group: bool) -> None:
+    calls = _calls.get()
+    if calls is not None:
+        await calls.before(chat_id, is_group)
 
 
 def utf8_len(s: str) -> int:
@@ -130,15 +157,18 @@ class WeComAdapter:
 
     async def send(self, msg: OutgoingMessage) -> Sent:
         done = self._done.setdefault(msg.id, set())
+        token = _calls.set(Calls(msg))
         try:
             if msg.is_group:
                 sent = await self._send_group(msg, done)
             else:
                 sent = await self._send_private(msg.chat_id, msg.text, msg.buttons, msg.media, done,
-                                                msg_id=msg.id)
+                                                msg_id=msg.id, maybe_sent=msg.maybe_sent)
         except PermanentError:
             self._done.pop(msg.id, None)  # never retried: nothing to remember
             raise
+        finally:
+            _calls.reset(token)
         self._done.pop(msg.id, None)
         return sent
 
@@ -202,9 +232,11 @@ class WeComAdapter:
         return await self.api.download(ref)
 
     async def _send_private(self, userid: str, text: str, buttons: list[list[dict]], media: list[dict],
-                            done: set[str], *, msg_id: int, text_first: bool = True) -> Sent:
-        def send(body: dict):
-            return self.api.send_to_user(userid, body)
+                            done: set[str], *, msg_id: int, text_first: bool = True,
+                            maybe_sent: bool = False) -> Sent:
+        async def send(body: dict):
+            await _before(userid, False)
+            return await self.api.send_to_user(userid, body, dedupe=maybe_sent)
 
         extra = await self._media(send, media, done)
         flat = [b for row in buttons for b in row]
@@ -255,8 +287,9 @@ class WeComAdapter:
     # ------------------------------------------------------------------ app groups
 
     async def _send_group(self, msg: OutgoingMessage, done: set[str]) -> Sent:
-        def send(body: dict):
-            return self.api.send_to_chat(msg.chat_id, body)
+        async def send(body: dict):
+            await _before(msg.chat_id, True)
+            return await self.api.send_to_chat(msg.chat_id, body)
 
         await self._media(send, msg.media, done)
         text = msg.text

@@ -72,6 +72,11 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}  # file_id -> bytes: what people sent and bots uploaded
         self.uploads: list[tuple[str, bytes]] = []  # (file_id, bytes) uploaded by the bot
         self._file_ids = itertools.count(1)
+        # load controls: seconds a send takes before it is answered (a send in flight), and
+        # every n-th send answered 429 (0 = never), as the real server does under load
+        self.send_delay = 0.0
+        self.rate_limit_every = 0
+        self._sends = 0
 
     # ------------------------------------------------------------------ server
 
@@ -182,6 +187,14 @@ class FakeTelegram:
         method = request.match_info["method"]
         call = Call(method, await _params(request, self._uploaded))
         self.calls.append(call)
+        if method.startswith("send"):
+            self._sends += 1
+            if self.send_delay:
+                await asyncio.sleep(self.send_delay)
+            if self.rate_limit_every and self._sends % self.rate_limit_every == 0:
+                call.status = 429
+                return _answer(429, {"ok": False, "error_code": 429, "parameters": {"retry_after": 1},
+                                     "description": "Too Many Requests: retry after 1"})
         if self._failures.get(method):
             call.status, body = self._failures[method].pop(0)
             return _answer(call.status, body)

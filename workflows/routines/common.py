@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..context import Ctx
 from ..i18n import T
-from ..models import Account, GroupBinding, Node, Outbox, Person
-from ..outbox import Msg
+from ..models import Account, GroupBinding, Node, Person
+from ..outbox import BULK, Msg, outbox_values, write_many
 from .models import RoutineMark
 
 CHUNK = 2000
@@ -126,8 +126,9 @@ Compose = Callable[[T], Msg]
 class OutboxBatch:
     """Messages for many people and groups, resolved and written in a few statements."""
 
-    def __init__(self, ctx: Ctx) -> None:
+    def __init__(self, ctx: Ctx, priority: int = BULK) -> None:
         self.ctx = ctx
+        self.priority = priority
         self._people: list[tuple[int, Compose, str | None]] = []
         self._groups: list[tuple[int, Compose, str | None]] = []
 
@@ -157,10 +158,9 @@ class OutboxBatch:
         def row(channel: str, chat_id: str, msg: Msg, *, is_group: bool, person_id=None, node_id=None,
                 dedupe_key=None, status="pending", error=None) -> None:
             stats[status] = stats.get(status, 0) + 1
-            rows.append({"created_at": now, "channel": channel, "chat_id": chat_id, "is_group": is_group,
-                         "person_id": person_id, "node_id": node_id, "payload": msg.payload(), "card_key": None,
-                         "dedupe_key": dedupe_key, "status": status, "attempts": 0, "not_before": now,
-                         "error": error})
+            rows.append(outbox_values(now, channel, chat_id, msg, is_group=is_group, person_id=person_id,
+                                      node_id=node_id, dedupe_key=dedupe_key, status=status, error=error,
+                                      priority=self.priority))
 
         if self._people:
             ids = list({p for p, _, _ in self._people})
@@ -214,27 +214,10 @@ class OutboxBatch:
                 for i, (channel, chat) in enumerate(bs):
                     k = key if i == 0 or key is None else f"{key}#{channel}"
                     row(channel, chat, msg, is_group=True, node_id=nid, dedupe_key=k)
-        await write_outbox(ctx, rows)
+        await write_many(ctx, rows)
         self._people.clear()
         self._groups.clear()
         return stats
-
-
-OUTBOX_PG = (("created_at", "timestamptz"), ("channel", "text"), ("chat_id", "text"), ("is_group", "boolean"),
-             ("person_id", "bigint"), ("node_id", "bigint"), ("payload", "jsonb"), ("card_key", "text"),
-             ("dedupe_key", "text"), ("status", "text"), ("attempts", "int"), ("not_before", "timestamptz"),
-             ("error", "text"))
-
-
-async def write_outbox(ctx: Ctx, rows: list[dict]) -> None:
-    if not rows:
-        return
-    if is_pg(ctx):
-        await pg_insert_unnest(ctx, "outbox", OUTBOX_PG, rows, "ON CONFLICT (dedupe_key) DO NOTHING")
-        return
-    ins = dialect_insert(ctx)
-    for part in chunks(rows, 1000):
-        await ctx.session.execute(ins(Outbox).values(part).on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 def week_key(day: date) -> str:
