@@ -106,7 +106,9 @@ async def detail(ctx: Ctx, viewer_id: int, care_person_id: int) -> tuple[CarePer
         raise NotFound("找不到该关爱对象。")
     household = await ctx.session.get(CareHousehold, person.household_id)
     node = await get_node(ctx, household.node_id)
-    if not await may_see(ctx, viewer_id, node):
+    # the A/B partner covering a worker on leave sees the people on that worker's list
+    covering = any(e.person.id == person.id for e in await visit_list(ctx, viewer_id)) if viewer_id else False
+    if not covering and not await may_see(ctx, viewer_id, node):
         raise NotAllowed("只有 {node} 的网格工作人员和上级可以查看关爱对象的信息。", node=node.name)
     visits = list((await ctx.session.execute(
         select(CareVisit).where(CareVisit.care_person_id == person.id)

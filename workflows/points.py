@@ -18,6 +18,7 @@ from .care_models import PointEntry, PointProfile, PointRule
 from .context import Ctx
 from .errors import Invalid, NotAllowed, NotFound
 from .models import Assignment, Node, Person, Role
+from .outbox import Msg, to_person
 from .routines.common import local_now
 from .tree import descendants
 
@@ -141,6 +142,11 @@ async def award(ctx: Ctx, actor_id: int, ref: str, points_text: str, reason: str
         raise Invalid("超过积分上限：{name} 今天/本月还能获得 {left} 分奖励。", name=person.name, left=left)
     entry = _entry(ctx, person.id, r, points, reason=reason, node_id=node.id, actor_id=actor_id)
     await ctx.session.flush()
+
+    async def tell(t) -> Msg:
+        return Msg(t("您获得 {n} 积分：{reason}。发送 /points 查看您的积分。", n=points, reason=reason))
+
+    await to_person(ctx, person.id, tell)
     return entry
 
 

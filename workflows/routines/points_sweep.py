@@ -36,9 +36,9 @@ async def _from_cases(ctx: Ctx, result: SweepResult) -> None:
             for _eid, action, cid, number, reporter, grid in rows]
     if not todo:
         return
-    paid = set((await ctx.session.execute(
+    paid = {(code, key) for code, key in await ctx.session.execute(
         select(PointEntry.rule_code, PointEntry.source_key)
-        .where(PointEntry.source_key.in_(list({k for _, k, *_ in todo}))))).tuples())
+        .where(PointEntry.source_key.in_(list({k for _, k, *_ in todo}))))}
     active = {code for code in EVENT_RULES.values() if await rule(ctx, code) is not None}
     for rule_code, key, cid, number, reporter, grid in todo:
         if (rule_code, key) in paid or rule_code not in active:

@@ -35,13 +35,14 @@ async def _due(ctx: Ctx, until: date) -> list[tuple[CarePerson, CareHousehold]]:
         select(CarePerson, CareHousehold).join(CareHousehold, CareHousehold.id == CarePerson.household_id)
         .where(CarePerson.active.is_(True), CarePerson.next_due <= until)
         .order_by(CarePerson.next_due, CareHousehold.code, CarePerson.code))
-    return list(rows.tuples())
+    return [(p, h) for p, h in rows]
 
 
 async def _names(ctx: Ctx, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return dict((await ctx.session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))).tuples())
+    rows = await ctx.session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))
+    return {pid: name for pid, name in rows}
 
 
 def _line(t, p: CarePerson, h: CareHousehold, day: date) -> str:
