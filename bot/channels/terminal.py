@@ -199,8 +199,17 @@ class TerminalShell:
         await self.send(text=line)
         return True
 
+    async def morning_sweeps(self) -> None:
+        """Today's care-visit lists (the terminal runs no scheduler): a demo worker sees the reminder."""
+        from workflows.routines.sweeps import run_sweep
+
+        o = self.office
+        await run_sweep(o.sessionmaker, "care_due", clock=o.clock, channels=frozenset({NAME}), language=o.language,
+                        timezone=o.timezone)
+
     async def run(self) -> None:
         await self.prepare()
+        await self.morning_sweeps()
         await self.delivery.drain()
         self.say(SHELL_HELP)
         loop = asyncio.get_running_loop()
