@@ -252,3 +252,15 @@ async def test_outbox_never_carries_the_register_to_groups(w: World):
     async with w.sm() as s:
         groups = (await s.execute(select(Outbox.payload).where(Outbox.is_group.is_(True)))).scalars().all()
     assert all("王秀英" not in p.get("text", "") for p in groups)
+
+
+async def test_export_carries_the_register_and_is_logged(w: World):
+    from workflows.importer import export_data
+
+    async with w.sm() as s, s.begin():
+        text = await export_data(s)
+    assert "care:" in text and "household: CY01-H01" in text and "frequency: 7" in text and "point_rules" not in text
+    assert await w.count(CareAccess, CareAccess.what == "export") == 3
+    async with w.sm() as s, s.begin():
+        report = await import_yaml(s, text, "export.yaml", now=w.clock.now())
+    assert report.counts["care_people"] == {"created": 0, "updated": 0, "unchanged": 3}

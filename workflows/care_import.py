@@ -247,3 +247,34 @@ async def write(session: AsyncSession, extra: dict[str, list[dict]], report: Any
     # an import reads and writes the register: the operator's pass is on the record too
     session.add_all([CareAccess(at=now, viewer_id=None, care_person_id=p.id, what="import") for p in touched])
     await session.flush()
+
+
+def _clean(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None and v != []}
+
+
+async def export(session: AsyncSession, now: datetime) -> dict[str, list[dict]]:
+    """The register and the point rules in the import's own form; the export is on the access log."""
+    rules = (await session.execute(select(PointRule).order_by(PointRule.id))).scalars().all()
+    nodes = {n.id: n.code for n in (await session.execute(select(Node))).scalars()}
+    codes = {p.id: p.code for p in (await session.execute(select(Person).where(Person.code.is_not(None)))).scalars()}
+    people: dict[int, list[CarePerson]] = {}
+    for p in (await session.execute(select(CarePerson).order_by(CarePerson.code))).scalars():
+        people.setdefault(p.household_id, []).append(p)
+    care = []
+    for h in (await session.execute(select(CareHousehold).order_by(CareHousehold.code))).scalars():
+        care.append(_clean({
+            "household": h.code, "grid": nodes.get(h.node_id), "building": h.building, "door": h.door,
+            "location": [h.latitude, h.longitude] if h.latitude is not None else None, "notes": h.notes,
+            "people": [_clean({"code": p.code, "name": p.name, "type": p.care_type, "frequency": p.frequency_days,
+                               "worker": codes.get(p.worker_id), "contact": p.contact_name,
+                               "contact_phone": p.contact_phone, "notes": p.notes,
+                               "active": None if p.active else False})
+                       for p in people.get(h.id, [])]}))
+    session.add_all([CareAccess(at=now, viewer_id=None, care_person_id=p.id, what="export")
+                     for ps in people.values() for p in ps])
+    return {k: v for k, v in {
+        "care": care,
+        "point_rules": [_clean({"code": r.code, "name": r.name, "points": r.points, "daily_cap": r.daily_cap,
+                                "monthly_cap": r.monthly_cap, "active": None if r.active else False}) for r in rules],
+    }.items() if v}

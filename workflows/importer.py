@@ -854,5 +854,8 @@ async def export_data(session: AsyncSession) -> str:
                                "split": c.split, "urgency": c.urgency, "sort": c.sort})
                        for c in cats],
     }
+    from . import care_import
+
+    doc.update(await care_import.export(session, datetime.now(UTC)))
     return yaml.dump({k: v for k, v in doc.items() if v}, Dumper=_Dumper, allow_unicode=True, sort_keys=False,
                      width=100)
