@@ -150,3 +150,26 @@ async def test_bad_rules_change_nothing(w: World):
         async with w.sm() as s, s.begin():
             await import_yaml(s, "point_rules:\n  - {code: x, name: y, points: many}\n", "r.yaml")
     assert "r.yaml:2" in str(e.value) and "points" in str(e.value)
+
+
+async def test_staff_deductions_for_missed_patrols_when_the_office_wants_them(w: World):
+    await w.sweep("patrol_missed", local(2026, 11, 23, 10, 0))  # nobody checked in at 09:00
+    assert (await w.sweep("points", local(2026, 11, 23, 10, 5))).acted == 0  # no rule: no deduction
+    async with w.sm() as s, s.begin():
+        await import_yaml(s, "point_rules:\n  - {code: patrol_missed, name: 巡查未打卡, points: -2}\n", "d.yaml")
+    r = await w.sweep("points", local(2026, 11, 23, 10, 10))
+    assert r.counts == {"patrol_missed": 3}  # CY01-W1, CY01-W2, CY02-W1
+    assert await w.do(points.balance, w.ids["CY01-W1"]) == -2
+    assert (await w.sweep("points", local(2026, 11, 23, 10, 15))).acted == 0
+
+
+async def test_red_card_deducts_from_the_assignee(w: World):
+    async with w.sm() as s, s.begin():
+        await import_yaml(s, "point_rules:\n  - {code: red_card, name: 红牌督办, points: -5}\n", "d.yaml")
+    case = await w.do(report_and_register, w, "R1")
+    await w.do(cases.dispatch, w.ids["CY01-L"], case.id, assignee_id=w.ids["CY01-W2"])
+    await w.sweep("deadlines", local(2026, 11, 30, 12))  # 72 h limit, long past twice over: red card
+    assert await w.events("red_card")
+    r = await w.sweep("points", local(2026, 11, 30, 12, 5))
+    assert r.counts["red_card"] == 1
+    assert await w.do(points.balance, w.ids["CY01-W2"]) == -5

@@ -3,7 +3,9 @@
 A report that was registered earns `report_registered`, a case the reporter rated earns
 `case_rated` — read from the case events of the last LOOKBACK, each case paying each rule once
 (point_entry's unique rule_code + source_key), so the case loop needs no change and a late run
-catches up. On the 1st of a month from 09:00 each community's group gets last month's ranking,
+catches up. Deductions for staff (扣分) follow the same way from red cards and patrols missed
+after an hour, when the office imported `red_card` / `patrol_missed` rules with negative points.
+On the 1st of a month from 09:00 each community's group gets last month's ranking,
 names masked unless the person opted in (routine_mark points_ranking per community and month).
 """
 
@@ -19,6 +21,7 @@ from ..models import Case, CaseEvent, Level, Node
 from ..outbox import Msg
 from ..points import earn, ranking, rule
 from .common import OutboxBatch, SweepResult, claim, local_now
+from .models import RoutineMark
 
 LOOKBACK = timedelta(days=3)
 EVENT_RULES = {"registered": "report_registered", "rated": "case_rated"}
@@ -94,8 +97,39 @@ async def _ranking(ctx: Ctx, result: SweepResult) -> None:
     result.add("undeliverable", written.get("undeliverable", 0))
 
 
+async def _deductions(ctx: Ctx, result: SweepResult) -> None:
+    """扣分 for staff where the office imported the rules: a red card (the case's assignee) and a
+    patrol still missed after an hour (the worker whose duty it was)."""
+    since = ctx.now() - LOOKBACK
+    todo: list[tuple[int, str, str, int | None, int | None, str]] = []  # person, rule, key, case, node, reason
+    if await rule(ctx, "red_card") is not None:
+        rows = await ctx.session.execute(
+            select(Case.id, Case.number, Case.assignee_id, Case.grid_id).join(CaseEvent, CaseEvent.case_id == Case.id)
+            .where(CaseEvent.action == "red_card", CaseEvent.at >= since, Case.assignee_id.is_not(None)))
+        todo += [(who, "red_card", f"case:{cid}", cid, grid, number) for cid, number, who, grid in rows]
+    if await rule(ctx, "patrol_missed") is not None:
+        rows = await ctx.session.execute(
+            select(RoutineMark.id, RoutineMark.person_id, RoutineMark.node_id, RoutineMark.slot)
+            .where(RoutineMark.kind == "patrol_missed_60", RoutineMark.at >= since,
+                   RoutineMark.person_id.is_not(None)))
+        todo += [(who, "patrol_missed", f"mark:{mid}", None, node, slot) for mid, who, node, slot in rows]
+    if not todo:
+        return
+    paid = {(code, key) for code, key in await ctx.session.execute(
+        select(PointEntry.rule_code, PointEntry.source_key)
+        .where(PointEntry.source_key.in_(list({k for _, _, k, *_ in todo}))))}
+    for who, rule_code, key, cid, node, reason in todo:
+        if (rule_code, key) in paid:
+            continue
+        paid.add((rule_code, key))
+        if await earn(ctx, who, rule_code, case_id=cid, node_id=node, source_key=key, reason=reason) is not None:
+            result.add(rule_code)
+    await ctx.session.flush()
+
+
 async def sweep(ctx: Ctx) -> SweepResult:
     result = SweepResult()
     await _from_cases(ctx, result)
+    await _deductions(ctx, result)
     await _ranking(ctx, result)
     return result
