@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from .care_models import CareAccess, CareHousehold, CarePerson, CareVisit
 from .context import Ctx
@@ -64,10 +64,16 @@ async def may_see(ctx: Ctx, viewer_id: int | None, node: Node) -> bool:
 
 
 async def log_access(ctx: Ctx, viewer_id: int | None, care_person_ids: list[int], what: str) -> None:
+    await log_accesses(ctx, [(viewer_id, care_person_ids)], what)
+
+
+async def log_accesses(ctx: Ctx, views: list[tuple[int | None, list[int]]], what: str) -> None:
+    """Many viewers' looks in one statement (a sweep's reminders)."""
     now = ctx.now()
-    for cid in care_person_ids or [None]:
-        ctx.session.add(CareAccess(at=now, viewer_id=viewer_id, care_person_id=cid, what=what,
-                                   channel=ctx.via_channel))
+    rows = [{"at": now, "viewer_id": viewer, "care_person_id": cid, "what": what, "channel": ctx.via_channel}
+            for viewer, ids in views for cid in ids or [None]]
+    if rows:
+        await ctx.session.execute(insert(CareAccess), rows)
 
 
 @dataclass

@@ -33,7 +33,8 @@ class CarePerson(Base):
     """Someone who needs care: type, visit frequency, the responsible worker, a relative to call."""
 
     __tablename__ = "care_person"
-    __table_args__ = (Index("ix_care_person_worker_due", "worker_id", "next_due"),)
+    __table_args__ = (Index("ix_care_person_worker_due", "worker_id", "next_due"),
+                      Index("ix_care_person_due", "next_due"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("care_household.id"), index=True)

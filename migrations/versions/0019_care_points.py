@@ -43,6 +43,7 @@ def upgrade() -> None:
                     sa.Column("next_due", sa.Date(), nullable=False),
                     sa.Column("active", sa.Boolean(), nullable=False))
     op.create_index("ix_care_person_worker_due", "care_person", ["worker_id", "next_due"])
+    op.create_index("ix_care_person_due", "care_person", ["next_due"])
     op.create_table("care_visit",
                     sa.Column("id", BigId, primary_key=True),
                     sa.Column("care_person_id", BigId, sa.ForeignKey("care_person.id"), nullable=False),
