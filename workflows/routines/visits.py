@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, cast, exists, or_, select
 
 from ..care import log_accesses
 from ..care_models import CareHousehold, CarePerson
@@ -20,6 +20,7 @@ from ..models import Assignment, Person, Role
 from ..outbox import Msg
 from .common import OutboxBatch, SweepResult, chunks, claim, local_now
 from .leave import covers_on
+from .models import RoutineMark
 
 MORNING = 8  # local hour from which the day's list goes out (a later run the same day catches up)
 LEADER_AFTER = 3  # days overdue before the leaders hear of it
@@ -104,10 +105,17 @@ async def overdue_sweep(ctx: Ctx) -> SweepResult:
     if loc.hour < MORNING:
         return result
     day = loc.date()
+    def marked(kind: str):  # this stage already done for this due date (the claim would refuse it anyway)
+        return exists().where(RoutineMark.kind == kind, RoutineMark.subject_id == CarePerson.id,
+                              RoutineMark.slot == cast(CarePerson.next_due, String))
+
     late_rows = (await ctx.session.execute(
         select(CarePerson.id, CarePerson.next_due, CareHousehold.node_id, CarePerson.worker_id)
         .join(CareHousehold, CareHousehold.id == CarePerson.household_id)
-        .where(CarePerson.active.is_(True), CarePerson.next_due < day))).all()
+        .where(CarePerson.active.is_(True), CarePerson.next_due < day,
+               or_(~marked("care_overdue_1"),
+                   and_(CarePerson.next_due <= day - timedelta(days=LEADER_AFTER), ~marked("care_overdue_2"))))
+    )).all()
     if not late_rows:
         return result
     first = await claim(ctx, "care_overdue_1", [{"subject_id": pid, "slot": due.isoformat(), "node_id": node,
