@@ -22,6 +22,7 @@ def _load_dialogues() -> None:
     # importing registers their commands, actions and flows
     from . import (  # noqa: F401
         admin,
+        care,
         common,
         leader,
         leave,
@@ -29,6 +30,7 @@ def _load_dialogues() -> None:
         link,
         mine,
         patrol,
+        points,
         rating,
         report,
         staff,

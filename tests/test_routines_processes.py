@@ -155,7 +155,7 @@ async def test_scheduler_on_sqlite_always_leads(sqlite_template, tmp_path, clock
         assert await w.count(SweepRun) == len(SWEEPS)
         jobs = {j.id: j for j in sc.aps.get_jobs()}
         assert set(jobs) == {"patrol_reminders", "patrol_missed", "deadlines", "weekly_reports",
-                             "monthly_ranking", "screening", "housekeeping"}
+                             "monthly_ranking", "screening", "housekeeping", "care_due", "care_overdue", "points"}
         assert all(j.coalesce and j.max_instances == 1 and j.misfire_grace_time for j in jobs.values())
     finally:
         await sc.stop()

@@ -1,4 +1,13 @@
 """Imports every module that defines tables, so the metadata is complete."""
 
-from . import api_models, channel_models, code_models, inbox_models, media_models, models, rollup  # noqa: F401
+from . import (  # noqa: F401
+    api_models,
+    care_models,
+    channel_models,
+    code_models,
+    inbox_models,
+    media_models,
+    models,
+    rollup,
+)
 from .routines import models as routines_models  # noqa: F401

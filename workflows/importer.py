@@ -163,6 +163,7 @@ class _Source:
         self.name = name
         self.crs = "wgs84"  # the file's datum (top-level `crs`); a node may name its own
         self.found: list[tuple[int, str]] = []
+        self.extra: dict[str, list[dict]] = {}  # care_import.SECTIONS, parsed by that module
 
     def error(self, line: int, name: str, message: str) -> None:
         self.found.append((line, f"{self.name}:{line}: field '{name}': {message}"))
@@ -475,8 +476,13 @@ def _parse_yaml(src: _Source, text: str) -> Parsed:
             src.crs = geo.check_crs(doc["crs"])
         except ValueError as e:
             src.error(doc.lines["crs"], "crs", str(e))
+    from . import care_import
+
     for key, items in doc.items():
         if key == "crs":
+            continue
+        if key in care_import.SECTIONS:
+            src.extra[key] = care_import.parse(src, key, items, doc.lines[key])
             continue
         if key not in KINDS:
             src.error(doc.lines[key], str(key), f"unknown key (expected one of: {', '.join(KINDS)})")
@@ -744,10 +750,15 @@ class _Writer:
 
 
 async def _import(session: AsyncSession, src: _Source, data: Parsed, now: datetime | None) -> ImportReport:
+    from . import care_import
+
     await _check_refs(session, src, data)
+    await care_import.check(session, src, data, src.extra)
     if src.errors:
         raise ImportFailed(src.errors)
-    return await _Writer(session, now or datetime.now(UTC)).write(data)
+    report = await _Writer(session, now or datetime.now(UTC)).write(data)
+    await care_import.write(session, src.extra, report, now or datetime.now(UTC))
+    return report
 
 
 # ---------------------------------------------------------------- public entry points
@@ -888,5 +899,8 @@ async def export_data(session: AsyncSession) -> str:
                                "split": c.split, "urgency": c.urgency, "sort": c.sort, "referral": c.referral})
                        for c in cats],
     }
+    from . import care_import
+
+    doc.update(await care_import.export(session, datetime.now(UTC)))
     return yaml.dump({k: v for k, v in doc.items() if v}, Dumper=_Dumper, allow_unicode=True, sort_keys=False,
                      width=100)

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..clock import Clock, SystemClock
 from ..context import Ctx
-from . import deadlines, housekeeping, patrols, reports, screening
+from . import deadlines, housekeeping, patrols, reports, screening, visits
 from .common import SweepResult
 from .models import SweepRun
+from .points_sweep import sweep as points_sweep
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ SWEEPS: dict[str, Sweep] = {s.name: s for s in [
     Sweep("weekly_reports", reports.weekly_sweep, 300, "每周五 17:00 向各网格群发送周报"),
     Sweep("monthly_ranking", reports.monthly_sweep, 600, "每月 1 日 09:00 向各街道群发送网格考核排名"),
     Sweep("screening", screening.sweep, 300, "矛盾纠纷/安全隐患周排查、街道半月排查、月度消防检查提醒"),
+    Sweep("care_due", visits.due_sweep, 300, "应访当天早上把本周的走访名单发给网格员（请假时发给A/B岗）"),
+    Sweep("care_overdue", visits.overdue_sweep, 300, "走访逾期次日提醒网格员，逾期 3 天告知网格长"),
+    Sweep("points", points_sweep, 300, "按积分规则为已立案的上报和已评价的事件记积分；每月 1 日向各社区群发送积分排名"),
     Sweep("housekeeping", housekeeping.sweep, 3600, "清理过期按钮、已处理事件编号和长期未完成的对话"),
 ]}
 

@@ -1,0 +1,45 @@
+"""The demo street in the terminal: the worker sees the morning's visit list and records a visit."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from .test_terminal import Shell, env_for, gridbot, run_cli
+
+
+async def test_demo_worker_sees_the_visit_reminder_and_records_a_visit(db_url):
+    code, out = await run_cli(db_url, "demo")
+    assert code == 0, out
+    proc = await asyncio.create_subprocess_exec(*gridbot(), "shell", "--as", "CY01-W1", env=env_for(db_url),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, cwd="/tmp")
+    sh = Shell(proc)
+    try:
+        start = await sh.until_prompt()
+        # the demo's first visits fall due on the day of the import; the list goes out from 08:00
+        if datetime.now(ZoneInfo("Asia/Shanghai")).hour >= 8:
+            assert "bot> 【走访提醒】本周需要走访 2 位关爱对象" in start and "王秀英" in start
+            assert "[→ 私聊 马超] 【走访提醒】" in start and "工作群] 【走访提醒】" not in start  # never to a group
+        else:
+            assert "【走访提醒】" not in start
+        out = await sh.type("/visit")
+        number = re.search(r"\[(\d+)\] CY01-H01 王秀英", out).group(1)  # labels with spaces: by number
+        out = await sh.type(number)
+        assert "腿脚不便" in out
+        await sh.press("正常")
+        await sh.type("老人身体不错，已提醒注意保暖")
+        out = await sh.type(":loc 30.2900 120.1050")
+        assert "走访已登记：正常" in out
+        proc.stdin.write(b":quit\n")
+        await proc.stdin.drain()
+        await asyncio.wait_for(proc.wait(), 10)
+        assert proc.returncode == 0 and "Traceback" not in sh.screen
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    code, out = await run_cli(db_url, "audit", "access", "--person", "CY01-H01-1")
+    assert code == 0 and "孙丽\tvisit\tterminal" in out and "孙丽\tdetail\tterminal" in out, out
