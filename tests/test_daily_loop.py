@@ -208,3 +208,16 @@ async def test_the_ab_partner_sees_and_handles_the_tasks_of_a_worker_on_leave(de
     # another worker of the grid still may not
     with pytest.raises(NotAllowed):
         await do(desk, cases.finish, await pid(desk, staff(grid, "W2")), case.id, "好了")
+
+
+async def test_a_case_dispatched_straight_away_tells_the_resident_its_deadline(desk: Desk):
+    from workflows.cards import local
+
+    case = await reported(desk)
+    grid = await grid_of(desk, case)
+    await desk.press(staff(grid, "L"), "派遣", group=grid)
+    await desk.press(staff(grid, "L"), "孙丽", group=grid)
+    case = await desk.case()
+    async with desk.sm() as s:
+        at = local(desk.ctx(s), case.deadline_at, "%Y-%m-%d %H:%M")
+    assert f"已派遣处理，预计 {at} 前办结" in await desk.last_text("r1")

@@ -251,7 +251,9 @@ async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = Non
             text = t("您上报的事件 {number} 已立案，预计 {at} 前办结。", number=n,
                      at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M"))
         elif what == "dispatched":
-            text = t("您上报的事件 {number} 已派遣处理，请耐心等待。", number=n)
+            # a case dispatched straight from 待立案 was registered on the way: this is the first promise
+            text = t("您上报的事件 {number} 已派遣处理，预计 {at} 前办结。", number=n,
+                     at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M"))
         elif what == "declined":
             text = await decline_text(ctx, t, case, extra)
         elif what in ("escalated", "direct_report"):
