@@ -46,9 +46,7 @@ class Settings(BaseSettings):
     wechat_kf_token: str | None = None
     wechat_kf_aes_key: str | None = None
     wechat_kf_open_kfid: str | None = None  # the customer-service account residents write to (wk…)
-    wechat_kf_callback_host: str = "0.0.0.0"
-    wechat_kf_callback_port: int = 8081
-    wechat_kf_callback_path: str = "/wechat/kf/callback"
+    wechat_kf_callback_path: str = "/wechat/kf/callback"  # on the one web server (HTTP_HOST/HTTP_PORT)
     wechat_kf_link: str | None = None  # https://work.weixin.qq.com/kfid/… — printed on the notice card
 
     # delivery and scheduler

@@ -36,8 +36,8 @@ class Kf:
 
     async def start(self) -> None:
         s = Settings(_env_file=None, wecom_corp_id=CORP_ID, wechat_kf_secret=KF_SECRET, wechat_kf_token=TOKEN,
-                     wechat_kf_aes_key=AES_KEY, wechat_kf_open_kfid=OPEN_KFID, wechat_kf_callback_host="127.0.0.1",
-                     wechat_kf_callback_port=self.port, wecom_api_base_url=self.api.base_url)
+                     wechat_kf_aes_key=AES_KEY, wechat_kf_open_kfid=OPEN_KFID, http_host="127.0.0.1",
+                     http_port=self.port, wecom_api_base_url=self.api.base_url)
         (self.rt,) = build_channels(s)
         self.delivery = Delivery(self.sm, {"wechat_kf": self.rt.adapter}, clock=self.clock, poll_seconds=0.05)
         self.delivery.limiters["wechat_kf"] = Limiter(())

@@ -33,11 +33,6 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 
 
-def register_routes(app: web.Application, runtime: WeChatKfRuntime, path: str) -> None:
-    app.router.add_get(path, runtime.verify_url)
-    app.router.add_post(path, runtime.callback)
-
-
 class WeChatKfRuntime:
     name = NAME
 
@@ -47,25 +42,34 @@ class WeChatKfRuntime:
         self.adapter = WeChatKfAdapter(self.api, settings.wechat_kf_open_kfid)
         self.crypto = WeChatCrypto(settings.wechat_kf_token, settings.wechat_kf_aes_key, settings.wecom_corp_id)
         self.office: Office | None = None
-        self._runner: web.AppRunner | None = None
+        self._server = None  # bot.web.WebServer: the shared one (routes) or our own (start)
+        self._own_server = False
         self._tasks: set[asyncio.Task] = set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def routes(self, server) -> None:
+        """Puts the callback on the process's one web server (bot/web.py), before it starts."""
+        path = self.settings.wechat_kf_callback_path
+        server.add("GET", path, self.verify_url, summary="微信客服 URL verification", tag="wechat_kf")
+        server.add("POST", path, self.callback, summary="微信客服 encrypted callback (messages waiting)",
+                   tag="wechat_kf")
+        self._server = server
 
     async def start(self, office: Office) -> None:
         self.office = office
         self.adapter.sessionmaker = office.sessionmaker
         self.adapter.clock = office.clock
-        app = web.Application(client_max_size=1024 * 1024)
-        register_routes(app, self, self.settings.wechat_kf_callback_path)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.settings.wechat_kf_callback_host,
-                          self.settings.wechat_kf_callback_port).start()
+        if self._server is None:  # used on its own (tests, embedding): serve the callback alone
+            from ..web import WebServer
+
+            self.routes(WebServer(self.settings.web_host, self.settings.web_port, office.sessionmaker, office.clock))
+            self._own_server = True
+            await self._server.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._own_server and self._server is not None:
+            await self._server.stop()
+            self._server, self._own_server = None, False
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
