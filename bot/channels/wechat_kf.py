@@ -15,12 +15,14 @@ from collections import defaultdict
 
 import xmltodict
 from aiohttp import web
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from wechatpy.enterprise import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 
+from handlers.events import Inbound
 from handlers.office import Office
 from workflows.models import Outbox
+from workflows.outbox import Msg, to_chat
 from workflows.wechat_models import KfCursor, KfWindow
 
 from ..settings import Settings
@@ -135,9 +137,10 @@ class WeChatKfRuntime:
                 if inbound is None:
                     continue
                 await self._opened(inbound.chat_id)
+                before = await self._last_outbox_id()
                 reply = await self.office.handle(inbound)
                 if reply.alert and not reply.duplicate:
-                    log.info("wechat_kf alert for %s: %s", inbound.chat_id, reply.alert)
+                    await self._say_alert(inbound, reply.alert, before)
             cursor = page.get("next_cursor") or cursor
             async with sm() as session, session.begin():
                 row = await session.get(KfCursor, open_kfid)
@@ -147,6 +150,23 @@ class WeChatKfRuntime:
                     row.cursor, row.updated_at = cursor, self.office.clock.now()
             if not page.get("has_more"):
                 return
+
+    async def _last_outbox_id(self) -> int:
+        async with self.office.sessionmaker() as session:
+            return (await session.execute(select(func.max(Outbox.id)))).scalar() or 0
+
+    async def _say_alert(self, inbound: Inbound, alert: str, before: int) -> None:
+        """WeChat has no pop-up answer to a menu press: the alert becomes a message, unless the
+        dialogue already wrote the same words to this chat."""
+        async with self.office.sessionmaker() as session, session.begin():
+            rows = await session.execute(
+                select(Outbox.payload).where(Outbox.id > before, Outbox.channel == NAME,
+                                             Outbox.chat_id == inbound.chat_id))
+            if any(p.get("text") == alert for p in rows.scalars()):
+                return
+            await to_chat(self.office.ctx(session, inbound), NAME, inbound.chat_id, Msg(alert))
+        if self.office.on_commit:
+            self.office.on_commit()
 
     async def _opened(self, chat_id: str) -> None:
         """The resident wrote: a fresh window, and what was held for them goes out now."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 
 from handlers.events import Inbound, Media
+from workflows import geo
 
 log = logging.getLogger(__name__)
 
 NAME = "wechat_kf"
 FROM_RESIDENT = 3  # origin: 3 = the WeChat customer, 4 = system, 5 = a staff member in the WeChat Work app
+DATUM = "gcj02"  # the datum of the locations this channel receives
 MEDIA_KINDS = {"image": "photo", "voice": "voice", "video": "video", "file": "document"}
 
 
@@ -39,8 +41,9 @@ def to_inbound(msg: dict) -> Inbound | None:
             return Inbound(**base, media=[Media(kind=MEDIA_KINDS[kind], ref=str(media_id), channel=NAME)])
     if kind == "location":
         loc = msg.get("location") or {}
-        try:  # WeChat gives GCJ-02 like WeChat Work; stored as given, as the WeChat Work channel does
-            return Inbound(**base, location=(float(loc["latitude"]), float(loc["longitude"])))
+        try:  # WeChat gives GCJ-02 like WeChat Work; stored in WGS-84, as the WeChat Work channel does
+            lat, lon = geo.to_wgs84(float(loc["latitude"]), float(loc["longitude"]), DATUM)
+            return Inbound(**base, location=(lat, lon))
         except (KeyError, TypeError, ValueError):
             pass
     log.info("wechat_kf message %s of type %r is not understood; the resident is told", msg.get("msgid"), kind)
