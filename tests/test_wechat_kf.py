@@ -16,9 +16,11 @@ from bot.app import build_channels
 from bot.delivery import Delivery
 from bot.ratelimit import Limiter
 from bot.settings import Settings
-from workflows.models import Outbox
+from workflows.models import InboundSeen, Outbox
 from workflows.wechat_models import KfCursor
 
+from .contract.drivers import WeChatKfDriver
+from .contract.test_contract import GRID, LEADER, RESIDENT, count, latest_case, mentions, report, staffed
 from .fakes.wechat_kf import KF_SECRET, OPEN_KFID, FakeWeChatKf
 from .fakes.wecom_api import CORP_ID
 from .support import MovingClock, TrackingOffice, free_port
@@ -141,10 +143,89 @@ async def test_outside_the_48_hour_window_notices_are_held_until_the_resident_wr
     assert any("已结案" in t for t in kf.texts("wmRes1"))
 
 
-async def test_45047_holds_the_message_and_it_goes_once(kf: Kf):
-    kf.api.fail_next("kf/send_msg", 45047, "out of response count limit")
-    await kf.write("wmRes1", "/start")
-    attempts = kf.api.calls_of("kf/send_msg")
-    assert [c.ok for c in attempts] == [False]
-    await kf.write("wmRes1", "/start")  # the resident writes again: the held reply goes now
-    assert kf.api.calls_of("kf/send_msg", ok=False) and len(kf.api.sent_to("wmRes1")) >= 2
+# ---------------------------------------------------------------------- with the grid's staff on WeChat Work
+
+
+@pytest.fixture
+async def grid(sessionmaker):
+    d = WeChatKfDriver(sessionmaker)
+    await d.start()
+    yield d
+    await d.close()
+
+
+async def resident_rows(d: WeChatKfDriver) -> list[Outbox]:
+    async with d.sm() as s:
+        return list((await s.execute(select(Outbox).where(
+            Outbox.chat_id == d.private_chat(RESIDENT)).order_by(Outbox.id))).scalars())
+
+
+async def test_the_resident_is_told_of_the_48_hour_rule_once_at_report_time(grid: WeChatKfDriver):
+    await staffed(grid)
+    await report(grid)
+    told = mentions(grid.private_texts(RESIDENT), "48 小时")
+    assert len(told) == 1 and "上报成功" in told[0]
+    # the staff on WeChat Work may always be written to: not told
+    assert not mentions(grid.private_texts(LEADER), "48 小时")
+
+
+async def test_a_notice_after_48_hours_is_held_and_goes_once_when_the_resident_writes(grid: WeChatKfDriver):
+    await staffed(grid)
+    await report(grid)
+    case = await latest_case(grid)
+    calls = len(grid.api.calls_of("kf/send_msg"))
+    grid.clock.advance(49 * 3600)
+    await grid.press(LEADER, "立案", group=GRID)
+    assert (await latest_case(grid)).status == "registered"
+    assert len(grid.api.calls_of("kf/send_msg")) == calls  # outside the window: WeChat is not even asked
+    held = [r for r in await resident_rows(grid) if r.status != "sent"]
+    assert len(held) == 1 and held[0].status == "pending" and "已立案" in held[0].payload["text"]
+    assert held[0].not_before - grid.clock.now() > timedelta(days=1)
+
+    await grid.say(RESIDENT, "你好")
+    assert len(mentions(grid.private_texts(RESIDENT), case.number, "已立案")) == 1
+    assert all(r.status == "sent" for r in await resident_rows(grid))
+    msgids = [c.body["msgid"] for c in grid.api.calls_of("kf/send_msg", ok=True)]
+    assert len(msgids) == len(set(msgids))
+
+
+@pytest.mark.parametrize("errcode", [45047, 45015])
+async def test_a_window_answer_holds_the_message_until_the_resident_writes(grid: WeChatKfDriver, errcode: int):
+    grid.api.fail_next("kf/send_msg", errcode, "out of response count limit / reply time limit")
+    await grid.say(RESIDENT, "/start")
+    assert grid.send_attempts(RESIDENT) == [False]
+    (row,) = await resident_rows(grid)
+    assert row.status == "pending" and str(errcode) in (row.error or "")  # held, not failed
+    assert row.not_before - grid.clock.now() > timedelta(days=1)
+    grid.clock.advance(3600)  # time alone does not release it
+    await grid.delivery.drain()
+    assert grid.send_attempts(RESIDENT) == [False]
+
+    await grid.say(RESIDENT, "/start")  # the resident writes: the held reply goes, and the new one
+    assert grid.send_attempts(RESIDENT) == [False, True, True]
+    assert len(mentions(grid.private_texts(RESIDENT), "请选择要办理的事项")) == 2
+    assert [r.status for r in await resident_rows(grid)] == ["sent", "sent"]
+
+
+async def test_a_replayed_callback_and_a_repeated_msgid_have_one_effect(grid: WeChatKfDriver):
+    token = grid.api.resident_writes(grid.userid(RESIDENT), "text", {"content": "/start"})
+    await grid.kf_post(token)
+    await grid.settle()
+    assert len(grid.office.handled) == 1
+    sends = len(grid.api.calls_of("kf/send_msg"))
+    syncs = len(grid.api.calls_of("kf/sync_msg"))
+
+    for _ in range(2):  # WeChat replays the callback: we sync again, and the cursor says nothing is new
+        await grid.kf_post(token)
+    await grid.settle()
+    assert len(grid.api.calls_of("kf/sync_msg")) > syncs
+    assert len(grid.office.handled) == 1
+
+    # sync_msg hands out the same msgid again (a cursor that was not saved): seen, no effect
+    grid.api.messages.append(dict(grid.api.messages[-1]))
+    grid.api.tokens.add("ENC-again")
+    await grid.kf_post("ENC-again")
+    await grid.settle()
+    assert grid.office.handled[1][1].duplicate
+    assert len(grid.api.calls_of("kf/send_msg")) == sends
+    assert await count(grid, InboundSeen) == 1
