@@ -21,7 +21,7 @@ from .db import SchemaOutOfDate, check_schema, make_engine, make_sessionmaker, u
 from .settings import Settings, get_settings
 
 # later features add their subcommands from these modules (each has add_commands(subparsers))
-EXTRA_COMMANDS = ("bot.jobs_cli", "bot.wecom_cli", "bot.geo_cli", "bot.excel_cli")
+EXTRA_COMMANDS = ("bot.jobs_cli", "bot.wecom_cli", "bot.geo_cli", "bot.excel_cli", "bot.notice_cli")
 
 
 async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[int]]) -> int:
