@@ -17,7 +17,7 @@ from bot.delivery import Delivery
 from bot.ratelimit import Limiter
 from bot.settings import Settings
 from workflows.models import InboundSeen, Outbox
-from workflows.wechat_models import KfCursor
+from workflows.wechat_models import KfCursor, KfWindow
 
 from .contract.drivers import WeChatKfDriver
 from .contract.test_contract import GRID, LEADER, RESIDENT, count, latest_case, mentions, report, staffed
@@ -214,6 +214,11 @@ async def test_a_replayed_callback_and_a_repeated_msgid_have_one_effect(grid: We
     assert len(grid.office.handled) == 1
     sends = len(grid.api.calls_of("kf/send_msg"))
     syncs = len(grid.api.calls_of("kf/sync_msg"))
+    async with grid.sm() as s:
+        window = await s.get(KfWindow, grid.userid(RESIDENT))
+        opened, used = window.last_inbound_at, window.sent_since
+    assert used == 1
+    grid.clock.advance(60)
 
     for _ in range(2):  # WeChat replays the callback: we sync again, and the cursor says nothing is new
         await grid.kf_post(token)
@@ -229,3 +234,6 @@ async def test_a_replayed_callback_and_a_repeated_msgid_have_one_effect(grid: We
     assert grid.office.handled[1][1].duplicate
     assert len(grid.api.calls_of("kf/send_msg")) == sends
     assert await count(grid, InboundSeen) == 1
+    async with grid.sm() as s:  # the repeat did not open the window again (its 5 messages stay counted)
+        window = await s.get(KfWindow, grid.userid(RESIDENT))
+        assert (window.last_inbound_at, window.sent_since) == (opened, used)

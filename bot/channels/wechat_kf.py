@@ -21,7 +21,7 @@ from wechatpy.exceptions import InvalidSignatureException
 
 from handlers.events import Inbound
 from handlers.office import Office
-from workflows.models import Outbox
+from workflows.models import InboundSeen, Outbox
 from workflows.outbox import Msg, to_chat
 from workflows.wechat_models import KfCursor, KfWindow
 
@@ -136,7 +136,7 @@ class WeChatKfRuntime:
                 inbound = to_inbound(msg)
                 if inbound is None:
                     continue
-                await self._opened(inbound.chat_id)
+                await self._opened(inbound)
                 before = await self._last_outbox_id()
                 reply = await self.office.handle(inbound)
                 if reply.alert and not reply.duplicate:
@@ -168,10 +168,13 @@ class WeChatKfRuntime:
         if self.office.on_commit:
             self.office.on_commit()
 
-    async def _opened(self, chat_id: str) -> None:
-        """The resident wrote: a fresh window, and what was held for them goes out now."""
-        now = self.office.clock.now()
+    async def _opened(self, inbound: Inbound) -> None:
+        """The resident wrote: a fresh window, and what was held for them goes out now. A msgid
+        seen before opens nothing (it would reset the 5-per-message count a second time)."""
+        now, chat_id = self.office.clock.now(), inbound.chat_id
         async with self.office.sessionmaker() as session, session.begin():
+            if await session.get(InboundSeen, (NAME, inbound.event_id)) is not None:
+                return
             w = await session.get(KfWindow, chat_id)
             if w is None:
                 session.add(KfWindow(chat_id=chat_id, last_inbound_at=now, sent_since=0))
