@@ -80,6 +80,10 @@ def build_channels(settings: Settings) -> list[ChannelRuntime]:
         from .channels import wecom
 
         out.append(wecom.build(settings))
+    if settings.wechat_kf_enabled:
+        from .channels import wechat_kf
+
+        out.append(wechat_kf.build(settings))
     return out
 
 

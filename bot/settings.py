@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     media_s3_secret_key: str | None = None
     media_fetch_seconds: float = 30.0  # how often attachments not fetched yet are tried again
 
+    # 微信客服 (WeChat customer service, residents on personal WeChat; the corp id is WECOM_CORP_ID)
+    wechat_kf_secret: str | None = None  # 微信客服 → API → Secret
+    wechat_kf_token: str | None = None
+    wechat_kf_aes_key: str | None = None
+    wechat_kf_open_kfid: str | None = None  # the customer-service account residents write to (wk…)
+    wechat_kf_callback_path: str = "/wechat/kf/callback"  # on the one web server (HTTP_HOST/HTTP_PORT)
+    wechat_kf_link: str | None = None  # https://work.weixin.qq.com/kfid/… — printed on the notice card
+
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0
     scheduler_enabled: bool = True
@@ -78,12 +86,19 @@ class Settings(BaseSettings):
         return self.http_port if self.http_port is not None else self.wecom_callback_port
 
     @property
+    def wechat_kf_enabled(self) -> bool:
+        return bool(self.wecom_corp_id and self.wechat_kf_secret and self.wechat_kf_token
+                    and self.wechat_kf_aes_key and self.wechat_kf_open_kfid)
+
+    @property
     def chat_channels(self) -> frozenset[str]:
         out = set()
         if self.telegram_enabled:
             out.add("telegram")
         if self.wecom_enabled:
             out.add("wecom")
+        if self.wechat_kf_enabled:
+            out.add("wechat_kf")
         return frozenset(out)
 
 

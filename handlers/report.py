@@ -15,6 +15,7 @@ from workflows.models import Category, Node
 from workflows.tree import GRID_LEVELS, children, locate
 
 from .registry import action, command, flow
+from .reply_windows import later_notices_note
 from .turn import Turn
 
 MAX_MEDIA = 9
@@ -324,4 +325,5 @@ async def submit(turn: Turn, args: dict) -> None:
     await turn.finish()
     expected = await promised_deadline(turn.ctx, case)
     await turn.say(turn.t("上报成功！事件编号：{number}\n网格长立案后开始办理，一般在 {at} 前办结。发送编号可随时查询进度。",
-                          number=case.number, at=local(turn.ctx, expected, "%Y-%m-%d %H:%M")))
+                          number=case.number, at=local(turn.ctx, expected, "%Y-%m-%d %H:%M"))
+                   + later_notices_note(turn))

@@ -9,5 +9,6 @@ from . import (  # noqa: F401
     media_models,
     models,
     rollup,
+    wechat_models,
 )
 from .routines import models as routines_models  # noqa: F401

@@ -33,6 +33,7 @@ import io
 import itertools
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 import aiohttp
@@ -707,11 +708,210 @@ class WeComDriver(_Base):
         return [c.ok for c in self.api.calls_of("message/send") if userid in c.body.get("touser", "").split("|")]
 
 
+# ====================================================================== 微信客服 (WeChat customer service)
+
+
+KF_TOKEN = "kfcallbacktoken"
+
+
+class WeChatKfDriver(WeComDriver):
+    """Residents on personal WeChat through 微信客服, the grid's staff on WeChat Work, as one
+    `gridbot run` serves both: one web server with both callbacks, one delivery worker with both
+    adapters, one fake WeChat Work server that also speaks `kf/sync_msg` and `kf/send_msg`.
+
+    A resident's message is queued on the fake and announced by an encrypted `kf_msg_or_event`
+    callback; the runtime pulls it with sync_msg. "The same event twice" is the callback replayed
+    and the same msgid returned twice by sync_msg (as after a cursor that was not saved); a
+    repeat after a restart is that msgid once more. Buttons reach residents as msgmenu items,
+    pressed by writing back the item's id. Residents only write privately: the group actions are
+    the staff's, on WeChat Work, exactly as in WeComDriver."""
+
+    name = "wechat_kf"
+    channel = "wecom"  # the staff's accounts and the grid's group
+    resident_channel = "wechat_kf"
+
+    def __init__(self, sessionmaker) -> None:
+        super().__init__(sessionmaker)
+        self.kf = None
+        self.server = None
+        self.kf_crypto = WeChatCrypto(KF_TOKEN, AES_KEY, CORP_ID)
+        self.kf_last: dict[str, dict] = {}  # who -> their last queued sync_msg message
+
+    @property
+    def kf_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/wechat/kf/callback"
+
+    async def start(self) -> None:
+        from bot.web import from_settings
+
+        from ..fakes.wechat_kf import KF_SECRET, OPEN_KFID, FakeWeChatKf
+
+        if self.api is None:
+            self.api = await FakeWeChatKf().start()
+        settings = Settings(_env_file=None, wecom_corp_id=CORP_ID, wecom_agent_id=AGENT, wecom_secret=SECRET,
+                            wecom_token=TOKEN, wecom_aes_key=AES_KEY, http_host="127.0.0.1", http_port=self.port,
+                            wecom_api_base_url=self.api.base_url, wechat_kf_secret=KF_SECRET,
+                            wechat_kf_token=KF_TOKEN, wechat_kf_aes_key=AES_KEY, wechat_kf_open_kfid=OPEN_KFID)
+        self.runtime, self.kf = build_channels(settings)
+        channels = frozenset({self.channel, self.resident_channel})
+        self.delivery = Delivery(self.sm, {self.channel: self.runtime.adapter, self.resident_channel: self.kf.adapter},
+                                 clock=self.clock, poll_seconds=0.05)
+        for name in channels:
+            self.delivery.limiters[name] = Limiter(())
+        self.office = TrackingOffice(self.sm, clock=self.clock, channels=channels, on_commit=self.delivery.wake)
+        self.server = from_settings(settings, self.sm, self.clock)
+        for c in (self.runtime, self.kf):
+            c.routes(self.server)
+            await c.start(self.office)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        for c in (self.runtime, self.kf):
+            if c is not None:
+                await c.stop()
+        self.runtime = self.kf = self.server = self.delivery = self.office = None
+
+    def userid(self, who: str) -> str:
+        if who not in self.userids:
+            self.userids[who] = who.lower() if who in self.staff else f"wmRes{next(self._seq)}"
+        return self.userids[who]
+
+    async def quiet(self) -> bool:
+        """Nothing due is waiting; a row held for a resident outside the 48-hour window is not due."""
+        async with self.sm() as s:
+            n = await s.execute(select(func.count()).select_from(Outbox).where(
+                Outbox.channel.in_([self.channel, self.resident_channel]),
+                Outbox.status.in_(["pending", "sending"]),
+                Outbox.not_before <= self.clock.now() + timedelta(hours=1)))
+            return n.scalar_one() == 0
+
+    async def settle(self) -> None:
+        for _ in range(3):
+            await self.kf.idle()
+            await self.runtime.idle()
+            await self.delivery.drain()
+            for _ in range(5):
+                async with self.sm() as s:
+                    held = (await s.execute(select(func.min(Outbox.not_before)).where(
+                        Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.status == "pending",
+                        Outbox.not_before <= self.clock.now() + timedelta(hours=1)))).scalar()
+                if held is None:
+                    break
+                wait = (held - self.clock.now()).total_seconds()
+                if wait > 0:  # a rate-limit hold: let the time pass
+                    self.clock.advance(wait + 0.01)
+                    self.waited += wait
+                await self.delivery.drain()
+        assert await self.quiet()
+
+    # ------------------------------------------------------------------ residents' messages
+
+    async def kf_post(self, token: str) -> None:
+        from ..fakes.wechat_kf import OPEN_KFID
+
+        plain = (f"<xml><ToUserName>{cdata(CORP_ID)}</ToUserName><CreateTime>{int(time.time())}</CreateTime>"
+                 f"<MsgType>{cdata('event')}</MsgType><Event>{cdata('kf_msg_or_event')}</Event>"
+                 f"<Token>{cdata(token)}</Token><OpenKfId>{cdata(OPEN_KFID)}</OpenKfId></xml>")
+        nonce, ts = f"n{next(self._seq)}", str(int(time.time()))
+        d = xmltodict.parse(self.kf_crypto.encrypt_message(plain, nonce, ts))["xml"]
+        body = f"<xml><ToUserName>{cdata(CORP_ID)}</ToUserName><Encrypt>{cdata(d['Encrypt'])}</Encrypt></xml>"
+        params = {"msg_signature": d["MsgSignature"], "timestamp": ts, "nonce": nonce}
+        async with aiohttp.ClientSession() as http, http.post(self.kf_url, params=params, data=body.encode()) as r:
+            await r.read()
+            assert r.status == 200, r.status
+
+    async def _resident(self, who: str, msgtype: str, body: dict, times: int = 1) -> Reply | None:
+        before = len(self.office.handled)
+        token = self.api.resident_writes(self.userid(who), msgtype, body)
+        msg = self.api.messages[-1]
+        for _ in range(times - 1):  # the very same message (msgid) again, and the callback replayed
+            self.api.messages.append(dict(msg))
+        for _ in range(times):
+            await self.kf_post(token)
+        self.kf_last[who] = msg
+        await self.settle()
+        new = self.office.handled[before:]
+        return new[0][1] if new else None
+
+    async def say(self, who: str, text: str, *, times: int = 1) -> None:
+        if who in self.staff:
+            return await super().say(who, text, times=times)
+        await self._resident(who, "text", {"content": text}, times)
+
+    async def location(self, who: str, lat: float, lon: float) -> None:
+        if who in self.staff:
+            return await super().location(who, lat, lon)
+        from workflows.geo import from_wgs84
+
+        lat, lon = from_wgs84(lat, lon, "gcj02")  # what a WeChat client reports
+        await self._resident(who, "location", {"latitude": lat, "longitude": lon, "name": "现场", "address": ""})
+
+    def _menu(self, userid: str, label: str) -> str:
+        for call in reversed(self.api.sent_to(userid)):
+            for item in call.body.get("msgmenu", {}).get("list", []):
+                if item.get("click", {}).get("content") == label:
+                    return item["click"]["id"]
+        raise AssertionError(f"no menu item {label!r} sent to {userid}")
+
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None:
+        if who in self.staff:
+            return await super().press(who, label, group=group, seen_by=seen_by, times=times)
+        assert group is None and seen_by in (None, who), "a resident writes only privately to 微信客服"
+        before = len(self.private_texts(who))
+        reply = await self._resident(who, "text", {"content": label, "menu_id": self._menu(self.userid(who), label)},
+                                     times)
+        if reply is None or not reply.alert:
+            return None
+        shown = self.private_texts(who)[before:]  # no pop-ups: the answer arrives as a message
+        assert any(reply.alert in t for t in shown), (reply.alert, shown)
+        return reply.alert
+
+    async def repeat_last(self, who: str) -> None:
+        if who in self.staff:
+            return await super().repeat_last(who)
+        # sync_msg hands out the same msgid once more (a cursor that was not saved), announced anew
+        before = len(self.office.handled)
+        self.api.messages.append(dict(self.kf_last[who]))
+        token = f"ENCREPEAT{next(self._seq)}"
+        self.api.tokens.add(token)
+        await self.kf_post(token)
+        await self.settle()
+        assert len(self.office.handled) > before, "the repeated message did not reach the office"
+
+    # ------------------------------------------------------------------ what WeChat received
+
+    def private_texts(self, who: str) -> list[str]:
+        if who in self.staff:
+            return super().private_texts(who)
+        out = []
+        for c in self.api.sent_to(self.userid(who)):
+            b = c.body
+            if b["msgtype"] == "text":
+                out.append(b["text"]["content"])
+            elif b["msgtype"] == "msgmenu":
+                out.append(b["msgmenu"].get("head_content", ""))
+        return out
+
+    def fail_next_send(self, who: str) -> None:
+        if who in self.staff:
+            return super().fail_next_send(who)
+        self.api.fail_next("kf/send_msg", 45009, "api freq out of limit")
+
+    def send_attempts(self, who: str) -> list[bool]:
+        if who in self.staff:
+            return super().send_attempts(who)
+        return [c.ok for c in self.api.calls_of("kf/send_msg") if c.body.get("touser") == self.userid(who)]
+
+
 DRIVERS = {
     "terminal": TerminalDriver,
     "telegram-ptb": lambda sm: TelegramDriver(sm, "ptb"),
     "telegram-aiogram": lambda sm: TelegramDriver(sm, "aiogram"),
     "wecom": WeComDriver,
+    "wechat_kf": WeChatKfDriver,
 }
 
-__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeComDriver"]
+__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeChatKfDriver", "WeComDriver"]

@@ -1,0 +1,119 @@
+"""Sending outbox rows to a resident through 微信客服 (`kf/send_msg`).
+
+- Text within 2,048 UTF-8 bytes per message; buttons become a `msgmenu` (click items whose id is
+  our opaque token; the resident's press comes back as a text with that menu_id).
+- Media with a media id of this channel go as image / voice / video / file.
+- The platform's rules: a reply only within 48 hours of the resident's last message, and at most
+  5 per message. The adapter keeps the window (kf_window) and, outside it, holds the row
+  (RetryLater, HOLD) without calling the API; the runtime releases held rows when the resident
+  next writes. 45047/45015/95018 answers hold the same way.
+- Every send carries `msgid` = outbox row id and part, so WeChat refuses a repeat of the same part.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from workflows.clock import Clock, SystemClock
+from workflows.wechat_models import KfWindow
+
+from .base import OutgoingMessage, PermanentError, RetryLater, Sent, Window
+from .wechat_kf_convert import NAME
+from .wecom_api import WeComAPI, WeComError, delivery_error
+from .wecom_send import split_text
+
+REPLY_WINDOW = timedelta(hours=48)
+PER_MESSAGE = 5
+HOLD = 30 * 24 * 3600.0  # "until the resident writes": the runtime moves not_before to then
+WINDOW_ERRORS = {45047, 45015, 95018}  # window exceeded, reply time limit, session state forbids sending
+DUPLICATE_MSGID = 95016
+MENU_ITEMS = 10
+MEDIA_TYPES = {"photo": "image", "voice": "voice", "video": "video", "file": "file", "document": "file"}
+
+
+class OutsideWindow(RetryLater):
+    def __init__(self, detail: str) -> None:
+        super().__init__(HOLD, f"wechat_kf held until the resident writes: {detail}")
+
+
+class WeChatKfAdapter:
+    name = NAME
+    can_edit = False
+    windows = (Window("global", 20, 1.0),)  # the API's own frequency; the 48 h / 5 rule is kept below
+
+    def __init__(self, api: WeComAPI, open_kfid: str, sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+                 clock: Clock | None = None) -> None:
+        self.api = api
+        self.open_kfid = open_kfid
+        self.sessionmaker = sessionmaker
+        self.clock = clock or SystemClock()
+
+    async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
+        raise PermanentError("WeChat customer service messages cannot be edited")
+
+    def bodies(self, msg: OutgoingMessage) -> list[tuple[str, dict]]:
+        """(part key, send_msg body without recipient) for every part of the row, in order."""
+        out: list[tuple[str, dict]] = []
+        for n, m in enumerate(msg.media):
+            mtype = MEDIA_TYPES.get(m.get("kind", ""))
+            if m.get("channel") == NAME and mtype and m.get("ref"):
+                out.append((f"m{n}", {"msgtype": mtype, mtype: {"media_id": m["ref"]}}))
+        flat = [b for row in msg.buttons for b in row]
+        parts = split_text(msg.text) if msg.text else []
+        if flat:
+            head = parts.pop() if parts else ""
+            for n, part in enumerate(parts):
+                out.append((f"t{n}", {"msgtype": "text", "text": {"content": part}}))
+            for n in range(0, len(flat), MENU_ITEMS):
+                chunk = flat[n:n + MENU_ITEMS]
+                out.append((f"menu{n}", {"msgtype": "msgmenu", "msgmenu": {
+                    "head_content": head if n == 0 else "",
+                    "list": [{"type": "click", "click": {"id": b["token"], "content": b["label"]}} for b in chunk]}}))
+        else:
+            for n, part in enumerate(parts):
+                out.append((f"t{n}", {"msgtype": "text", "text": {"content": part}}))
+        return out
+
+    async def send(self, msg: OutgoingMessage) -> Sent:
+        last: str | None = None
+        extra: list[str] = []
+        for key, body in self.bodies(msg):
+            await self._use_window(msg.chat_id)
+            data = {"touser": msg.chat_id, "open_kfid": self.open_kfid, "msgid": f"gb{msg.id}{key}", **body}
+            try:
+                result = await self.api.post("kf/send_msg", data)
+            except WeComError as e:
+                if e.errcode == DUPLICATE_MSGID:  # this part went out before a retry: not again
+                    continue
+                await self._give_back(msg.chat_id)
+                if e.errcode in WINDOW_ERRORS:
+                    raise OutsideWindow(str(e)) from e
+                raise delivery_error(e) from e
+            if last:
+                extra.append(last)
+            last = result.get("msgid") or last
+        return Sent(last, extra)
+
+    async def _use_window(self, chat_id: str) -> None:
+        """Count one message against the resident's window, or hold the row when it is closed."""
+        if self.sessionmaker is None:
+            return
+        async with self.sessionmaker() as session, session.begin():
+            w = await session.get(KfWindow, chat_id, with_for_update=True)
+            if w is None:
+                raise OutsideWindow("the resident has not written yet")
+            if self.clock.now() - w.last_inbound_at > REPLY_WINDOW:
+                raise OutsideWindow("48 hours after the resident's last message")
+            if w.sent_since >= PER_MESSAGE:
+                raise OutsideWindow(f"{PER_MESSAGE} messages since the resident's last message")
+            w.sent_since += 1
+
+    async def _give_back(self, chat_id: str) -> None:
+        if self.sessionmaker is None:
+            return
+        async with self.sessionmaker() as session, session.begin():
+            w = await session.get(KfWindow, chat_id)
+            if w is not None and w.sent_since > 0:
+                w.sent_since -= 1
