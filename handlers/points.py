@@ -36,7 +36,8 @@ async def my_points(turn: Turn) -> None:
     await turn.say("\n".join(lines))
 
 
-@command("award", "奖励积分：/award 编号 分数 原因", private=True, staff_only=True)
+@command("award", "奖励积分：/award 编号 分数 原因", private=True,
+         roles=frozenset(str(r) for r in points.AWARD_ROLES))  # the rule's own roles, listed in /help
 async def award(turn: Turn) -> None:
     parts = turn.text.split(maxsplit=2)
     if len(parts) < 3:
