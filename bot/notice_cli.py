@@ -38,6 +38,6 @@ def cmd_notice_card(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("notice-card", help="print a grid's notice card (网格公示牌) with the 微信客服 way in")
-    p.add_argument("node", metavar="NODE_CODE")
+    p.add_argument("node", metavar="NODE_CODE", help="the grid whose notice card to print")
     p.add_argument("--qr", metavar="FILE", help="also write the WECHAT_KF_LINK QR code (.png or .svg)")
     p.set_defaults(fn=cmd_notice_card)
