@@ -99,6 +99,9 @@ def problem(update: Any) -> str | None:
             missing = [n for n in names if update[part].get(n) is None]
             if missing:
                 return f"update.{part} has no {', '.join(missing)}"
+            for who in ("chat", "from"):  # an answer needs somewhere to go
+                if isinstance(update[part].get(who), dict) and update[part][who].get("id") is None:
+                    return f"update.{part}.{who} has no id"
     return None
 
 
