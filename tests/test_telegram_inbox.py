@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.channels.telegram_validate import clean, problem
+from bot.channels.telegram_validate import clean, problem, reply_address
 from workflows.inbox_models import InboxUpdate
 from workflows.models import InboundSeen
 
@@ -161,6 +161,12 @@ def test_clean_and_problem_at_the_edge():
     assert problem({"update_id": 1, "message": {"chat": {"id": 1, "type": "private"},
                                                 "photo": [{"file_id": 9}]}}).startswith("update.message.photo[0]")
     assert problem({"update_id": 1, "message": {"chat": {"id": 1}, "text": "好"}}) is None
+    # found by `python -m bench.fuzz --updates 1000`: a chat of null, a button's message as a number
+    assert problem({"update_id": 1, "message": {"chat": None, "text": "x"}}) == "update.message has no chat"
+    assert problem({"update_id": 1, "message": {"chat": {"id": None}, "text": "x"}}) == \
+        "update.message.chat has no id"
+    assert reply_address({"update_id": 1, "callback_query": {"id": "q", "message": 5, "from": {"id": 3}}}) \
+        == (3, 3, False)
 
 
 def test_seeded_fuzz_of_the_edge_never_raises():

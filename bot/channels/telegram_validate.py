@@ -96,9 +96,12 @@ def problem(update: Any) -> str | None:
         return found
     for part, names in REQUIRED.items():
         if isinstance(update.get(part), dict):
-            missing = [n for n in names if n not in update[part]]
+            missing = [n for n in names if update[part].get(n) is None]
             if missing:
                 return f"update.{part} has no {', '.join(missing)}"
+            for who in ("chat", "from"):  # an answer needs somewhere to go
+                if isinstance(update[part].get(who), dict) and update[part][who].get("id") is None:
+                    return f"update.{part}.{who} has no id"
     return None
 
 
@@ -111,7 +114,8 @@ def reply_address(update: Any) -> tuple[int, int | None, bool] | None:
         body = update.get(part)
         if not isinstance(body, dict):
             continue
-        chat = body.get("chat") if part != "callback_query" else (body.get("message") or {}).get("chat")
+        holder = body if part != "callback_query" else body.get("message")
+        chat = holder.get("chat") if isinstance(holder, dict) else None
         user = body.get("from")
         user_id = user.get("id") if isinstance(user, dict) else None
         user_id = user_id if isinstance(user_id, int) and not isinstance(user_id, bool) else None

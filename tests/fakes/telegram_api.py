@@ -198,6 +198,9 @@ class FakeTelegram:
         if self._failures.get(method):
             call.status, body = self._failures[method].pop(0)
             return _answer(call.status, body)
+        if method.startswith("send") and not call.chat_id.lstrip("-").isdigit():
+            call.status = 400  # as the real server answers an id that is no chat
+            return _answer(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"})
         if method.startswith("send") and call.chat_id in self.blocked:
             call.status = 403
             return _answer(403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"})
