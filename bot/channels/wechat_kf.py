@@ -9,18 +9,14 @@ their 48-hour reply window and releases the rows held for them. See docs/wechat.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 
 import xmltodict
 from aiohttp import web
 from sqlalchemy import func, select, update
 from wechatpy.enterprise import WeChatCrypto
-from wechatpy.exceptions import InvalidSignatureException
 
 from handlers.events import Inbound
-from handlers.office import Office
 from workflows.models import InboundSeen, Outbox
 from workflows.outbox import Msg, to_chat
 from workflows.wechat_models import KfCursor, KfWindow
@@ -29,89 +25,38 @@ from ..settings import Settings
 from .wechat_kf_convert import NAME, to_inbound
 from .wechat_kf_send import WeChatKfAdapter
 from .wecom_api import WeComAPI
+from .wecom_callback import EncryptedCallback
 
 log = logging.getLogger(__name__)
 
 PAGE = 1000
 
 
-class WeChatKfRuntime:
+class WeChatKfRuntime(EncryptedCallback):
     name = NAME
+    summary = "encrypted callback (messages waiting)"
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        super().__init__(settings, WeChatCrypto(settings.wechat_kf_token, settings.wechat_kf_aes_key,
+                                                settings.wecom_corp_id), settings.wechat_kf_callback_path)
         self.api = WeComAPI(settings.wecom_corp_id, settings.wechat_kf_secret, None, settings.wecom_api_base_url)
         self.adapter = WeChatKfAdapter(self.api, settings.wechat_kf_open_kfid)
-        self.crypto = WeChatCrypto(settings.wechat_kf_token, settings.wechat_kf_aes_key, settings.wecom_corp_id)
-        self.office: Office | None = None
-        self._server = None  # bot.web.WebServer: the shared one (routes) or our own (start)
-        self._own_server = False
-        self._tasks: set[asyncio.Task] = set()
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-    def routes(self, server) -> None:
-        """Puts the callback on the process's one web server (bot/web.py), before it starts."""
-        path = self.settings.wechat_kf_callback_path
-        server.add("GET", path, self.verify_url, summary="微信客服 URL verification", tag="wechat_kf")
-        server.add("POST", path, self.callback, summary="微信客服 encrypted callback (messages waiting)",
-                   tag="wechat_kf")
-        self._server = server
-
-    async def start(self, office: Office) -> None:
-        self.office = office
-        self.adapter.sessionmaker = office.sessionmaker
-        self.adapter.clock = office.clock
-        if self._server is None:  # used on its own (tests, embedding): serve the callback alone
-            from ..web import WebServer
-
-            self.routes(WebServer(self.settings.web_host, self.settings.web_port, office.sessionmaker, office.clock))
-            self._own_server = True
-            await self._server.start()
-
-    async def stop(self) -> None:
-        if self._own_server and self._server is not None:
-            await self._server.stop()
-            self._server, self._own_server = None, False
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # ------------------------------------------------------------------ HTTP
 
-    async def verify_url(self, request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            echo = self.crypto.check_signature(q["msg_signature"], q["timestamp"], q["nonce"], q["echostr"])
-        except InvalidSignatureException:
-            log.warning("wechat_kf URL verification with a bad signature from %s", request.remote)
-            return web.Response(status=403, text="bad signature")
-        except Exception as e:
-            log.warning("wechat_kf URL verification failed: %r", e)
-            return web.Response(status=400, text="bad request")
-        return web.Response(text=echo.decode() if isinstance(echo, bytes) else str(echo))
-
     async def callback(self, request: web.Request) -> web.Response:
-        q = request.query
-        body = await request.text()
+        xml = await self.decrypt(request)
+        if isinstance(xml, web.Response):
+            return xml
         try:
-            xml = self.crypto.decrypt_message(body, q["msg_signature"], q["timestamp"], q["nonce"])
             event = xmltodict.parse(xml)["xml"]
-        except InvalidSignatureException:
-            log.warning("wechat_kf callback with a bad signature from %s", request.remote)
-            return web.Response(status=403, text="bad signature")
         except Exception as e:
             log.warning("wechat_kf callback could not be read: %r", e)
             return web.Response(status=400, text="bad request")
         if event.get("Event") != "kf_msg_or_event":
             return web.Response(text="")
         # a replayed event only makes us sync again: the cursor and the msgids make that harmless
-        task = asyncio.create_task(self.sync(str(event.get("OpenKfId") or self.adapter.open_kfid),
-                                             str(event.get("Token") or "")))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.later(self.sync(str(event.get("OpenKfId") or self.adapter.open_kfid), str(event.get("Token") or "")))
         return web.Response(text="")
 
     # ------------------------------------------------------------------ pulling

@@ -8,25 +8,23 @@ afterwards, one at a time per member, in arrival order. See docs/wecom.md.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import func, select
 from wechatpy.enterprise import WeChatCrypto
-from wechatpy.exceptions import InvalidSignatureException
 
 from handlers.events import Inbound
-from handlers.office import Office
 from workflows.channel_models import ChannelChoice
 from workflows.models import Outbox
 from workflows.outbox import Msg, to_chat
 
 from ..settings import Settings
 from .wecom_api import WeComAPI
+from .wecom_callback import EncryptedCallback
 from .wecom_convert import NAME, to_inbound
 from .wecom_send import WeComAdapter
 
@@ -37,80 +35,23 @@ RECENT_EVENTS = 2000
 NUMBER = re.compile(r"^\s*(\d{1,2})\s*$")
 
 
-class WeComRuntime:
+class WeComRuntime(EncryptedCallback):
     name = NAME
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        super().__init__(settings, WeChatCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id),
+                         settings.wecom_callback_path)
         self.api = WeComAPI(settings.wecom_corp_id, settings.wecom_secret, settings.wecom_agent_id,
                             settings.wecom_api_base_url)
         self.adapter = WeComAdapter(self.api)
-        self.crypto = WeChatCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id)
-        self.office: Office | None = None
-        self._server = None  # bot.web.WebServer: the shared one (routes) or our own (start)
-        self._own_server = False
-        self._tasks: set[asyncio.Task] = set()
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._recent: OrderedDict[str, None] = OrderedDict()
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def routes(self, server) -> None:
-        """Puts the callback on the process's one web server (bot/web.py), before it starts."""
-        path = self.settings.wecom_callback_path
-        server.add("GET", path, self.verify_url, summary="WeChat Work URL verification", tag="wecom")
-        server.add("POST", path, self.callback, summary="WeChat Work encrypted callback", tag="wecom")
-        self._server = server
-
-    async def start(self, office: Office) -> None:
-        self.office = office
-        self.adapter.sessionmaker = office.sessionmaker
-        self.adapter.clock = office.clock
-        if self._server is None:  # used on its own (tests, embedding): serve the callback alone
-            from ..web import WebServer
-
-            self.routes(WebServer(self.settings.web_host, self.settings.web_port, office.sessionmaker,
-                                  office.clock))
-            self._own_server = True
-            await self._server.start()
-
-    async def stop(self) -> None:
-        if self._own_server and self._server is not None:
-            await self._server.stop()
-            self._server, self._own_server = None, False
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def idle(self) -> None:
-        """Waits until every accepted callback has been handled (tests use this)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # ------------------------------------------------------------------ HTTP
 
-    async def verify_url(self, request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            echo = self.crypto.check_signature(q["msg_signature"], q["timestamp"], q["nonce"], q["echostr"])
-        except InvalidSignatureException:
-            log.warning("wecom URL verification with a bad signature from %s", request.remote)
-            return web.Response(status=403, text="bad signature")
-        except Exception as e:
-            log.warning("wecom URL verification failed: %r", e)
-            return web.Response(status=400, text="bad request")
-        return web.Response(text=echo.decode() if isinstance(echo, bytes) else str(echo))
-
     async def callback(self, request: web.Request) -> web.Response:
-        q = request.query
-        body = await request.text()
-        try:
-            xml = self.crypto.decrypt_message(body, q["msg_signature"], q["timestamp"], q["nonce"])
-        except InvalidSignatureException:
-            log.warning("wecom callback with a bad signature from %s", request.remote)
-            return web.Response(status=403, text="bad signature")
-        except Exception as e:
-            log.warning("wecom callback could not be decrypted: %r", e)
-            return web.Response(status=400, text="bad request")
+        xml = await self.decrypt(request)
+        if isinstance(xml, web.Response):
+            return xml
         try:
             inbound, raw = to_inbound(xml)
         except Exception as e:
@@ -123,9 +64,7 @@ class WeComRuntime:
         self._recent[inbound.event_id] = None
         while len(self._recent) > RECENT_EVENTS:
             self._recent.popitem(last=False)
-        task = asyncio.create_task(self._process(inbound))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.later(self._process(inbound))
         return web.Response(text="")
 
     # ------------------------------------------------------------------ handling
