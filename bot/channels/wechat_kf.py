@@ -13,12 +13,11 @@ import logging
 
 import xmltodict
 from aiohttp import web
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from wechatpy.enterprise import WeChatCrypto
 
 from handlers.events import Inbound
 from workflows.models import InboundSeen, Outbox
-from workflows.outbox import Msg, to_chat
 from workflows.wechat_models import KfCursor, KfWindow
 
 from ..settings import Settings
@@ -95,23 +94,6 @@ class WeChatKfRuntime(EncryptedCallback):
                     row.cursor, row.updated_at = cursor, self.office.clock.now()
             if not page.get("has_more"):
                 return
-
-    async def _last_outbox_id(self) -> int:
-        async with self.office.sessionmaker() as session:
-            return (await session.execute(select(func.max(Outbox.id)))).scalar() or 0
-
-    async def _say_alert(self, inbound: Inbound, alert: str, before: int) -> None:
-        """WeChat has no pop-up answer to a menu press: the alert becomes a message, unless the
-        dialogue already wrote the same words to this chat."""
-        async with self.office.sessionmaker() as session, session.begin():
-            rows = await session.execute(
-                select(Outbox.payload).where(Outbox.id > before, Outbox.channel == NAME,
-                                             Outbox.chat_id == inbound.chat_id))
-            if any(p.get("text") == alert for p in rows.scalars()):
-                return
-            await to_chat(self.office.ctx(session, inbound), NAME, inbound.chat_id, Msg(alert))
-        if self.office.on_commit:
-            self.office.on_commit()
 
     async def _opened(self, inbound: Inbound) -> None:
         """The resident wrote: a fresh window, and what was held for them goes out now. A msgid

@@ -14,13 +14,10 @@ from collections import OrderedDict
 from datetime import timedelta
 
 from aiohttp import web
-from sqlalchemy import func, select
 from wechatpy.enterprise import WeChatCrypto
 
 from handlers.events import Inbound
 from workflows.channel_models import ChannelChoice
-from workflows.models import Outbox
-from workflows.outbox import Msg, to_chat
 
 from ..settings import Settings
 from .wecom_api import WeComAPI
@@ -93,24 +90,6 @@ class WeComRuntime(EncryptedCallback):
         n = int(m.group(1))
         if 1 <= n <= len(row.tokens):
             inbound.kind, inbound.button, inbound.text = "button", row.tokens[n - 1], None
-
-    async def _last_outbox_id(self) -> int:
-        async with self.office.sessionmaker() as session:
-            return (await session.execute(select(func.max(Outbox.id)))).scalar() or 0
-
-    async def _say_alert(self, inbound: Inbound, alert: str, before: int) -> None:
-        """WeChat Work has no pop-up answer to a button: the alert becomes a message, unless the
-        dialogue already wrote the same words to this chat."""
-        async with self.office.sessionmaker() as session, session.begin():
-            rows = await session.execute(
-                select(Outbox.payload).where(Outbox.id > before, Outbox.channel == NAME,
-                                             Outbox.chat_id == inbound.chat_id))
-            if any(p.get("text") == alert for p in rows.scalars()):
-                return
-            await to_chat(self.office.ctx(session, inbound), NAME, inbound.chat_id, Msg(alert))
-        if self.office.on_commit:
-            self.office.on_commit()
-
 
 def build(settings: Settings) -> WeComRuntime:
     missing = [k for k in ("wecom_corp_id", "wecom_secret", "wecom_token", "wecom_aes_key")

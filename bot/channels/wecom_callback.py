@@ -9,10 +9,14 @@ import logging
 from collections import defaultdict
 
 from aiohttp import web
+from sqlalchemy import func, select
 from wechatpy.enterprise import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 
+from handlers.events import Inbound
 from handlers.office import Office
+from workflows.models import Outbox
+from workflows.outbox import Msg, to_chat
 
 from ..settings import Settings
 
@@ -104,3 +108,22 @@ class EncryptedCallback:
 
     async def callback(self, request: web.Request) -> web.Response:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ answers
+
+    async def _last_outbox_id(self) -> int:
+        async with self.office.sessionmaker() as session:
+            return (await session.execute(select(func.max(Outbox.id)))).scalar() or 0
+
+    async def _say_alert(self, inbound: Inbound, alert: str, before: int) -> None:
+        """WeChat has no pop-up answer to a button or menu press: the alert becomes a message,
+        unless the dialogue already wrote the same words to this chat."""
+        async with self.office.sessionmaker() as session, session.begin():
+            rows = await session.execute(
+                select(Outbox.payload).where(Outbox.id > before, Outbox.channel == self.name,
+                                             Outbox.chat_id == inbound.chat_id))
+            if any(p.get("text") == alert for p in rows.scalars()):
+                return
+            await to_chat(self.office.ctx(session, inbound), self.name, inbound.chat_id, Msg(alert))
+        if self.office.on_commit:
+            self.office.on_commit()
