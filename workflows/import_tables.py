@@ -22,7 +22,7 @@ import yaml
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
-from .importer import KINDS, PARSERS, ImportFailed, ImportReport, _import, _Item, _Map, _person, _Seq, _Source
+from .importer import KINDS, ImportFailed, ImportReport, _import, _Item, _Map, _person, _Seq, _Source, checked
 
 MAX_BYTES = 20 * 1024 * 1024  # a roster of a whole city is a few MB
 MAX_CELL = 100_000  # characters; longer cells are refused by the field rules anyway, this keeps csv happy
@@ -139,15 +139,9 @@ def _items(src: _TableSource, kind: str, header_row: int, rows: list[tuple[int, 
                 v.lines = [n] * len(v)
         item.line, item.lines = n, dict.fromkeys(item, n)
         it = _Item(src, item, n, None, "")
-        if kind == "people":
-            _person(it, csv_row=True)  # a row's node and role are its own columns, not roles[0].…
-        else:
-            PARSERS[kind](it)
-        code = it.out.get("code")
-        if code is not None and code in seen:
-            it.err("code", f"duplicate code {code!r} in this sheet")
-        seen.add(code)
-        out.append(it.out)
+        # a people row's node and role are its own columns, not roles[0].…
+        parse = (lambda item: _person(item, csv_row=True)) if kind == "people" else None
+        out.append(checked(it, kind, seen, "this sheet", parse))
     return out
 
 

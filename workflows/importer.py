@@ -443,13 +443,19 @@ def _parse_items(src: _Source, kind: str, items: Any, line: int) -> list[dict[st
         if not isinstance(raw, dict):
             src.error(it.line, f"{kind}[{i}]", "must be a mapping")
             continue
-        PARSERS[kind](it)
-        code = it.out.get("code")
-        if code is not None and code in seen:
-            it.err("code", f"duplicate code {code!r} in {kind}")
-        seen.add(code)
-        out.append(it.out)
+        out.append(checked(it, kind, seen, kind))
     return out
+
+
+def checked(it: _Item, kind: str, seen: set, where: str, parse: Callable[[_Item], None] | None = None) -> dict:
+    """One item parsed (by its kind's parser unless given one); a code already seen in the same
+    list is refused. Returns the checked values."""
+    (parse or PARSERS[kind])(it)
+    code = it.out.get("code")
+    if code is not None and code in seen:
+        it.err("code", f"duplicate code {code!r} in {where}")
+    seen.add(code)
+    return it.out
 
 
 def _parse_yaml(src: _Source, text: str) -> Parsed:
