@@ -19,9 +19,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.sweeps import SH, load, psql, timed  # noqa: E402
-from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
-from tests.pg import PostgresServer  # noqa: E402
+from bench.sweeps import SH, bench_database, load, timed  # noqa: E402
 
 MORNING = datetime(2026, 11, 23, 8, 0, tzinfo=SH).astimezone(UTC)  # a Monday
 
@@ -47,14 +45,7 @@ async def load_register(engine, per_worker: int) -> int:
 
 
 async def main(args) -> None:
-    server = PostgresServer().start()
-    try:
-        psql(server, "CREATE DATABASE bench")
-        url = server.url("bench")
-        upgrade(url)
-        engine = make_engine(url)
-        sm = make_sessionmaker(engine)
-        print(f"PostgreSQL {server.bindir.parent.name} on {os.cpu_count()} cores")
+    async with bench_database() as (engine, sm):
         await load(engine, args.grids, 5, 0, 0)
         n = await load_register(engine, args.per_worker)
         secs, counts = await timed(sm, "care_due", MORNING)
@@ -68,9 +59,6 @@ async def main(args) -> None:
         async with engine.connect() as c:
             rows = (await c.execute(text("SELECT count(*) FROM care_access"))).scalar_one()
         print(f"access-log rows written: {rows:,}")
-        await engine.dispose()
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

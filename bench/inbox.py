@@ -21,9 +21,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.sweeps import psql  # noqa: E402
-from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
-from tests.pg import PostgresServer  # noqa: E402
+from bench.sweeps import bench_database  # noqa: E402
 from workflows import cases  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.context import Ctx  # noqa: E402
@@ -86,25 +84,12 @@ async def timed_inbox(sm, code: str, repeat: int = 5) -> tuple[float, int]:
 
 
 async def main(args) -> None:
-    server = PostgresServer().start()
-    try:
-        psql(server, "CREATE DATABASE bench")
-        url = server.url("bench")
-        upgrade(url)
-        engine = make_engine(url)
-        sm = make_sessionmaker(engine)
-        print(f"PostgreSQL {server.bindir.parent.name} on {os.cpu_count()} cores")
+    async with bench_database(args.keep) as (engine, sm):
         await load(engine, args.grids, args.cases, args.held)
         secs, n = await timed_inbox(sm, "L7")
         print(f"inbox of a grid leader: {n} cases waiting, {secs * 1000:.1f} ms (best of 5)")
         secs, n = await timed_inbox(sm, "ST-ZX")
         print(f"inbox of the street centre: {n:,} cases waiting, {secs * 1000:.1f} ms (best of 5)")
-        await engine.dispose()
-        if args.keep:
-            print(f"server kept: {url}")
-    finally:
-        if not args.keep:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -39,6 +40,25 @@ NOW = datetime(2026, 11, 23, 8, 45, tzinfo=SH).astimezone(UTC)
 def psql(server: PostgresServer, sql: str) -> None:
     subprocess.run([str(server.bindir / "psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
                     "-d", "postgres", "-q", "-c", sql], check=True, stdout=subprocess.DEVNULL)
+
+
+@contextlib.asynccontextmanager
+async def bench_database(keep: bool = False):
+    """A throwaway PostgreSQL with the schema, as (engine, sessionmaker); `keep` leaves it running."""
+    server = PostgresServer().start()
+    try:
+        psql(server, "CREATE DATABASE bench")
+        url = server.url("bench")
+        upgrade(url)
+        engine = make_engine(url)
+        print(f"PostgreSQL {server.bindir.parent.name} on {os.cpu_count()} cores")
+        yield engine, make_sessionmaker(engine)
+        await engine.dispose()
+        if keep:
+            print(f"server kept: {url}")
+    finally:
+        if not keep:
+            server.stop()
 
 
 async def load(engine, grids: int, workers: int, cases: int, due_percent: float) -> None:
@@ -105,14 +125,7 @@ async def timed(sm, name: str, at: datetime) -> tuple[float, dict]:
 
 
 async def main(args) -> None:
-    server = PostgresServer().start()
-    try:
-        psql(server, "CREATE DATABASE bench")
-        url = server.url("bench")
-        upgrade(url)
-        engine = make_engine(url)
-        sm = make_sessionmaker(engine)
-        print(f"PostgreSQL {server.bindir.parent.name} on {os.cpu_count()} cores")
+    async with bench_database(args.keep) as (engine, sm):
         await load(engine, args.grids, 5, args.cases, args.due_percent)
 
         secs, counts = await timed(sm, "patrol_reminders", NOW)
@@ -132,12 +145,6 @@ async def main(args) -> None:
         async with engine.connect() as c:
             n = (await c.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
         print(f"outbox rows written in all: {n:,}")
-        await engine.dispose()
-        if args.keep:
-            print(f"server kept: {url}")
-    finally:
-        if not args.keep:
-            server.stop()
 
 
 if __name__ == "__main__":
