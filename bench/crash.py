@@ -163,6 +163,8 @@ async def _main(args) -> int:
     from tests.fakes.telegram_api import FakeTelegram
     from tests.pg import PostgresServer
 
+    from .sweeps import fresh_database
+
     frameworks = ["ptb", "aiogram"] if args.framework == "both" else [args.framework]
     sig = getattr(signal, f"SIG{args.signal}")
     pg = PostgresServer().start() if args.db == "postgresql" else None
@@ -171,12 +173,7 @@ async def _main(args) -> int:
     bad = 0
     try:
         for i, framework in enumerate(frameworks):
-            if pg is not None:
-                subprocess.run([str(pg.bindir / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
-                                "-d", "postgres", "-q", "-c", f"CREATE DATABASE crash{i}"], check=True)
-                url = pg.url(f"crash{i}")
-            else:
-                url = f"sqlite+aiosqlite:///{tmp}/crash{i}.db"
+            url = fresh_database(pg, tmp, f"crash{i}")
             await asyncio.to_thread(upgrade, url)
             engine = make_engine(url)
             tg = await FakeTelegram().start()

@@ -191,6 +191,8 @@ async def _main(args) -> int:
     from tests.fakes.telegram_api import FakeTelegram
     from tests.pg import PostgresServer
 
+    from .sweeps import fresh_database
+
     logging.basicConfig(level=logging.ERROR)
     frameworks = ["ptb", "aiogram"] if args.framework == "both" else [args.framework]
     pg = PostgresServer().start() if args.db == "postgresql" else None
@@ -198,14 +200,7 @@ async def _main(args) -> int:
     bad = 0
     try:
         for i, framework in enumerate(frameworks):
-            if pg is not None:
-                import subprocess
-
-                subprocess.run([str(pg.bindir / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
-                                "-d", "postgres", "-q", "-c", f"CREATE DATABASE fuzz{i}"], check=True)
-                url = pg.url(f"fuzz{i}")
-            else:
-                url = f"sqlite+aiosqlite:///{tmp}/fuzz{i}.db"
+            url = fresh_database(pg, tmp, f"fuzz{i}")
             await asyncio.to_thread(upgrade, url)
             engine = make_engine(url)
             tg = await FakeTelegram().start()

@@ -42,6 +42,15 @@ def psql(server: PostgresServer, sql: str) -> None:
                     "-d", "postgres", "-q", "-c", sql], check=True, stdout=subprocess.DEVNULL)
 
 
+
+def fresh_database(pg: PostgresServer | None, tmp: str, name: str) -> str:
+    """The URL of a new empty database called `name`: on the server when there is one, else a
+    SQLite file in `tmp`."""
+    if pg is None:
+        return f"sqlite+aiosqlite:///{tmp}/{name}.db"
+    psql(pg, f"CREATE DATABASE {name}")
+    return pg.url(name)
+
 @contextlib.asynccontextmanager
 async def bench_database(keep: bool = False):
     """A throwaway PostgreSQL with the schema, as (engine, sessionmaker); `keep` leaves it running."""
