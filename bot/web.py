@@ -59,10 +59,6 @@ class WebServer:
         op.update(doc or {})
         self._paths.setdefault(path, {})[method.lower()] = op
 
-    @property
-    def mounted(self) -> bool:
-        return self._runner is not None
-
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:

@@ -25,7 +25,6 @@ from openpyxl.utils import get_column_letter
 from .importer import KINDS, ImportFailed, ImportReport, _import, _Item, _Map, _person, _Seq, _Source, checked
 
 MAX_BYTES = 20 * 1024 * 1024  # a roster of a whole city is a few MB
-MAX_CELL = 100_000  # characters; longer cells are refused by the field rules anyway, this keeps csv happy
 
 _DATA = yaml.safe_load((Path(__file__).parent / "data" / "tables.yaml").read_text(encoding="utf-8"))
 # header as the office writes it -> the import's key; the English keys are accepted as they are
