@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .test_terminal import Shell, env_for, gridbot, run_cli
+from .test_terminal import run_cli
+from .test_trial import close_shell, open_shell
 
 
 async def test_demo_worker_sees_the_visit_reminder_and_records_a_visit(db_url):
     code, out = await run_cli(db_url, "demo")
     assert code == 0, out
-    proc = await asyncio.create_subprocess_exec(*gridbot(), "shell", "--as", "CY01-W1", env=env_for(db_url),
-                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT, cwd="/tmp")
-    sh = Shell(proc)
+    sh = await open_shell(db_url, "--as", "CY01-W1")
     try:
-        start = await sh.until_prompt()
+        start = sh.screen
         # the demo's first visits fall due on the day of the import; the list goes out from 08:00
         if datetime.now(ZoneInfo("Asia/Shanghai")).hour >= 8:
             assert "bot> 【走访提醒】本周需要走访 2 位关爱对象" in start and "王秀英" in start
@@ -33,13 +30,9 @@ async def test_demo_worker_sees_the_visit_reminder_and_records_a_visit(db_url):
         await sh.type("老人身体不错，已提醒注意保暖")
         out = await sh.type(":loc 30.2900 120.1050")
         assert "走访已登记：正常" in out
-        proc.stdin.write(b":quit\n")
-        await proc.stdin.drain()
-        await asyncio.wait_for(proc.wait(), 10)
-        assert proc.returncode == 0 and "Traceback" not in sh.screen
+        await close_shell(sh)
+        assert sh.proc.returncode == 0 and "Traceback" not in sh.screen
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await close_shell(sh)
     code, out = await run_cli(db_url, "audit", "access", "--person", "CY01-H01-1")
     assert code == 0 and "孙丽\tvisit\tterminal" in out and "孙丽\tdetail\tterminal" in out, out
