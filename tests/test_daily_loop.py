@@ -121,7 +121,7 @@ async def test_a_closed_unrated_case_still_offers_the_rating_and_english_reads_e
     await do(desk, cases.verify, await pid(desk, leader), case.id, passed=True)
     await desk.send("r1", f"/case {case.number}")
     assert "不满意" in (await desk.last("p:r1")).labels()
-    assert "您" in await desk.last_text("r1")  # the resident's own timeline: 上报 您
+    assert "您" in await desk.last_text("r1")  # the resident's own timeline: 您 上报
     # 不满意, then the resident cancels the reason: nothing happened, the rating is still offered
     await desk.press("r1", "不满意")
     await desk.press("r1", "取消")

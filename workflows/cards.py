@@ -117,7 +117,8 @@ async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, pu
         note = f"：{e.note}" if e.note and not public else ""
         if len(note) > 60:
             note = note[:60] + "…"
-        lines.append(f"{local(ctx, e.at)} {label}{extra} {who}{note}".rstrip())
+        # who first: "张伟 派遣 → 孙丽" cannot be read as two assignees
+        lines.append(f"{local(ctx, e.at)} {who} {label}{extra}{note}".rstrip())
     if len(lines) > limit:
         lines = [t("…（前 {n} 条略）", n=len(lines) - limit), *lines[-limit:]]
     return lines

@@ -7,9 +7,12 @@ suite's time in check (the contract suite itself covers all four).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
+from workflows.cards import local
 from workflows.models import Case, CaseEvent, Node, Outbox
 
 from .drivers import DRIVERS, Driver
@@ -262,3 +265,99 @@ async def test_a_decline_says_why_and_where_to_go_and_a_preset_asks_first(d: Dri
     told = mentions(d.private_texts(RESIDENT), case.number, "未予立案")[-1]
     assert "理由：不属于受理范围" in told
     assert "抢修电话" in told and "12345" in told  # the category's referral, then the hotline
+
+
+# ====================================================================== 9.3 the promise is the deadline
+
+
+def promised(texts: list[str], pattern: str) -> str:
+    found = [m.group(1) for t in texts if (m := re.search(pattern, t))]
+    assert found, (pattern, texts[-3:])
+    return found[-1]
+
+
+async def case_deadline(d: Driver, number: str) -> str:
+    async with d.sm() as s:
+        case = (await s.execute(select(Case).where(Case.number == number))).scalar_one()
+        return local(d.ctx(s), case.deadline_at, "%Y-%m-%d %H:%M")
+
+
+async def test_what_the_resident_is_promised_is_the_deadline_everyone_sees(d: Driver):
+    await staffed(d)
+    # an urgent 消防安全隐患: same day (立说立办); the promise at report is what registration sets
+    await d.say(RESIDENT, "/report")
+    await d.press(RESIDENT, "消防安全隐患")
+    await d.say(RESIDENT, "楼道堆满杂物堵住消防通道")
+    await d.press(RESIDENT, "下一步")
+    await d.location(RESIDENT, *INSIDE_CY01)
+    await d.press(RESIDENT, "跳过")
+    await d.press(RESIDENT, "提交")
+    urgent = (await latest_case(d)).number
+    at_report = promised(d.private_texts(RESIDENT), r"一般在 (\S+ \S+) 前办结")
+    await d.press(LEADER, "立案", group=GRID)
+    deadline = await case_deadline(d, urgent)
+    assert at_report == deadline
+    assert promised(d.private_texts(RESIDENT), urgent + r" 已立案，预计 (\S+ \S+) 前办结") == deadline
+    assert mentions(d.group_texts(GRID)[-1:], urgent, f"办结时限：{deadline}")
+    await dispatch_to_worker(d)
+    assert mentions(d.private_texts(WORKER), "【待办】", urgent, f"办结时限：{deadline}")
+
+    # an ordinary report registered two hours later: the resident is told the real, later time
+    await report(d)
+    ordinary = (await latest_case(d)).number
+    at_report = promised(d.private_texts(RESIDENT), r"一般在 (\S+ \S+) 前办结")
+    d.clock.advance(2 * 3600)
+    await d.press(LEADER, "立案", group=GRID)
+    deadline = await case_deadline(d, ordinary)
+    assert deadline > at_report
+    assert promised(d.private_texts(RESIDENT), ordinary + r" 已立案，预计 (\S+ \S+) 前办结") == deadline
+    assert mentions(d.group_texts(GRID)[-1:], ordinary, f"办结时限：{deadline}")
+
+    # reopened after the first limit ran out: the new limit runs from the reopen and is promised again
+    await d.press(LEADER, "派遣", group=GRID)
+    await d.press(LEADER, "孙丽", group=GRID)
+    await d.press(WORKER, "接收")
+    await finish(d)
+    await d.press(LEADER, "核查通过", group=GRID)
+    d.clock.advance(5 * 24 * 3600)
+    await d.press(RESIDENT, "不满意")
+    await d.say(RESIDENT, "灯还是不亮")
+    reopened = await case_deadline(d, ordinary)
+    async with d.sm() as s:
+        now = local(d.ctx(s), d.clock.now(), "%Y-%m-%d %H:%M")
+    assert reopened > now > deadline
+    await d.press(LEADER, "派遣", group=GRID)
+    await d.press(LEADER, "孙丽", group=GRID)
+    assert promised(d.private_texts(RESIDENT), ordinary + r" 已派遣处理，预计 (\S+ \S+) 前办结") == reopened
+    assert mentions(d.private_texts(WORKER)[-1:], "【待办】", ordinary, f"办结时限：{reopened}")
+
+
+# ====================================================================== 9.9 words follow the level
+
+
+async def test_words_follow_the_level_and_the_residents_own_timeline_says_you(d: Driver):
+    await staffed(d)
+    await d.as_staff(COMMUNITY_LEADER)
+    await d.bind_group(COMMUNITY)
+    for code in (TEAM_A, TEAM_B):
+        await d.as_staff(code)
+    await report(d)
+    case = await latest_case(d)
+    await d.press(LEADER, "上报上级", group=GRID)
+    await d.press(LEADER, "超出网格处置能力", group=GRID)
+    await d.press(LEADER, "确认", group=GRID)
+    assert (await latest_case(d)).level_node_id != case.grid_id
+    # the community's card: who did what, actor first (not read as two people sent the case)
+    assert mentions(d.group_texts(COMMUNITY)[-1:], case.number, "当前办理：翠苑社区", "张伟 上报上级 → 翠苑社区")
+    await d.press(COMMUNITY_LEADER, "派遣", group=COMMUNITY)
+    await d.press(COMMUNITY_LEADER, "物业维修队（默认）", group=COMMUNITY)
+    await d.press(TEAM_A, "接收")
+    await finish(d, who=TEAM_A, result="已修复")
+    # who checks is named by the level that holds the case
+    assert "翠苑社区的社区工作人员" in last(d.private_texts(TEAM_A))
+    assert mentions(d.group_texts(COMMUNITY)[-1:], case.number, "等待核查：翠苑社区的社区工作人员")
+
+    # the resident's own view: 您 for what they did, never their masked name
+    await d.say(RESIDENT, f"/case {case.number}")
+    own = last(d.private_texts(RESIDENT))
+    assert case.number in own and "您 上报" in own and "王**" not in own, own
