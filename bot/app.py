@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -96,7 +98,8 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
     from .channels.terminal import TerminalAdapter, TerminalShell
 
     adapter = TerminalAdapter(sys.stdout)
-    rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}), clock=SettableClock())
+    clock = SettableClock()
+    rt = await open_runtime(settings, {"terminal": adapter}, frozenset({"terminal"}), clock=clock)
     server = await _terminal_api(settings, rt) if api else None  # `gridbot run` only, not `gridbot shell`
     scheduler = None
     if settings.scheduler_enabled:
@@ -112,6 +115,8 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
         if resident:
             shell.act_as_resident(resident)
         if scheduler is not None:
+            shell.opening_time = await trial_start(rt.sessionmaker, settings.timezone, clock.now())
+            clock.set(shell.opening_time)
             await scheduler.start(catch_up=False)  # the shell runs the first round before its prompt
         await shell.run()
     finally:
@@ -122,6 +127,28 @@ async def run_shell(settings: Settings, who: str | None = None, resident: str | 
         await _close_webhooks(rt)
         await rt.engine.dispose()
     return 0
+
+
+TRIAL_MORNING = time(8, 30)
+
+
+async def trial_start(sm: async_sessionmaker[AsyncSession], timezone: str, now: datetime) -> datetime:
+    """Where the trial's clock starts: at 08:30 local today rather than at the real time of day.
+
+    Started at, say, 16:00, the first sweep would catch up a whole day of missed patrols, the
+    monthly ranking and the screening reminders before the user typed anything; started at night,
+    nothing would happen until morning. Never before what the database already holds: a second
+    trial carries on from its last step, so the trial's time only moves forward."""
+    from sqlalchemy import func, select
+
+    from workflows.models import CaseEvent, Outbox
+
+    zone = ZoneInfo(timezone)
+    morning = datetime.combine(now.astimezone(zone).date(), TRIAL_MORNING, zone)
+    async with sm() as session:
+        latest = [(await session.execute(select(func.max(col)))).scalar_one()
+                  for col in (CaseEvent.at, Outbox.created_at)]
+    return max([morning, *(at + timedelta(minutes=1) for at in latest if at is not None)])
 
 
 async def _terminal_api(settings: Settings, rt: Runtime):

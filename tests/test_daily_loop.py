@@ -171,6 +171,17 @@ async def test_a_declined_private_matter_gets_the_guidance(desk: Desk):
     assert "家里水管漏水" in told and "自家事" in told and "便民服务中心" in told
 
 
+async def test_an_english_resident_is_told_where_to_go_in_english(desk: Desk):
+    case = await reported(desk)
+    async with desk.sm() as s, s.begin():
+        (await s.get(Person, case.reporter_id)).language = "en"
+    grid = await grid_of(desk, case)
+    await desk.press(staff(grid, "L"), "不予立案", group=grid)
+    await desk.send(staff(grid, "L"), "燃气泄漏，请联系燃气公司", group=grid)
+    told = await desk.last_text("r1")
+    assert "燃气泄漏" in told and "emergency repair line" in told and "抢修电话" not in told, told
+
+
 async def test_a_stale_preset_confirmation_does_nothing(desk: Desk):
     case = await reported(desk)
     grid = await grid_of(desk, case)

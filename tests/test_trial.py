@@ -290,3 +290,20 @@ async def test_case_number_reaches_the_card_in_the_terminal(db_url):
         case = (await s.execute(select(Case).where(Case.number == number))).scalar_one()
     await engine.dispose()
     assert case.status == "registered"
+
+
+async def test_the_trial_opens_in_the_morning_and_its_time_only_moves_forward(sessionmaker):
+    """A trial started late in the day would first catch up the whole day's missed patrols; it opens
+    at 08:30 local instead, but never before what the database already holds."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.app import trial_start
+    from workflows.models import Outbox
+
+    evening = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # 17:00 in Hangzhou
+    assert await trial_start(sessionmaker, "Asia/Shanghai", evening) == datetime(2026, 12, 2, 0, 30, tzinfo=UTC)
+    last = datetime(2026, 12, 2, 3, 10, tzinfo=UTC)  # a previous trial got to 11:10
+    async with sessionmaker() as s, s.begin():
+        s.add(Outbox(channel="terminal", chat_id="dm:x", payload={"text": "x"}, status="sent", created_at=last,
+                     not_before=last))
+    assert await trial_start(sessionmaker, "Asia/Shanghai", evening) == last + timedelta(minutes=1)

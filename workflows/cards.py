@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from . import maps
 from .context import Ctx
-from .i18n import T, _, category_name
+from .i18n import T, _, category_name, category_referral
 from .models import Case, CaseEvent, CaseStatus, Category, Node, Person, Split, Team
 from .outbox import Msg, button, to_group, to_person
 from .tree import dispatcher_title, team_member_ids
@@ -274,11 +274,12 @@ async def decline_text(ctx: Ctx, t: T, case: Case, reason: str | None) -> str:
     """A decline is never a dead end (issue 9.6): why, and where to turn instead."""
     category = await ctx.session.get(Category, case.category_id)
     lines = [t("您上报的事件 {number} 未予立案，理由：{reason}", number=case.number, reason=reason)]
+    referral = category_referral(t, category)
     if category.split == Split.private:
         lines.append(t("这类事情属于自家事，需要您自己或家人办理，网格可以给您指引：{guide}",
-                       guide=category.referral or t("可以联系本网格的网格员，帮您出主意、找对门路。")))
-    elif category.referral:
-        lines.append(t("您可以这样办：{referral}", referral=category.referral))
+                       guide=referral or t("可以联系本网格的网格员，帮您出主意、找对门路。")))
+    elif referral:
+        lines.append(t("您可以这样办：{referral}", referral=referral))
     lines.append(t("如有异议，可以补充说明后重新上报（/report），或拨打 12345 政务服务便民热线。"))
     return "\n".join(lines)
 

@@ -60,6 +60,11 @@ def category_name(t: T, category) -> str:  # noqa: ANN001  (a workflows.models.C
     return category.name_en if t.language == "en" and category.name_en else category.name
 
 
+def category_referral(t: T, category) -> str | None:  # noqa: ANN001
+    """Where a declined resident can turn instead, in their language (data, like the name)."""
+    return category.referral_en if t.language == "en" and category.referral_en else category.referral
+
+
 def _(msgid: str) -> str:
     """Marks a string for extraction where it is translated later (e.g. in tables)."""
     return msgid

@@ -50,7 +50,7 @@ KEYS = {
     "people": ("code", "name", "phone", "language", "partner", "roles", "accounts", "preferred_channel"),
     "teams": ("code", "name", "department", "lead", "members", "grids"),
     "categories": ("code", "name", "name_en", "time_limit_hours", "default_team", "split", "urgency", "sort",
-                   "referral"),
+                   "referral", "referral_en"),
 }
 
 
@@ -423,6 +423,7 @@ def _category(it: _Item) -> None:
     it.get("urgency", _choice(Urgency), nullable=False)
     it.get("sort", _int, nullable=False)
     it.get("referral", _text(300))
+    it.get("referral_en", _text(300))
 
 
 PARSERS: dict[str, Callable[[_Item], None]] = {
@@ -662,7 +663,8 @@ class _Writer:
 
         cats = await self.all(Category)
         for row in data["categories"]:
-            values = _present(row, ["name", "name_en", "time_limit_hours", "split", "urgency", "sort", "referral"])
+            values = _present(row, ["name", "name_en", "time_limit_hours", "split", "urgency", "sort", "referral",
+                                   "referral_en"])
             if "default_team" in row:
                 values["default_team_id"] = teams[row["default_team"]].id if row["default_team"] else None
             self.upsert("categories", Category, cats, row["code"], values)
@@ -902,7 +904,8 @@ async def export_data(session: AsyncSession) -> str:
                   for t in teams],
         "categories": [_clean({"code": c.code, "name": c.name, "name_en": c.name_en,
                                "time_limit_hours": c.time_limit_hours, "default_team": team_code.get(c.default_team_id),
-                               "split": c.split, "urgency": c.urgency, "sort": c.sort, "referral": c.referral})
+                               "split": c.split, "urgency": c.urgency, "sort": c.sort, "referral": c.referral,
+                               "referral_en": c.referral_en})
                        for c in cats],
     }
     from . import care_import

@@ -248,6 +248,7 @@ class Category(Base):
     sort: Mapped[int] = mapped_column(Integer, default=0)
     # where a declined reporter can turn instead: the department or hotline, or for 自家事 the guidance
     referral: Mapped[str | None] = mapped_column(String(300))
+    referral_en: Mapped[str | None] = mapped_column(String(300))
 
 
 class Case(Base):

@@ -12,6 +12,7 @@ import mimetypes
 import signal
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -114,6 +115,7 @@ class TerminalShell:
         self.user_name = ""
         self.typing_chat: tuple[str, bool] | None = None  # where typed text goes, if not the private chat
         self.scheduler = scheduler  # bot.scheduler.Scheduler, when the trial runs the sweeps
+        self.opening_time: datetime | None = None  # where the trial's clock was started, if not now
         self.fetcher = None  # bot.media_fetch.MediaFetcher: stores the files sent with :photo PATH
         self._seq = 0
         self.t = T(office.language)
@@ -301,6 +303,11 @@ class TerminalShell:
 
     async def run(self) -> None:
         await self.prepare()
+        if self.opening_time is not None:
+            from ..jobs_cli import format_local
+
+            self.say(self.t("—— 试用时钟从 {at} 开始，输入 :time 可以拨动 ——",
+                            at=format_local(self.opening_time, self.office.timezone)))
         if self.scheduler is not None:
             await self.scheduler.run_all()  # the catch-up `gridbot run` does at start
         await self.drain()
