@@ -113,7 +113,7 @@ async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, pu
         if e.data.get("to"):
             extra = f" → {e.data['to']}"
         if e.data.get("rating"):
-            extra = f"：{t(RATING_LABELS[e.data['rating']])}"
+            extra = f" {t(RATING_LABELS[e.data['rating']])}"  # "评价 不满意：reason", not two colons
         note = f"：{e.note}" if e.note and not public else ""
         if len(note) > 60:
             note = note[:60] + "…"
@@ -448,7 +448,7 @@ async def tell_reopened(ctx: Ctx, case: Case, comment: str | None, former: list[
 
     async def compose(t: T) -> Msg:
         return Msg(_unsatisfied(t, case, comment, False) + "\n"
-                   + t("事件已重新办理，请{role}重新派遣。", role=t(dispatcher_title(level))))
+                   + t("事件已退回重新办理，请{role}重新派遣。", role=t(dispatcher_title(level))))
 
     await to_group(ctx, level.id, compose)
 
