@@ -42,6 +42,25 @@ async def test_reminder_15_minutes_before_once(w: World):
     assert len(runs) == 4 and runs[-1].acted == 0
 
 
+async def test_a_crowded_patrol_instant_is_reminded_early_enough_to_send(w: World):
+    """A city's 09:00: when the reminders for one patrol instant take longer to send than the usual
+    15 minutes allow, they start as much earlier as sending them takes (here 3 reminders at 0.01/s,
+    6 min 15 s with the margin), so the last one still arrives 15 minutes ahead."""
+    from workflows.routines import patrols
+
+    assert patrols.sending_time(3, 0.01).total_seconds() == 375
+    w.clock.set(local(2026, 11, 23, 8, 38))  # 09:00 − 15 min − 6 min 15 s = 08:38:45
+    assert (await w.do(patrols.remind_sweep, rate=0.01)).counts == {}
+    w.clock.set(local(2026, 11, 23, 8, 39))
+    assert (await w.do(patrols.remind_sweep, rate=0.01)).counts["reminded"] == 3
+    assert len(await w.texts("p:CY01-W1")) == 1
+    w.clock.set(local(2026, 11, 23, 8, 45))
+    assert (await w.do(patrols.remind_sweep, rate=0.01)).acted == 0  # once, as ever
+    # at the real rate three reminders need no head start: 08:44 is still too early
+    w.clock.set(local(2026, 11, 23, 14, 44))
+    assert (await w.do(patrols.remind_sweep)).counts == {}
+
+
 async def test_restart_catch_up_runs_once(w: World):
     # the process was down from 08:40 to 08:58: the first run after restart still reminds, once
     r = await w.sweep("patrol_reminders", local(2026, 11, 23, 8, 58))

@@ -11,7 +11,7 @@ import zlib
 from datetime import date, datetime, timedelta
 
 from shapely.geometry import Point, shape
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import rollup
 from ..context import Ctx
@@ -26,6 +26,12 @@ from .models import DiaryEntry, PatrolCheckin, RoutineMark
 DEFAULT_TIMES = ["09:00", "15:00"]
 DEFAULT_CHECKLIST = ["消防通道", "灭火器", "占道经营", "垃圾堆放", "安全隐患"]
 REMIND_BEFORE = timedelta(minutes=15)
+# What bulk reminders may count on sending per second: Telegram allows ~30/s for a bot, and replies
+# to people and case cards go first (outbox priority). A city's morning — 10,000 grids x 5 workers
+# due at one instant — takes ~33 minutes at this rate, so the reminders for a slot start going out
+# early enough that the last one still arrives REMIND_BEFORE ahead of the patrol.
+PLANNING_RATE = 25.0
+PLANNING_MARGIN = 1.25
 MISSED_WORKER = timedelta(minutes=30)
 MISSED_GROUP = timedelta(minutes=60)
 NEAR_METRES = 500
@@ -78,20 +84,46 @@ async def _warn_empty(ctx: Ctx, result: SweepResult, empty: list[tuple[int, str]
     result.add("grids_without_workers", len(won))
 
 
-async def remind_sweep(ctx: Ctx) -> SweepResult:
-    """A reminder to each on-duty worker (or the covering partner) shortly before each patrol."""
+def sending_time(reminders: int, rate: float = PLANNING_RATE) -> timedelta:
+    """How long `reminders` bulk messages take to leave, with a margin for the replies and cards
+    that overtake them."""
+    return timedelta(seconds=reminders / rate * PLANNING_MARGIN)
+
+
+async def _worker_count(ctx: Ctx) -> dict[int, int]:
+    rows = await ctx.session.execute(
+        select(Assignment.node_id, func.count()).where(Assignment.role == Role.worker).group_by(Assignment.node_id))
+    return dict(rows.tuples().all())
+
+
+async def remind_sweep(ctx: Ctx, rate: float = PLANNING_RATE) -> SweepResult:
+    """A reminder to each on-duty worker (or the covering partner) before each patrol: at the latest
+    REMIND_BEFORE ahead, earlier when many grids share the same patrol instant (a city's 09:00), by
+    the time their reminders take to send at `rate`."""
     result = SweepResult()
     now = ctx.now()
-    due: dict[int, list[tuple[str, str]]] = {}  # grid -> [(day, slot)]
+    total = (await ctx.session.execute(
+        select(func.count()).select_from(Assignment).where(Assignment.role == Role.worker))).scalar_one()
+    horizon = REMIND_BEFORE + sending_time(total, rate)  # no instant can need more than all workers
+    upcoming: dict[datetime, list[tuple[int, str, str]]] = {}  # patrol instant -> [(grid, day, slot)]
     names: dict[int, str] = {}
     for gid, name, tz, times in await _grids(ctx):
+        names[gid] = name
         loc = now.astimezone(zone(ctx, tz))
         for day in (loc.date(), loc.date() + timedelta(days=1)):
             for slot in times:
                 start = at_local(day, slot, zone(ctx, tz))
-                if start - REMIND_BEFORE <= now < start:
-                    due.setdefault(gid, []).append((day.isoformat(), slot))
-                    names[gid] = name
+                if now < start <= now + horizon:
+                    upcoming.setdefault(start, []).append((gid, day.isoformat(), slot))
+    due: dict[int, list[tuple[str, str]]] = {}  # grid -> [(day, slot)]
+    counts: dict[int, int] | None = None
+    for start, slots in upcoming.items():
+        if start - REMIND_BEFORE > now:  # earlier than usual only if this instant's reminders need it
+            counts = counts if counts is not None else await _worker_count(ctx)
+            if start - REMIND_BEFORE - sending_time(sum(counts.get(g, 0) for g, _, _ in slots), rate) > now:
+                continue
+        for gid, day, slot in slots:
+            due.setdefault(gid, []).append((day, slot))
     if not due:
         return result
     workers = await _workers(ctx, set(due))

@@ -36,7 +36,7 @@ class Sweep:
 
 
 SWEEPS: dict[str, Sweep] = {s.name: s for s in [
-    Sweep("patrol_reminders", patrols.remind_sweep, 60, "巡查前 15 分钟提醒在岗网格员（请假时提醒A/B岗）"),
+    Sweep("patrol_reminders", patrols.remind_sweep, 60, "巡查前 15 分钟提醒在岗网格员（请假时提醒A/B岗；同一时刻巡查的网格很多时，按发送所需时间提前）"),
     Sweep("patrol_missed", patrols.missed_sweep, 60, "巡查 30 分钟未打卡提醒本人，60 分钟告知网格群"),
     Sweep("deadlines", deadlines.sweep, 60, "办结时限：50%/80% 催办，到期黄牌，超一倍红牌并督办",
           repeat_while_full=True),
