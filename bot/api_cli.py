@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import api_keys
 
 from .settings import Settings
+
+
+def webhook_state(q: api_keys.WebhookQueue | None, now: datetime) -> str:
+    """The key's webhook queue in a few words: waiting (retrying, oldest), failed and why."""
+    if q is None:
+        return ""
+    parts = []
+    if q.waiting:
+        from .outbox_cli import age
+
+        parts.append(f"{q.waiting} waiting ({q.retrying} retrying, oldest {age(now - q.oldest)})")
+    if q.failed:
+        parts.append(f"{q.failed} failed, last: {(q.last_error or '')[:120]}")
+    return ("\twebhook: " + "; ".join(parts)) if parts else ""
 
 
 def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -29,11 +44,13 @@ def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
             key = await api_keys.revoke_key(ctx, args.name)
             print(f"revoked {key.name} ({key.key_prefix}…)")
             return 0
+        queues = await api_keys.webhook_queues(ctx)
+        now = ctx.now()
         for key in await api_keys.list_keys(ctx):
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
             flags = ", read-all" if key.read_all else ""
             print(f"{key.name}\t{key.key_prefix}…\t{key.source}\t{state}\t{key.rate_per_minute}/min{flags}"
-                  f"\t{key.webhook_url or '-'}")
+                  f"\t{key.webhook_url or '-'}{webhook_state(queues.get(key.id), now)}")
         return 0
 
     return asyncio.run(with_session(settings, go))

@@ -44,7 +44,8 @@ async def open_runtime(settings: Settings, adapters: dict, channels: frozenset[s
     clock = clock or SystemClock()
     from .webhook import WebhookSender  # the API's webhooks go out through the same outbox
 
-    adapters = {**adapters, WebhookSender.name: WebhookSender(sm)}
+    adapters = {**adapters, WebhookSender.name: WebhookSender(
+        sm, retry_hours=settings.webhook_retry_hours, backoff_cap=settings.webhook_backoff_cap_seconds)}
     delivery = Delivery(sm, adapters, clock=clock, poll_seconds=settings.delivery_poll_seconds,
                         language=settings.language, timezone=settings.timezone)
     fetcher = wire_media(settings, sm, adapters, clock)

@@ -91,6 +91,12 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.importer import export_data
 
     async def go(session: AsyncSession) -> int:
+        if args.file and Path(args.file).suffix.lower() == ".xlsx":  # the care register as a table
+            from workflows.import_tables import export_care_xlsx
+
+            n = await export_care_xlsx(session, Path(args.file))  # on the access log: with_session commits
+            print(f"{args.file}: the care register, {n} rows (`gridbot import {args.file}` reads it back)")
+            return 0
         text = await export_data(session)
         if args.file:
             Path(args.file).write_text(text, encoding="utf-8")
@@ -160,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="load the tree, people, teams, categories (YAML, or people CSV)")
     imp.add_argument("file", help="a YAML file (the format `gridbot export` writes) or a people CSV")
     imp.set_defaults(fn=cmd_import)
-    exp = sub.add_parser("export", help="write the reference data as YAML")
-    exp.add_argument("file", nargs="?", help="where to write it (default: print it)")
+    exp = sub.add_parser("export", help="write the reference data as YAML (FILE.xlsx: the care register as a table)")
+    exp.add_argument("file", nargs="?", help="where to write it (default: print it); a FILE.xlsx gets the care "
+                     "register in the form `gridbot template care` writes")
     exp.set_defaults(fn=cmd_export)
     sub.add_parser("demo", help="load the demo street").set_defaults(fn=cmd_demo)
     bt = sub.add_parser("bind-token", help="a single-use code to bind a work group to a node")

@@ -50,8 +50,30 @@ MARK_GAP = 0.15  # a sent mark not carried by a round's transaction by then is w
 STATUS_RETRY_SECONDS = 60.0  # a status write after a send is retried this long (well inside LEASE)
 
 
-def backoff(attempt: int) -> float:
-    return min(300.0, 2.0 ** attempt)
+def backoff(attempt: int, cap: float = 300.0) -> float:
+    return min(cap, 2.0 ** min(attempt, 60))
+
+
+def attempts_for(retry_for: timedelta, cap: float) -> int:
+    """The attempts that span `retry_for` of backoff: the last one is made at least that long after
+    the first failure, however long the row waited in the queue before it."""
+    n, waited = 1, 0.0
+    while waited < retry_for.total_seconds():
+        waited += backoff(n - 1, cap)
+        n += 1
+    return n
+
+
+def retry_policy(adapter: Adapter) -> tuple[int, float, str]:
+    """(attempts, backoff cap in seconds, how to say it) for a channel's transient errors. Chat
+    channels give up after MAX_ATTEMPTS (~4 min); an adapter may ask to keep trying for a time
+    instead (`retry_for`, `backoff_cap`: the webhooks, whose receivers can be down for hours)."""
+    retry_for = getattr(adapter, "retry_for", None)
+    if retry_for is None:
+        return MAX_ATTEMPTS, 300.0, f"{MAX_ATTEMPTS} attempts"
+    cap = float(getattr(adapter, "backoff_cap", 300.0))
+    n = attempts_for(retry_for, cap)
+    return n, cap, f"retrying for {retry_for.total_seconds() / 3600:g} h ({n} attempts)"
 
 
 class Stopping(Exception):
@@ -350,10 +372,11 @@ class Delivery:
             await self._write(self._retry, row, until, str(e), count=False)
             return
         except TransientError as e:
-            if row.attempts + 1 >= MAX_ATTEMPTS:
-                await self._write(self._failed, row, f"gave up after {MAX_ATTEMPTS} attempts: {e}")
+            limit, cap, said = retry_policy(adapter)
+            if row.attempts + 1 >= limit:
+                await self._write(self._failed, row, f"gave up after {said}: {e}")
                 return
-            until = self.clock.now() + timedelta(seconds=backoff(row.attempts))
+            until = self.clock.now() + timedelta(seconds=backoff(row.attempts, cap))
             await self._write(self._retry, row, until, str(e), count=True)
             return
         except PermanentError as e:

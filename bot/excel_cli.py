@@ -15,8 +15,7 @@ from workflows import tree
 from workflows.context import Ctx
 from workflows.errors import NotFound
 from workflows.i18n import T
-from workflows.import_tables import write_template
-from workflows.importer import KINDS as IMPORT_KINDS
+from workflows.import_tables import TABLE_KINDS, write_template
 from workflows.ledger_xlsx import write_xlsx
 from workflows.ledgers import KINDS, ledger
 
@@ -62,10 +61,12 @@ def cmd_template(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     path = Path(args.file)
+    if path.suffix == "" and path.name in TABLE_KINDS:  # `gridbot template care` writes care.xlsx
+        path = path.with_suffix(".xlsx")
     if path.suffix.lower() != ".xlsx":
         print("the template is an Excel workbook: give a FILE ending in .xlsx", file=sys.stderr)
         return 2
-    kinds = (args.kind,) if args.kind else (path.stem,) if path.stem in IMPORT_KINDS else IMPORT_KINDS
+    kinds = (args.kind,) if args.kind else (path.stem,) if path.stem in TABLE_KINDS else TABLE_KINDS
     write_template(path, kinds)
     print(f"{path}: {', '.join(kinds)} — fill it in from row 3, then `gridbot import {path}`")
     return 0
@@ -83,6 +84,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=cmd_ledger)
 
     p = sub.add_parser("template", help="write an empty Excel workbook to fill in for `gridbot import`")
-    p.add_argument("file", metavar="FILE.xlsx", help="people.xlsx, nodes.xlsx … gives that kind; another name gives every kind")
-    p.add_argument("--kind", choices=IMPORT_KINDS, help="the one kind to write (default: from the file name, else all)")
+    p.add_argument("file", metavar="FILE.xlsx", help="people.xlsx, nodes.xlsx, care.xlsx … (or just the kind: "
+                   "care) gives that kind; another name gives every kind")
+    p.add_argument("--kind", choices=TABLE_KINDS, help="the one kind to write (default: from the file name, else all)")
     p.set_defaults(fn=cmd_template)

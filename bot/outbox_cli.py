@@ -11,7 +11,7 @@ import asyncio
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.clock import SystemClock
@@ -56,7 +56,9 @@ async def summary(session: AsyncSession, now: datetime, since: timedelta) -> dic
     failures: dict[str, dict[str, int]] = {}
     for channel, status, error in await session.execute(
             select(Outbox.channel, Outbox.status, Outbox.error)
-            .where(Outbox.status.in_(("failed", "undeliverable")), Outbox.created_at >= now - since)):
+            # a webhook retried for a day fails long after it was written: its last try (not_before) counts
+            .where(Outbox.status.in_(("failed", "undeliverable")),
+                   or_(Outbox.created_at >= now - since, Outbox.not_before >= now - since))):
         key = f"{status}: {reason(error)}"
         per = failures.setdefault(channel, {})
         per[key] = per.get(key, 0) + 1

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0
+    # Open311 webhooks: a change is retried this long (backoff doubling up to the cap), then failed
+    webhook_retry_hours: float = 24.0
+    webhook_backoff_cap_seconds: float = 600.0
     scheduler_enabled: bool = True
 
     @property

@@ -3,7 +3,9 @@ created the case (workflows/open311.py writes the rows).
 
 It is an Adapter like a chat channel's, so the delivery worker gives it what it gives them: one
 send per row and marked sent once, rows of one key in order (the chat id is the key), retries with
-backoff on network trouble, 5xx and 429. The body is signed with HMAC-SHA256 under the key's
+backoff on network trouble, 5xx and 429 — for `retry_for` (24 h by default, backoff capped at 10
+minutes) rather than a chat channel's few minutes; then the row is failed (`gridbot outbox`,
+`gridbot api-key list`) and the key's next change goes. The body is signed with HMAC-SHA256 under the key's
 webhook secret: `X-Gridbot-Signature: sha256=<hex>`; `X-Gridbot-Delivery` is the outbox row id,
 the same on a retry, so a receiver can drop a repeat after a crash between its answer and ours.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +26,8 @@ from .channels.base import OutgoingMessage, PermanentError, RetryLater, Sent, Tr
 
 NAME = WEBHOOK_CHANNEL
 TIMEOUT = aiohttp.ClientTimeout(total=15)
+RETRY_HOURS = 24.0  # GRIDBOT_WEBHOOK_RETRY_HOURS
+BACKOFF_CAP = 600.0  # GRIDBOT_WEBHOOK_BACKOFF_CAP_SECONDS
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -34,8 +39,13 @@ class WebhookSender:
     can_edit = False
     windows = (Window("chat", 20, 1.0),)  # at most 20 a second to one receiver
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, retry_hours: float = RETRY_HOURS,
+                 backoff_cap: float = BACKOFF_CAP) -> None:
         self.sessionmaker = sessionmaker
+        # a receiver down for hours still gets every change, in order: Delivery retries a row this
+        # long (backoff doubling up to backoff_cap seconds), and a key's later rows wait behind it
+        self.retry_for = timedelta(hours=retry_hours)
+        self.backoff_cap = backoff_cap
         self._http: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:

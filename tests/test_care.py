@@ -264,3 +264,15 @@ async def test_export_carries_the_register_and_is_logged(w: World):
     async with w.sm() as s, s.begin():
         report = await import_yaml(s, text, "export.yaml", now=w.clock.now())
     assert report.counts["care_people"] == {"created": 0, "updated": 0, "unchanged": 3}
+
+
+async def test_sweeps_read_the_grids_own_time_zone(w: World):
+    """A grid two hours behind the office (Asia/Urumqi): its morning comes two hours later."""
+    from workflows.models import Node
+
+    async with w.sm() as s, s.begin():
+        (await s.get(Node, w.nodes["CY-01"])).timezone = "Asia/Urumqi"
+    assert (await w.sweep("care_due", local(2026, 11, 23, 8, 30))).acted == 0  # 06:30 in the grid
+    assert (await w.sweep("care_due", local(2026, 11, 23, 10, 0))).counts == {"reminded": 1}  # 08:00 there
+    assert (await w.sweep("care_overdue", local(2026, 11, 24, 9, 0))).acted == 0  # 07:00 the day after
+    assert (await w.sweep("care_overdue", local(2026, 11, 24, 10, 0))).counts == {"overdue_worker": 1}

@@ -129,7 +129,7 @@ async def test_template_round_trip(session, tmp_path):
     path = tmp_path / "all.xlsx"
     write_template(path)
     wb = load_workbook(path)
-    assert wb.sheetnames == ["部门", "网格", "人员", "队伍", "类别"]
+    assert wb.sheetnames == ["部门", "网格", "人员", "队伍", "类别", "关爱对象"]
     ws = wb["人员"]
     assert [c.value for c in ws[1]][:3] == ["人员编码", "姓名", "手机号"] and ws.freeze_panes == "A3"
     role_rule = next(dv for dv in ws.data_validations.dataValidation if "E3" in str(dv.sqref))

@@ -19,7 +19,7 @@ from workflows.media_store import DirectoryStore, use_store
 from workflows.routines import leave, patrols
 from workflows.routines.stats import node_stats
 
-from .test_case_loop import W1, L, World
+from .test_case_loop import W1, W2, L, World
 
 pytestmark = pytest.mark.demo
 SH = ZoneInfo("Asia/Shanghai")
@@ -117,13 +117,15 @@ async def test_assessment_is_the_stats_figures(w: World):
     async with w.sm() as s:
         ctx = Ctx(session=s, clock=w.clock)
         total, per = await node_stats(ctx, await tree.node_by_code(ctx, "XH"), *window(ctx, day, day))
-    assert [r[0] for r in rows] == [g.code for g, _ in per] + ["XH"]
-    for r, (_, st) in zip(rows, per + [(None, total)], strict=True):
-        assert r[2:5] == [st.reported, st.registered, st.closed]
-        assert r[5:9] == [st.on_time_rate, st.close_rate, st.rework_rate, st.satisfaction]
-        assert r[13] == round(st.score(), 1)
-    xh = dict(zip(headers, rows[-1], strict=True))
-    assert xh["网格"] == "西湖街道合计" and xh["上报"] >= 1 and xh["满意率"] == 1
+    areas = [r for r in rows if r[0] in ("网格", "合计")]
+    assert [r[1] for r in areas] == [g.code for g, _ in per] + ["XH"]
+    assert [r[0] for r in areas] == ["网格"] * len(per) + ["合计"]
+    for r, (_, st) in zip(areas, per + [(None, total)], strict=True):
+        assert r[3:6] == [st.reported, st.registered, st.closed]
+        assert r[6:10] == [st.on_time_rate, st.close_rate, st.rework_rate, st.satisfaction]
+        assert r[18] == round(st.score(), 1)
+    xh = dict(zip(headers, areas[-1], strict=True))
+    assert xh["名称"] == "西湖街道合计" and xh["上报"] >= 1 and xh["满意率"] == 1
 
 
 async def test_patrol_diary_and_leave_ledgers(w: World):
@@ -188,3 +190,90 @@ async def test_ledger_in_chat(w: World, store):
     assert "西湖街道" in (await desk.last_text("XH-ZX1"))
     await desk.send(W1, "/ledger")  # a worker is not offered the command at all
     assert "您没有使用 /ledger 的权限" in await desk.last_text(W1)
+
+
+def _expected(case_rows, who, start, end) -> dict:
+    """The 考核表 figures of the cases `who` picks, counted here from the case rows themselves."""
+    mine = [c for c in case_rows if who(c)]
+
+    def within(at):
+        return at is not None and start <= at < end
+
+    closed = [c for c in mine if c.status == "closed" and within(c.closed_at)]
+    registered = [c for c in mine if within(c.registered_at)]
+    rated = [c for c in closed if c.rating is not None]
+    return {"上报": sum(within(c.created_at) for c in mine), "立案": len(registered), "结案": len(closed),
+            "按期处置率": (sum(c.closed_at <= c.deadline_at for c in closed) / len(closed)) if closed else None,
+            "结案率": (sum(c.status == "closed" for c in registered) / len(registered)) if registered else None,
+            "返工率": (sum(c.rework_count > 0 for c in closed) / len(closed)) if closed else None,
+            "满意率": (sum(c.rating in ("satisfied", "basic") for c in rated) / len(rated)) if rated else None}
+
+
+async def test_assessment_per_worker_team_and_department(w: World):
+    from sqlalchemy import select
+
+    from workflows import care
+    from workflows.care_models import CarePerson, PointEntry
+    from workflows.models import Case, TeamMember
+
+    day = w.clock.now().astimezone(SH).date()
+    done = await w.report()  # W1's: closed on time and rated
+    await w.do(cases.dispatch, w.ids[L], done.id, assignee_id=w.ids[W1])
+    await w.do(cases.finish, w.ids[W1], done.id, "好了")
+    await w.do(cases.verify, w.ids[L], done.id, passed=True)
+    await w.do(cases.rate, w.resident.id, done.id, "satisfied", "好")
+    redo = await w.report(text="垃圾没清")  # W2's: closed after a rework
+    await w.do(cases.dispatch, w.ids[L], redo.id, assignee_id=w.ids[W2])
+    await w.do(cases.finish, w.ids[W2], redo.id, "清了")
+    await w.do(cases.verify, w.ids[L], redo.id, passed=False, reason="没清干净")
+    await w.do(cases.finish, w.ids[W2], redo.id, "清干净了")
+    await w.do(cases.verify, w.ids[L], redo.id, passed=True)
+    team = await w.report(text="水管漏水")  # the repair team's, accepted by one of its members
+    await w.do(cases.dispatch, w.ids[L], team.id, team_id=w.teams["T-WY"])
+    async with w.sm() as s:
+        member = (await s.execute(select(TeamMember.person_id).where(TeamMember.team_id == w.teams["T-WY"])
+                                  .order_by(TeamMember.person_id))).scalars().first()
+        people = {p.code: p.id for p in (await s.execute(select(CarePerson))).scalars()}
+    await w.do(cases.accept, member, team.id)
+    await w.report(text="没人管的")  # reported only: in the grid's figures, nobody's row
+    # visits: W1 visits one of their two people on the due day; the rest pass their day unvisited
+    await w.do(care.record_visit, w.ids[W1], people["CY01-H01-1"], "fine")
+    async with w.sm() as s, s.begin():
+        for pid, d, n in ((w.ids[W1], day, 7), (w.ids[W1], day + timedelta(days=1), -3),
+                          (w.ids[W1], day - timedelta(days=10), 50), (w.ids[W2], day, 2)):
+            s.add(PointEntry(person_id=pid, at=w.clock.now(), day=d, month=d.strftime("%Y-%m"), points=n,
+                             rule_code="award", reason="测试"))
+    w.clock.advance(days=1)
+
+    _, _, headers, rows = await _book(w, "assessment", "XH", day, day + timedelta(days=1))
+    by = {(r[0], r[1]): dict(zip(headers, r, strict=True)) for r in rows}
+    start, end = datetime.combine(day, datetime.min.time(), SH), datetime.combine(day + timedelta(days=2),
+                                                                                   datetime.min.time(), SH)
+    async with w.sm() as s:
+        case_rows = list((await s.execute(select(Case))).scalars())
+    figures = list(_expected(case_rows, lambda c: True, start, end))
+    for (kind, code), who in {("人员", W1): lambda c: c.assignee_id == w.ids[W1],
+                              ("人员", W2): lambda c: c.assignee_id == w.ids[W2],
+                              ("队伍", "T-WY"): lambda c: c.team_id == w.teams["T-WY"],
+                              ("队伍", "T-CG"): lambda c: c.team_id == w.teams["T-CG"],
+                              ("部门", "ZJJ"): lambda c: c.team_id == w.teams["T-WY"],
+                              ("网格", "CY-01"): lambda c: c.grid_id == w.nodes["CY-01"]}.items():
+        row = by[(kind, code)]
+        assert {f: row[f] for f in figures} == _expected(case_rows, who, start, end), (kind, code)
+    assert by[("人员", W1)]["上报"] == 1 and by[("人员", W1)]["满意率"] == 1
+    assert by[("人员", W2)]["返工率"] == 1 and by[("队伍", "T-WY")]["结案"] == 0
+    assert by[("部门", "ZJJ")]["上报"] == 1 and by[("部门", "CGJ")]["上报"] == 0
+    member_code = next(c for c, i in w.ids.items() if i == member)
+    assert by[("人员", member_code)]["立案"] == 1  # the member who accepted it
+    # visit coverage: W1 one of two on time, W2 none of one; the grid both, the street everything
+    assert (by[("人员", W1)]["应走访"], by[("人员", W1)]["按期走访"], by[("人员", W1)]["走访按期率"]) == (2, 1, 0.5)
+    assert (by[("人员", W2)]["应走访"], by[("人员", W2)]["按期走访"]) == (1, 0)
+    assert (by[("网格", "CY-01")]["应走访"], by[("网格", "CY-01")]["按期走访"]) == (3, 1)
+    assert (by[("网格", "CY-02")]["应走访"], by[("合计", "XH")]["应走访"]) == (1, 4)
+    # points: the period's ledger rows only; grids and teams have none
+    assert by[("人员", W1)]["积分"] == 4 and by[("人员", W2)]["积分"] == 2
+    assert by[("网格", "CY-01")]["积分"] is None
+    # worker rows are listed for the street's staff even with nothing to count
+    assert by[("人员", "CY02-W1")]["上报"] == 0 and by[("人员", "CY02-W1")]["应走访"] == 1
+    kinds = [r[0] for r in rows]
+    assert kinds == sorted(kinds, key=["网格", "合计", "人员", "队伍", "部门"].index)

@@ -10,9 +10,10 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from .api_models import ApiKey
 from .context import Ctx
@@ -82,6 +83,45 @@ async def revoke_key(ctx: Ctx, name: str) -> ApiKey:
 
 async def list_keys(ctx: Ctx) -> list[ApiKey]:
     return list((await ctx.session.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
+
+
+@dataclass
+class WebhookQueue:
+    """A key's webhook deliveries: waiting (retrying included), the oldest waiting, failed."""
+
+    waiting: int = 0
+    oldest: datetime | None = None
+    retrying: int = 0  # waiting rows that failed at least once
+    failed: int = 0
+    last_error: str | None = None
+
+
+async def webhook_queues(ctx: Ctx) -> dict[int, WebhookQueue]:
+    """Per key id, its webhook rows in the outbox (their chat id is "key:<id>")."""
+    from .models import Outbox
+    from .open311 import WEBHOOK_CHANNEL
+
+    out: dict[int, WebhookQueue] = {}
+    rows = await ctx.session.execute(
+        select(Outbox.chat_id, Outbox.status, func.count(), func.min(Outbox.created_at),
+               func.sum(case((Outbox.attempts > 0, 1), else_=0)))
+        .where(Outbox.channel == WEBHOOK_CHANNEL, Outbox.status.in_(("pending", "sending", "failed")))
+        .group_by(Outbox.chat_id, Outbox.status))
+    for chat, status, n, oldest, tried in rows:
+        q = out.setdefault(int(chat.removeprefix("key:")), WebhookQueue())
+        if status == "failed":
+            q.failed += n
+        else:
+            q.waiting += n
+            q.retrying += int(tried or 0)
+            q.oldest = oldest if q.oldest is None else min(q.oldest, oldest)
+    for key_id, q in out.items():
+        if q.failed:
+            q.last_error = (await ctx.session.execute(
+                select(Outbox.error).where(Outbox.channel == WEBHOOK_CHANNEL, Outbox.chat_id == f"key:{key_id}",
+                                           Outbox.status == "failed").order_by(Outbox.id.desc()).limit(1)
+            )).scalar_one_or_none()
+    return out
 
 
 async def authenticate(ctx: Ctx, secret: str | None) -> ApiKey:

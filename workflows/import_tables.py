@@ -14,7 +14,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
+from .care import CARE_TYPES
 from .importer import KINDS, ImportFailed, ImportReport, _import, _Item, _Map, _person, _Seq, _Source, checked
 
 MAX_BYTES = 20 * 1024 * 1024  # a roster of a whole city is a few MB
@@ -32,6 +33,7 @@ HEADERS: dict[str, dict[str, list[str]]] = _DATA["headers"]
 SHEETS: dict[str, list[str]] = _DATA["sheets"]
 VALUES: dict[str, dict[str, str]] = _DATA["values"]  # values in the office's words -> stored value
 HINTS: dict[str, dict[str, str]] = _DATA["hints"]  # the template's second row, skipped on import
+TABLE_KINDS = (*KINDS, "care")  # care: the register (结对关爱), handed to care_import like YAML's care:
 LISTS = ("patrol_times", "checklist", "members", "grids", "address_keywords")
 NUMBERS = ("time_limit_hours", "sort")
 SPLIT = re.compile(r"[,，、;；\n]+")
@@ -223,6 +225,10 @@ async def import_csv(session, path: Path, now: datetime | None = None) -> Import
             src.error(n, "(row)", f"expected {len(headers)} columns, found {len(cells)}")
     if src.errors:
         raise ImportFailed(src.errors)
+    if kind == "care":
+        src = _CareTableSource(str(path), None, kind, columns)
+        src.extra["care"] = _care_items(src, 1, rows[1:])
+        return await _import(session, src, {k: [] for k in KINDS}, now)
     parsed = {k: [] for k in KINDS} | {kind: _items(src, kind, 1, rows[1:])}
     return await _import(session, src, parsed, now)
 
@@ -257,9 +263,13 @@ async def import_xlsx(session, path: Path, now: datetime | None = None) -> Impor
             errors.append(f"{path}, sheet '{ws.title}': a second sheet of {kind}; put them in one sheet")
             continue
         columns = _columns(str(path), ws.title, kind, headers, errors)
-        src = _TableSource(str(path), ws.title, kind, columns)
+        if kind == "care":
+            src = _CareTableSource(str(path), ws.title, kind, columns)
+            care = _care_items(src, header_at, rows[header_at:])
+        else:
+            src = _TableSource(str(path), ws.title, kind, columns)
+            parsed[kind] = _items(src, kind, header_at, rows[header_at:])
         sources.append(src)
-        parsed[kind] = _items(src, kind, header_at, rows[header_at:])
     wb.close()
     if not sources and not errors:
         raise ImportFailed([f"{path}: the workbook has no sheet with data"])
@@ -267,7 +277,136 @@ async def import_xlsx(session, path: Path, now: datetime | None = None) -> Impor
     if errors:
         raise ImportFailed(errors)
     combined = _Combined(str(path), sources)
+    if any(src.kind == "care" for src in sources):
+        combined.extra["care"] = care
     return await _import(session, combined, parsed, now)
+
+
+# ---------------------------------------------------------------- the care register as a table
+
+CARE_HOUSEHOLD = {"household": "household", "grid": "grid", "building": "building", "door": "door",
+                  "household_notes": "notes"}  # column key -> the household's field in care_import
+CARE_PERSON = ("code", "name", "type", "frequency", "worker", "contact", "contact_phone", "notes", "first_due")
+CARE_CHECKS = ("household", "grid", "worker")  # fields care_import.check names without a prefix
+
+
+class _CareTableSource(_TableSource):
+    """care_import names fields as in YAML (care[0].people[1].worker): errors name the column."""
+
+    def error(self, line: int, name: str, message: str) -> None:
+        field = name.rsplit(".", 1)[-1]
+        if ".people[" not in name and name.startswith("care["):
+            field = {"notes": "household_notes", "location": "latitude"}.get(field, field)
+        super().error(line, field, message)
+
+
+def _number(src: _TableSource, n: int, key: str, value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        src.error(n, key, f"{value!r} is not a number")
+        return None
+
+
+def _care_items(src: _TableSource, header_row: int, rows: list[tuple[int, list[Any]]]) -> list[dict]:
+    """Rows, one per person, grouped into households by 户编码, then checked by care_import.parse
+    like the YAML `care:` section. A household's columns may repeat on its rows, but alike."""
+    from .care_import import parse
+
+    keys = list(src.columns)
+    hints = HINTS["care"]
+    households: dict[Any, _Map] = {}
+    items = _Seq()
+    items.lines = []
+
+    def put(h: _Map, field: str, key: str, value: Any, n: int) -> None:
+        if field not in h:
+            h[field], h.lines[field] = value, n
+        elif h[field] != value:
+            src.error(n, key, f"household {h.get('household')!r} has {h[field]!r} on row {h.lines[field]}: "
+                              "one value per household")
+
+    for n, raw in rows:
+        cells = [c.date() if k == "first_due" and isinstance(c, datetime) else _plain(c)
+                 for k, c in zip(keys, raw, strict=False)] + [_plain(c) for c in raw[len(keys):]]
+        cells += [None] * (len(keys) - len(cells))
+        if all(c in (None, "") for c in cells):
+            continue
+        if n == header_row + 1 and all(c in (None, "", hints.get(k)) for k, c in zip(keys, cells, strict=False)):
+            continue  # the template's hint row
+        if len(cells) > len(keys) and any(c not in (None, "") for c in cells[len(keys):]):
+            src.found.append((n, f"{src.name}{'' if src.sheet is None else f', sheet {src.sheet!r}'}, row {n}: "
+                                 f"{len(cells)} cells but only {len(keys)} columns have a header"))
+            continue
+        row = {k: c for k, c in zip(keys, cells, strict=False) if c not in (None, "")}
+        code = row.get("household")
+        h = households.get(code) if code is not None else None
+        if h is None:
+            h = _Map()
+            h.line, h.lines = n, {}
+            h["people"] = _Seq()
+            h["people"].lines, h.lines["people"] = [], n
+            items.append(h)
+            items.lines.append(n)
+            if code is not None:
+                households[code] = h
+        for key, field in CARE_HOUSEHOLD.items():
+            if key in row:
+                put(h, field, key, row[key], n)
+        if "latitude" in row or "longitude" in row:
+            if "latitude" not in row or "longitude" not in row:
+                src.error(n, "latitude" if "latitude" not in row else "longitude",
+                          "give both latitude and longitude, or neither")
+            else:
+                lat, lon = _number(src, n, "latitude", row["latitude"]), _number(src, n, "longitude", row["longitude"])
+                if lat is not None and lon is not None:
+                    put(h, "location", "latitude", [lat, lon], n)
+        person = _Map({k: row[k] for k in CARE_PERSON if k in row})
+        person.line, person.lines = n, dict.fromkeys(person, n)
+        if person:
+            h["people"].append(person)
+            h["people"].lines.append(n)
+    return parse(src, "care", items, header_row)
+
+
+async def care_rows(session) -> list[list[Any]]:
+    """The register as table rows in the template's column order (one per person; a household
+    without people gets a row of its own) — the export, written to the access log."""
+    from .care_import import export
+
+    out = []
+    for h in (await export(session, datetime.now(UTC))).get("care", []):
+        lat, lon = h.get("location") or (None, None)
+        base = {"household": h["household"], "grid": h.get("grid"), "building": h.get("building"),
+                "door": h.get("door"), "latitude": lat, "longitude": lon, "household_notes": h.get("notes")}
+        for p in h.get("people") or [{}]:
+            row = base | {k: p.get(k) for k in CARE_PERSON}
+            out.append([row.get(k) for k in HEADERS["care"]])
+    return out
+
+
+async def export_care_xlsx(session, path: Path) -> int:
+    """The care register as a workbook the import reads back (the template's headers, no hint row)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+
+    rows = await care_rows(session)
+    wb = Workbook()
+    ws = wb.active
+    ws.title = SHEETS["care"][0]
+    for i, names in enumerate(HEADERS["care"].values(), start=1):
+        head = ws.cell(1, i, names[0])
+        head.font, head.fill = Font(bold=True), PatternFill("solid", fgColor="DDEBF7")
+        ws.column_dimensions[get_column_letter(i)].width = max(12, len(names[0]) * 2 + 4)
+    for r, row in enumerate(rows, start=2):
+        for i, value in enumerate(row, start=1):
+            if value is not None:
+                ws.cell(r, i, value).number_format = "@" if isinstance(value, str) else "General"
+    ws.freeze_panes = "A2"
+    wb.save(path)
+    return len(rows)
 
 
 class _Combined(_Source):
@@ -278,6 +417,11 @@ class _Combined(_Source):
         self.sources = sources
 
     def error(self, line: int, name: str, message: str) -> None:
+        care = next((s for s in self.sources if s.kind == "care"), None)
+        if care is not None and (name.startswith("care[") or name in CARE_CHECKS or "care person" in message):
+            care.error(line, name, message)  # the register's own checks (care_import.check)
+            self.found.append(care.found.pop())
+            return
         # the reference checks name fields no two kinds share (parent, node, partner, lead, …)
         for src in self.sources:
             if name in src.columns or name.split(".")[0] in src.columns:
@@ -289,7 +433,7 @@ class _Combined(_Source):
 
 # ---------------------------------------------------------------- templates
 
-def write_template(path: Path, kinds: tuple[str, ...] = KINDS) -> None:
+def write_template(path: Path, kinds: tuple[str, ...] = TABLE_KINDS) -> None:
     """An empty workbook to fill in: a sheet per kind with the Chinese headers, a row of hints
     (skipped on import), and drop-down lists where the value is one of a few."""
     from openpyxl import Workbook
@@ -298,7 +442,8 @@ def write_template(path: Path, kinds: tuple[str, ...] = KINDS) -> None:
 
     wb = Workbook()
     wb.remove(wb.active)
-    choices = {"role": VALUES["role"], "level": VALUES["level"], "split": VALUES["split"], "urgency": VALUES["urgency"]}
+    choices = {"role": VALUES["role"], "level": VALUES["level"], "split": VALUES["split"], "urgency": VALUES["urgency"],
+               "type": {t: t for t in CARE_TYPES}}
     for kind in kinds:
         ws = wb.create_sheet(SHEETS[kind][0])
         for i, (key, names) in enumerate(HEADERS[kind].items(), start=1):

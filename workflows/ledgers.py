@@ -3,7 +3,9 @@
 A ledger is a title, its columns and an async stream of rows of plain values (local naive
 datetimes, dates, ints, floats, str) — no file format here; ledger_xlsx writes them to Excel.
 Rows are read in pages by id, so a year of a district's cases never sits in memory at once.
-The 考核表 figures come from the same function as /stats (routines.stats.node_stats).
+The 考核表 figures come from the same function as /stats (routines.stats.node_stats); its rows
+per worker, team and department from the same counts grouped by assignee and team
+(rollup.figures_by), with visit coverage (care_figures) and staff points (point ledger).
 """
 
 from __future__ import annotations
@@ -14,14 +16,29 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .cards import RATING_LABELS, STATUS_LABELS, URGENCY_LABELS, mask_name, mask_phone
+from .care_figures import days_of
+from .care_models import PointEntry
 from .context import Ctx
 from .i18n import T, _
-from .models import Case, CaseEvent, CaseStatus, Category, Level, Node, Person, Team
+from .models import (
+    Assignment,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Category,
+    Department,
+    Level,
+    Node,
+    Person,
+    Role,
+    Team,
+    TeamGrid,
+)
 from .routines.models import DiaryEntry, Leave, PatrolCheckin
-from .routines.stats import node_stats
+from .routines.stats import Stats, node_stats
 from .tree import DISPATCH_ROLES_HERE, can_dispatch, descendants, roles_of
 
 PAGE = 1000  # rows per query
@@ -239,25 +256,82 @@ async def _leave_rows(ctx: Ctx, t: T, node_ids: list[int], first: date, last: da
 # ---------------------------------------------------------------------------- 考核表
 
 ASSESSMENT_COLUMNS = [
-    Column(_("网格编码"), 14), Column(_("网格"), 16), Column(_("上报"), 7, "int"), Column(_("立案"), 7, "int"),
-    Column(_("结案"), 7, "int"), Column(_("按期处置率"), 10, "rate"), Column(_("结案率"), 10, "rate"),
-    Column(_("返工率"), 10, "rate"), Column(_("满意率"), 10, "rate"), Column(_("黄牌"), 6, "int"),
-    Column(_("红牌"), 6, "int"), Column(_("巡查次数"), 8, "int"), Column(_("漏巡次数"), 8, "int"),
-    Column(_("得分"), 8, "rate"),
+    Column(_("类型"), 8), Column(_("编码"), 14), Column(_("名称"), 16), Column(_("上报"), 7, "int"),
+    Column(_("立案"), 7, "int"), Column(_("结案"), 7, "int"), Column(_("按期处置率"), 10, "rate"),
+    Column(_("结案率"), 10, "rate"), Column(_("返工率"), 10, "rate"), Column(_("满意率"), 10, "rate"),
+    Column(_("黄牌"), 6, "int"), Column(_("红牌"), 6, "int"), Column(_("巡查次数"), 8, "int"),
+    Column(_("漏巡次数"), 8, "int"), Column(_("应走访"), 8, "int"), Column(_("按期走访"), 8, "int"),
+    Column(_("走访按期率"), 10, "rate"), Column(_("积分"), 8, "int"), Column(_("得分"), 8, "rate"),
 ]
+ROW_KINDS = {"grid": _("网格"), "total": _("合计"), "worker": _("人员"), "team": _("队伍"), "department": _("部门")}
+WORKER_ROLES = (Role.worker, Role.leader, Role.standin)
+
+
+async def _points(ctx: Ctx, person_ids: set[int], first: date, last: date) -> dict[int, int]:
+    """Each person's points for the period: the sum of their point ledger rows (workflows.points)."""
+    if not person_ids:
+        return {}
+    rows = await ctx.session.execute(
+        select(PointEntry.person_id, func.sum(PointEntry.points))
+        .where(PointEntry.person_id.in_(person_ids), PointEntry.day >= first, PointEntry.day <= last)
+        .group_by(PointEntry.person_id))
+    return {pid: int(n) for pid, n in rows}
+
+
+async def assessment_groups(ctx: Ctx, node: Node, start: datetime, end: datetime) -> dict[str, list]:
+    """The 考核表's rows before formatting: {"grid"/"total"/"worker"/"team"/"department": [(code,
+    name, Stats, points or None)]}. Grids and the total are node_stats (what /stats shows); workers
+    and teams are the same figures of the cases assigned to them (rollup.figures_by, from the raw
+    reference: stats_day has no per-person dimension), departments the sums of their teams."""
+    from . import rollup
+    from .care_figures import add_visits
+
+    total, per_grid = await node_stats(ctx, node, start, end)
+    grids = await rollup.subtree_grids(ctx.session, node.id)
+    by_worker = await rollup.figures_by(ctx.session, node, start, end, "assignee")
+    await add_visits(ctx.session, by_worker, grids, start, end, ctx.now(), by="worker")
+    by_team = await rollup.figures_by(ctx.session, node, start, end, "team")
+    by_worker.pop(0, None), by_team.pop(0, None)  # cases with no assignee / no team
+    # the node's own staff are listed even with nothing to count; others when they have figures
+    staff = set((await ctx.session.execute(select(Assignment.person_id).where(
+        Assignment.node_id.in_(await _subtree_ids(ctx, node)), Assignment.role.in_(list(WORKER_ROLES))))).scalars())
+    people = (await ctx.session.execute(select(Person.id, Person.code, Person.name).where(
+        Person.id.in_(staff | set(by_worker))).order_by(Person.code, Person.id))).all()
+    served = set((await ctx.session.execute(select(TeamGrid.team_id).where(TeamGrid.node_id.in_(grids)))).scalars())
+    teams = (await ctx.session.execute(select(Team.id, Team.code, Team.name, Team.department_id).where(
+        Team.id.in_(served | set(by_team))).order_by(Team.code))).all()
+    first, last = days_of(start, end)
+    points = await _points(ctx, {p.id for p in people}, first, last)
+    depts: dict[int, Stats] = {}
+    for tm in teams:
+        if tm.department_id is not None:
+            depts.setdefault(tm.department_id, Stats())
+            depts[tm.department_id] += by_team.get(tm.id) or Stats()
+    dept_rows = (await ctx.session.execute(select(Department.id, Department.code, Department.name).where(
+        Department.id.in_(set(depts))).order_by(Department.code))).all() if depts else []
+    return {
+        "grid": [(g.code, g.name, st, None) for g, st in per_grid],
+        "total": [(node.code, node.name, total, None)],
+        "worker": [(p.code or "", p.name, by_worker.get(p.id) or Stats(), points.get(p.id, 0)) for p in people],
+        "team": [(tm.code, tm.name, by_team.get(tm.id) or Stats(), None) for tm in teams],
+        "department": [(d.code, d.name, depts[d.id], None) for d in dept_rows],
+    }
 
 
 async def _assessment_rows(ctx: Ctx, t: T, node: Node, start: datetime, end: datetime) -> AsyncIterator[list]:
-    total, per = await node_stats(ctx, node, start, end)
+    groups = await assessment_groups(ctx, node, start, end)
 
-    def row(code: str, name: str, st) -> list:
-        return [code, name, st.reported, st.registered, st.closed, st.on_time_rate, st.close_rate, st.rework_rate,
-                st.satisfaction, st.yellow, st.red, st.patrols_done, st.patrols_missed, round(st.score(), 1)]
+    def row(kind: str, code: str, name: str, st: Stats, points: int | None) -> list:
+        return [t(ROW_KINDS[kind]), code, name, st.reported, st.registered, st.closed, st.on_time_rate,
+                st.close_rate, st.rework_rate, st.satisfaction, st.yellow, st.red, st.patrols_done,
+                st.patrols_missed, st.visits_due, st.visits_on_time, st.visit_rate, points, round(st.score(), 1)]
 
-    for grid, st in per:
-        yield row(grid.code, grid.name, st)
-    if len(per) != 1 or per[0][0].id != node.id:
-        yield row(node.code, t("{name}合计", name=node.name), total)
+    single = len(groups["grid"]) == 1 and groups["grid"][0][0] == node.code
+    for kind in ROW_KINDS:
+        if kind == "total" and single:
+            continue  # a grid's own sheet: its row is the total
+        for code, name, st, points in groups[kind]:
+            yield row(kind, code, t("{name}合计", name=name) if kind == "total" else name, st, points)
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -378,3 +378,17 @@ async def figures_by_grid(session: AsyncSession, node: Node | None, start: datet
 
 
 indicators = figures  # the name the first rollup commit gave it
+
+
+async def figures_by(session: AsyncSession, node: Node | None, start: datetime, end: datetime, by: str,
+                     now: datetime | None = None):
+    """The same indicators grouped by grid, by the cases' assignee ("assignee") or team ("team"),
+    for the cases in the grids at and below node. stats_day is per grid and day only: the
+    assignee and team groupings are counted from the raw rows by the reference itself
+    (routines.stats.raw_figures(by=...)), so the definitions are one piece of code."""
+    from .routines.stats import raw_figures
+
+    if by == "grid":
+        return await figures_by_grid(session, node, start, end, now=now)
+    grids = await subtree_grids(session, node.id if node else None)
+    return await raw_figures(session, grids, start, end, by=by)

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import defer
 
 from .. import charts, rollup
+from ..care_figures import add_visits, workers_by_grid
 from ..context import Ctx
 from ..i18n import T
 from ..models import GroupBinding, Level, Node
@@ -41,7 +42,14 @@ def stats_text(t: T, title: str, st: Stats) -> str:
           c=pct(st.rework_rate), d=pct(st.satisfaction)),
         t("黄牌 {y} 张，红牌 {r} 张", y=st.yellow, r=st.red),
         t("巡查完成 {d} 次，未按时巡查 {m} 次", d=st.patrols_done, m=st.patrols_missed),
+        *([t("关爱走访按期 {a}/{b} 次，走访按期率 {c}", a=st.visits_on_time, b=st.visits_due, c=pct(st.visit_rate))]
+          if st.visits_due else []),
     ])
+
+
+def visit_lines(t: T, workers: list[tuple[str, int, int]]) -> list[str]:
+    """Each worker's visit coverage — the worker's name only, never whom they visit."""
+    return [t("{name}：走访按期 {a}/{b}", name=name, a=ontime, b=due) for name, due, ontime in workers]
 
 
 def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = "") -> bytes:
@@ -124,6 +132,9 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
         return result
     bound = await _bound(ctx, [g.id for g in mine])
     per = await rollup.figures_by_grid(ctx.session, None, start, end, now=ctx.now())
+    all_grids = await rollup.subtree_grids(ctx.session, None)
+    await add_visits(ctx.session, per, all_grids, start, end, ctx.now())
+    visitors = await workers_by_grid(ctx.session, all_grids, start, end, ctx.now())
     drawn = ChartCache()
     out = OutboxBatch(ctx)
     for g in mine:
@@ -133,11 +144,12 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
             continue
         st = per.get(g.id) or Stats()
         media = [drawn.stats(st, f"week {week}")] if any(stats_values(st)) else []
+        workers = visitors.get(g.id, [])
 
-        def compose(t, g=g, st=st, media=media) -> Msg:
+        def compose(t, g=g, st=st, media=media, workers=workers) -> Msg:
             title = t("【{grid} 周报】{start} 至 {end}", grid=g.name, start=start.strftime("%m-%d"),
                       end=end.strftime("%m-%d %H:%M"))
-            return Msg(stats_text(t, title, st), media=media)
+            return Msg("\n".join([stats_text(t, title, st), *visit_lines(t, workers)]), media=media)
 
         out.to_group(g.id, compose, f"weekly_report:{g.id}:{week}")
         result.add("reports")
@@ -180,6 +192,7 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
         return result
     # a fixed number of statements however many grids: every grid's figures at once, then by street
     per = await rollup.figures_by_grid(ctx.session, None, start, end)
+    await add_visits(ctx.session, per, await rollup.subtree_grids(ctx.session, None), start, end, ctx.now())
     grids_of = await _grids_by_street(ctx, {s.id for s in streets})
     drawn = ChartCache()
     out = OutboxBatch(ctx)
@@ -193,7 +206,8 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
             for i, (g, st) in enumerate(rows, 1):
                 lines.append(t("{i}. {grid}：得分 {score:.1f}（按期 {a}，结案 {b}，满意 {c}，黄牌 {y}，红牌 {r}）",
                                i=i, grid=g.name, score=st.score(), a=pct(st.on_time_rate), b=pct(st.close_rate),
-                               c=pct(st.satisfaction), y=st.yellow, r=st.red))
+                               c=pct(st.satisfaction), y=st.yellow, r=st.red)
+                             + (t("，走访按期 {v}", v=pct(st.visit_rate)) if st.visits_due else ""))
             if not rows:
                 lines.append(t("本街道下没有网格。"))
             lines.append(t("得分 = 按期率×40 + 结案率×30 + 满意率×30 − 黄牌×5 − 红牌×10 − 未巡查次数"))
@@ -214,11 +228,16 @@ async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
     title = t("【{node} 本周统计】{start} 至 {end}", node=node.name, start=start.strftime("%m-%d"),
               end=end.astimezone(zone(ctx, node.timezone)).strftime("%m-%d %H:%M"))
     text = stats_text(t, title, total)
+    if node.level in GRID_LEVELS:
+        for line in visit_lines(t, (await workers_by_grid(ctx.session, [node.id], start, end, end)).get(node.id, [])):
+            text += "\n" + line
     media = [stats_chart(total, f"{node.code} this week")]
     if node.level not in GRID_LEVELS and rows:
         rows.sort(key=lambda r: (-r[1].score(), r[0].code))
         text += "\n" + t("—— 网格排名 ——")
         for i, (g, st) in enumerate(rows[:20], 1):
             text += "\n" + t("{i}. {grid}：得分 {score:.1f}", i=i, grid=g.name, score=st.score())
+            if st.visits_due:
+                text += t("，走访按期 {v}", v=pct(st.visit_rate))
         media.append(ranking_chart(rows[:20], f"{node.code} ranking"))
     return Msg(text, media=media)

@@ -8,6 +8,7 @@ Definitions (all over [start, end)):
 - satisfaction: closed cases rated 满意 or 基本满意 / closed cases that were rated.
 - yellow / red cards: deadline-sweep events in the window, by the case's grid.
 - patrols done: check-ins; patrols missed: worker-slots still without a check-in 60 minutes on.
+- visit coverage (走访按期率): care visits done on time / visits due (workflows/care_figures.py).
 An upper node's figures are the sums over the grids below it.
 """
 
@@ -40,6 +41,9 @@ class Stats:
     red: int = 0
     patrols_done: int = 0
     patrols_missed: int = 0
+    # care visits (care_figures.visit_coverage fills them; the case rollup does not count them)
+    visits_due: int = 0
+    visits_on_time: int = 0
 
     def __iadd__(self, other: Stats) -> Stats:
         for f in fields(self):
@@ -66,6 +70,11 @@ class Stats:
     def satisfaction(self) -> float | None:
         return self._rate(self.satisfied, self.rated)
 
+    @property
+    def visit_rate(self) -> float | None:
+        """Visit coverage: visits done on time / visits due."""
+        return self._rate(self.visits_on_time, self.visits_due)
+
     def score(self) -> float:
         """Ranking score: on-time 40, close 30, satisfaction 30 (missing rates count as full),
         minus 5 per yellow and 10 per red card, minus 1 per missed patrol."""
@@ -76,13 +85,25 @@ class Stats:
                 - 5 * self.yellow - 10 * self.red - self.patrols_missed)
 
 
+BY = ("grid", "assignee", "team")
+
+
 async def raw_figures(session: AsyncSession, grids: Select | list[int], start: datetime, end: datetime,
-                      by_grid: bool = True) -> dict[int, Stats]:
+                      by_grid: bool = True, by: str = "grid") -> dict[int, Stats]:
     """The reference: every figure counted from the raw rows (cases, events, check-ins, marks).
 
     Per grid (only grids with something to count), or the total under key 0. rollup.figures uses
-    it for the partial days at the ends of a window; the tests compare the rollup with it."""
+    it for the partial days at the ends of a window; the tests compare the rollup with it.
+
+    `by` groups the same counts of the cases in `grids` another way: "assignee" by the case's
+    current assignee (patrols by whose list they are: check-ins for_person_id, missed marks'
+    person), "team" by the case's team (no patrols). stats_day has no such dimension, so the
+    考核表's rows per worker, team and department are read from here. Cases without one are
+    under key 0."""
+    if by not in BY:
+        raise ValueError(by)
     out: dict[int, Stats] = {}
+    case_col = {"grid": Case.grid_id, "assignee": Case.assignee_id, "team": Case.team_id}[by]
 
     def key(col):
         return col if by_grid else func.min(0)
@@ -98,43 +119,47 @@ async def raw_figures(session: AsyncSession, grids: Select | list[int], start: d
     def window(col):
         return (col >= start) & (col < end)
 
-    for g, n in await rows(select(key(Case.grid_id), func.count()).where(in_grids, window(Case.created_at)),
-                           Case.grid_id):
+    for g, n in await rows(select(key(case_col), func.count()).where(in_grids, window(Case.created_at)),
+                           case_col):
         if n:
             at(g).reported = n
     closed = Case.status == CaseStatus.closed
     for g, n, done in await rows(
-            select(key(Case.grid_id), func.count(), func.sum(when((closed, 1), else_=0)))
-            .where(in_grids, window(Case.registered_at)), Case.grid_id):
+            select(key(case_col), func.count(), func.sum(when((closed, 1), else_=0)))
+            .where(in_grids, window(Case.registered_at)), case_col):
         if n:
             at(g).registered, at(g).registered_closed = n, int(done or 0)
     good = Case.rating.in_(["satisfied", "basic"])
     for g, n, ontime, rework, rated, sat in await rows(
-            select(key(Case.grid_id), func.count(),
+            select(key(case_col), func.count(),
                    func.sum(when((Case.closed_at <= Case.deadline_at, 1), else_=0)),
                    func.sum(when((Case.rework_count > 0, 1), else_=0)),
                    func.sum(when((Case.rating.is_not(None), 1), else_=0)),
                    func.sum(when((good, 1), else_=0)))
-            .where(in_grids, closed, window(Case.closed_at)), Case.grid_id):
+            .where(in_grids, closed, window(Case.closed_at)), case_col):
         if n:
             st = at(g)
             st.closed, st.closed_on_time, st.reworked = n, int(ontime or 0), int(rework or 0)
             st.rated, st.satisfied = int(rated or 0), int(sat or 0)
     for action in ("yellow_card", "red_card"):
         for g, n in await rows(
-                select(key(Case.grid_id), func.count()).select_from(CaseEvent).join(Case, Case.id == CaseEvent.case_id)
-                .where(in_grids, CaseEvent.action == action, window(CaseEvent.at)), Case.grid_id):
+                select(key(case_col), func.count()).select_from(CaseEvent).join(Case, Case.id == CaseEvent.case_id)
+                .where(in_grids, CaseEvent.action == action, window(CaseEvent.at)), case_col):
             if n:
                 setattr(at(g), "yellow" if action == "yellow_card" else "red", n)
+    if by == "team":
+        return out
+    done_col = PatrolCheckin.node_id if by == "grid" else PatrolCheckin.for_person_id
     for g, n in await rows(
-            select(key(PatrolCheckin.node_id), func.count())
-            .where(PatrolCheckin.node_id.in_(grids), window(PatrolCheckin.at)), PatrolCheckin.node_id):
+            select(key(done_col), func.count())
+            .where(PatrolCheckin.node_id.in_(grids), window(PatrolCheckin.at)), done_col):
         if n:
             at(g).patrols_done = n
+    missed_col = RoutineMark.node_id if by == "grid" else RoutineMark.person_id
     for g, n in await rows(
-            select(key(RoutineMark.node_id), func.count())
+            select(key(missed_col), func.count())
             .where(RoutineMark.kind == "patrol_missed_60", RoutineMark.node_id.in_(grids), window(RoutineMark.at)),
-            RoutineMark.node_id):
+            missed_col):
         if n:
             at(g).patrols_missed = n
     return out
@@ -158,11 +183,15 @@ async def grids_under(ctx: Ctx, node: Node) -> list:
 
 
 async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
-    """The node's total and each grid's figures below it, from the rollup (rollup.figures)."""
+    """The node's total and each grid's figures below it, from the rollup (rollup.figures), with
+    the grids' visit coverage (care_figures.add_visits)."""
     from .. import rollup
 
     grids = await grids_under(ctx, node)
+    from ..care_figures import add_visits
+
     per = await rollup.figures_by_grid(ctx.session, node, start, end, now=ctx.now())
+    await add_visits(ctx.session, per, await rollup.subtree_grids(ctx.session, node.id), start, end, ctx.now())
     total = Stats()
     for st in per.values():
         total += st

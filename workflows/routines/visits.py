@@ -1,6 +1,7 @@
 """Care-visit sweeps: the morning list of this week's visits, and overdue visits.
 
-On each morning a visit falls due, the responsible worker (the A/B partner while the worker is
+On each morning a visit falls due (in the grid's time zone, Node.timezone, else the office's),
+the responsible worker (the A/B partner while the worker is
 on leave) gets one message listing every visit due this week. A visit not done by its due day
 reminds the worker the day after, and tells the grid's leaders after LEADER_AFTER days — in a
 private message naming the household's code and the worker only. Each step is a routine_mark
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import String, and_, cast, exists, or_, select
+from sqlalchemy import String, and_, cast, exists, func, or_, select
 
 from ..care import log_accesses
 from ..care_models import CareHousehold, CarePerson
 from ..context import Ctx
-from ..models import Assignment, Person, Role
+from ..models import Assignment, Node, Person, Role
 from ..outbox import Msg
 from .common import OutboxBatch, SweepResult, chunks, claim, local_now
 from .leave import covers_on
@@ -57,20 +58,42 @@ def _line(t, p: CarePerson, h: CareHousehold, day: date) -> str:
              where=where, name=p.name, kind=t(p.care_type), late=late)
 
 
+async def zones(ctx: Ctx) -> list[str]:
+    """The time zones of the grids that keep a register: a grid's own, else the office's (as the
+    patrol and deadline sweeps read a grid's time)."""
+    tz = func.coalesce(Node.timezone, ctx.timezone)
+    rows = await ctx.session.execute(
+        select(tz).select_from(CareHousehold).join(Node, Node.id == CareHousehold.node_id).distinct())
+    return sorted({r[0] for r in rows})
+
+
+def in_zone(ctx: Ctx, tz: str):
+    """Households on grids whose local time is `tz`."""
+    return CareHousehold.node_id.in_(select(Node.id).where(func.coalesce(Node.timezone, ctx.timezone) == tz))
+
+
 async def due_sweep(ctx: Ctx) -> SweepResult:
-    """The morning a visit falls due: each worker's visits of this week, in one message."""
+    """The morning a visit falls due (in the grid's time zone): each worker's visits of this week,
+    in one message."""
     result = SweepResult()
-    loc = local_now(ctx)
+    for tz in await zones(ctx):
+        await _due_in(ctx, tz, result)
+    return result
+
+
+async def _due_in(ctx: Ctx, tz: str, result: SweepResult) -> None:
+    loc = local_now(ctx, tz)
     if loc.hour < MORNING:
-        return result
+        return
     day = loc.date()
     starting = (await ctx.session.execute(
-        select(CarePerson.worker_id).where(CarePerson.active.is_(True), CarePerson.next_due == day)
+        select(CarePerson.worker_id).join(CareHousehold, CareHousehold.id == CarePerson.household_id)
+        .where(CarePerson.active.is_(True), CarePerson.next_due == day, in_zone(ctx, tz))
         .distinct())).scalars().all()
     won = await claim(ctx, "care_due", [{"subject_id": w, "slot": day.isoformat(), "person_id": w}
                                         for w in starting])
     if not won:
-        return result
+        return
     by_worker: dict[int, list[tuple[CarePerson, CareHousehold]]] = {}
     for p, h in await _due(ctx, week_end(day), workers={w for w, _ in won}):
         by_worker.setdefault(p.worker_id, []).append((p, h))
@@ -95,15 +118,21 @@ async def due_sweep(ctx: Ctx) -> SweepResult:
     written = await out.flush()
     result.add("reminded", len(won))
     result.add("undeliverable", written.get("undeliverable", 0))
-    return result
 
 
 async def overdue_sweep(ctx: Ctx) -> SweepResult:
-    """A visit past its day: the worker (or cover) the day after, the leaders LEADER_AFTER days later."""
+    """A visit past its day (in the grid's time zone): the worker (or cover) the day after, the
+    leaders LEADER_AFTER days later."""
     result = SweepResult()
-    loc = local_now(ctx)
+    for tz in await zones(ctx):
+        await _overdue_in(ctx, tz, result)
+    return result
+
+
+async def _overdue_in(ctx: Ctx, tz: str, result: SweepResult) -> None:
+    loc = local_now(ctx, tz)
     if loc.hour < MORNING:
-        return result
+        return
     day = loc.date()
     def marked(kind: str):  # this stage already done for this due date (the claim would refuse it anyway)
         return exists().where(RoutineMark.kind == kind, RoutineMark.subject_id == CarePerson.id,
@@ -112,19 +141,19 @@ async def overdue_sweep(ctx: Ctx) -> SweepResult:
     late_rows = (await ctx.session.execute(
         select(CarePerson.id, CarePerson.next_due, CareHousehold.node_id, CarePerson.worker_id)
         .join(CareHousehold, CareHousehold.id == CarePerson.household_id)
-        .where(CarePerson.active.is_(True), CarePerson.next_due < day,
+        .where(CarePerson.active.is_(True), CarePerson.next_due < day, in_zone(ctx, tz),
                or_(~marked("care_overdue_1"),
                    and_(CarePerson.next_due <= day - timedelta(days=LEADER_AFTER), ~marked("care_overdue_2"))))
     )).all()
     if not late_rows:
-        return result
+        return
     first = await claim(ctx, "care_overdue_1", [{"subject_id": pid, "slot": due.isoformat(), "node_id": node,
                                                  "person_id": worker} for pid, due, node, worker in late_rows])
     second = await claim(ctx, "care_overdue_2", [
         {"subject_id": pid, "slot": due.isoformat(), "node_id": node, "person_id": worker}
         for pid, due, node, worker in late_rows if due <= day - timedelta(days=LEADER_AFTER)])
     if not first and not second:
-        return result
+        return
     rows = await _due(ctx, day - timedelta(days=1), ids={pid for pid, _ in first | second})
     covers = await covers_on(ctx, day)
     out = OutboxBatch(ctx)
@@ -168,4 +197,3 @@ async def overdue_sweep(ctx: Ctx) -> SweepResult:
     result.add("overdue_worker", len(first))
     result.add("overdue_leader", len(second))
     result.add("undeliverable", written.get("undeliverable", 0))
-    return result
