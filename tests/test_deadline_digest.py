@@ -95,6 +95,27 @@ async def test_the_threshold_is_a_setting_and_reminders_never_digest(w: World, m
         deadline_digest.configure(-1)
 
 
+async def test_a_burst_larger_than_a_batch_is_taken_grid_by_grid_one_digest_each(w: World):
+    from workflows import cases
+    from workflows.routines import deadlines
+
+    t0 = w.clock.now()
+    for _ in range(6):  # interleaved: a batch by due time alone would split both grids
+        await dispatched(w, to="CY01-W2")
+        case = await w.do(cases.report, reporter_id=None, category_id=w.cats["市政设施"], description="垃圾满溢",
+                          grid_id=w.nodes["CY-02"])
+        await w.do(cases.dispatch, w.ids["CY02-L"], case.id, assignee_id=w.ids["CY02-W1"])
+    before = {g: len(await w.texts(g)) for g in ("g:CY-01", "g:CY-02")}
+    w.clock.set(t0 + timedelta(hours=73))
+    for _ in range(2):  # two batches of 6, as the runner repeats a full batch
+        async with w.sm() as s, s.begin():
+            r = await deadlines.sweep(w.ctx(s), limit=6)
+        assert r.counts["yellow_card"] == 6 and r.counts["digests"] == 2  # one grid's group and worker
+    for g in ("g:CY-01", "g:CY-02"):
+        (digest,) = (await w.texts(g))[before[g]:]
+        assert "黄牌警告（已超时限） 6 件" in digest
+
+
 def test_a_digest_lists_at_most_max_listed_numbers_and_counts_all(monkeypatch):
     from datetime import UTC, datetime
 
