@@ -6,10 +6,11 @@ generate_series, and times one run of:
    09:00 patrol is due: 50,000 reminders in one sweep;
 2. the deadline sweep over 1,000,000 open cases, with a realistic due fraction (1% crossing a
    checkpoint in that minute — generous: with 72 h limits and 4 checkpoints a million cases cross
-   about 500 a minute) and a worst case (--worst N cases due at once, default 200,000; the sweep
-   works in batches of 50,000 cases per transaction).
+   about 500 a minute) and a worst case (--worst N cases due at once, default 200,000, past their
+   deadline: yellow cards, digested per group and person above DEADLINE_DIGEST_OVER; the sweep
+   works in batches of 50,000 cases per transaction, repeated while full).
 
-Options: --grids, --cases, --due-percent, --worst, --keep (leave the server running).
+Options: --grids, --cases, --due-percent, --worst, --worst-stage, --keep (leave the server running).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from tests.pg import PostgresServer  # noqa: E402
+from workflows import rollup  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.routines.sweeps import run_sweep  # noqa: E402
 
@@ -110,16 +112,27 @@ async def load(engine, grids: int, workers: int, cases: int, due_percent: float)
                                             THEN CAST(:now AS timestamptz) - interval '36 hours 30 seconds'
                                             ELSE CAST(:now AS timestamptz) - interval '1 hour' * (i % 35) END AS reg) r
         """), {"grids": grids, "people": grids * workers, "cases": cases, "every": every, "now": NOW})
+    t2 = time.perf_counter()
+    async with make_sessionmaker(engine)() as s, s.begin():
+        await rollup.rebuild(s)  # every case has its rollup contribution, as cases.report makes it
     async with engine.connect() as c:
         await c.execute(text("COMMIT"))
         await c.execute(text("VACUUM ANALYZE case_file"))
-    print(f"  {cases:,} open cases loaded in {time.perf_counter() - t:.1f} s")
+        await c.execute(text("VACUUM ANALYZE case_contribution"))
+    print(f"  {cases:,} open cases loaded in {time.perf_counter() - t:.1f} s (rollup {time.perf_counter() - t2:.1f} s)")
 
 
-async def make_due(engine, n: int) -> None:
+async def make_due(engine, n: int, stage: str = "yellow") -> None:
+    """n cases due at once: past their deadline (yellow cards, the burst of issue 15) or at 50 %
+    (reminders, one per case and assignee)."""
+    if stage == "yellow":
+        times = ("interval '73 hours'", "interval '-1 hour'", 2)
+    else:
+        times = ("interval '37 hours'", "interval '35 hours'", 0)
     async with engine.begin() as c:
-        await c.execute(text("""UPDATE case_file SET registered_at = CAST(:now AS timestamptz) - interval '37 hours',
-            deadline_at = CAST(:now AS timestamptz) + interval '35 hours', next_check_at = CAST(:now AS timestamptz) - interval '1 hour', deadline_stage = 0
+        await c.execute(text(f"""UPDATE case_file SET registered_at = CAST(:now AS timestamptz) - {times[0]},
+            deadline_at = CAST(:now AS timestamptz) + {times[1]}, next_check_at = CAST(:now AS timestamptz) - interval '1 hour',
+            deadline_stage = {times[2]}
             WHERE id IN (SELECT id FROM case_file WHERE deadline_stage = 0 ORDER BY id LIMIT :n)"""),
                         {"now": NOW, "n": n})
     async with engine.connect() as c:
@@ -147,10 +160,15 @@ async def main(args) -> None:
         secs, counts = await timed(sm, "deadlines", NOW + timedelta(seconds=30))
         print(f"deadlines again (nothing due): {secs:.3f} s  {counts}")
         if args.worst:
-            await make_due(engine, args.worst)
+            await make_due(engine, args.worst, args.worst_stage)
+            async with engine.connect() as c:
+                before = (await c.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
             secs, counts = await timed(sm, "deadlines", NOW)
-            print(f"deadlines worst case: {args.worst:,} due at once: {secs:.2f} s "
-                  f"({args.worst / secs:,.0f} cases/s)  {counts}")
+            async with engine.connect() as c:
+                rows = (await c.execute(text("SELECT count(*) FROM outbox"))).scalar_one() - before
+            print(f"deadlines worst case: {args.worst:,} due at once ({args.worst_stage}): {secs:.2f} s "
+                  f"({args.worst / secs:,.0f} cases/s), {rows:,} outbox rows, load average "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}  {counts}")
         async with engine.connect() as c:
             n = (await c.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
         print(f"outbox rows written in all: {n:,}")
@@ -162,5 +180,7 @@ if __name__ == "__main__":
     p.add_argument("--cases", type=int, default=1_000_000)
     p.add_argument("--due-percent", type=float, default=1.0)
     p.add_argument("--worst", type=int, default=200_000)
+    p.add_argument("--worst-stage", choices=("yellow", "remind"), default="yellow",
+                   help="the burst: past the deadline (yellow cards) or at 50 %% (reminders)")
     p.add_argument("--keep", action="store_true")
     asyncio.run(main(p.parse_args()))

@@ -19,7 +19,7 @@ from workflows.clock import Clock, SystemClock
 from .channels.base import ChannelRuntime
 from .db import check_schema, make_engine, make_sessionmaker
 from .delivery import Delivery
-from .media import MediaLibrary
+from .media import MediaLibrary, converter
 from .media import configure as configure_media
 from .media_fetch import MediaFetcher
 from .settings import ConfigError, Settings
@@ -63,7 +63,7 @@ def wire_media(settings: Settings, sm: async_sessionmaker[AsyncSession], adapter
                clock: Clock) -> MediaFetcher:
     """The media store for this process; senders get the library, downloaders the fetcher."""
     store = configure_media(settings)
-    library = MediaLibrary(sm, store, clock)
+    library = MediaLibrary(sm, store, clock, voice=converter(settings))
     for a in adapters.values():
         if hasattr(a, "media"):
             a.media = library

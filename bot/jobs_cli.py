@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from workflows.clock import FixedClock, SystemClock
+from workflows.routines import deadline_digest
 from workflows.routines.models import SweepRun
 from workflows.routines.sweeps import SWEEPS, run_sweep
 
@@ -73,6 +74,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as e:
         raise SystemExit(f"--at: {e}") from None
     channels = frozenset(args.channels.split(",")) if args.channels else settings.chat_channels | {"terminal"}
+
+    deadline_digest.configure(settings.deadline_digest_over)
 
     async def go() -> int:
         engine = make_engine(settings.database_url)

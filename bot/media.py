@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflows import media
 from workflows.clock import Clock, SystemClock
-from workflows.media_store import DirectoryStore, MediaStore, current_store, use_store
+from workflows.media_store import DirectoryStore, MediaStore, current_store, sha256_of, use_store
 
 from .channels.base import RetryLater
 from .settings import Settings
+from .voice import AMR, MIMES, WECOM_VOICE_SECONDS, VoiceConverter, amr_seconds, format_of
 
 # a platform id this close to its expiry is not used: the send might arrive after it
 MARGIN = timedelta(minutes=10)
@@ -51,6 +52,10 @@ def build_store(settings: Settings) -> MediaStore:
     return DirectoryStore(media_dir(settings))
 
 
+def converter(settings: Settings) -> VoiceConverter:
+    return VoiceConverter(settings.ffmpeg_binary, settings.sox_binary)
+
+
 def configure(settings: Settings) -> MediaStore:
     store = build_store(settings)
     use_store(store)
@@ -68,10 +73,11 @@ class Blob:
 
 class MediaLibrary:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], store: MediaStore | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, voice: VoiceConverter | None = None) -> None:
         self.sessionmaker = sessionmaker
         self._store = store
         self.clock = clock or SystemClock()
+        self.voice = voice or VoiceConverter()
 
     @property
     def store(self) -> MediaStore:
@@ -119,6 +125,41 @@ class MediaLibrary:
         mime = m.get("mime") or (item.mime if item else None)
         name = m.get("name") or (item.name if item else None) or default_name(kind, mime, sha)
         return Blob(data, kind, name, mime, sha)
+
+    async def voice_ref(self, m: dict, fmt: str, channel: str, scope: str,
+                        lifetime: timedelta | None) -> str | None:
+        """This platform's id for the attachment's voice converted to fmt, when it was sent so before."""
+        async with self.sessionmaker() as session:
+            sha = await media.sha_of(session, m)
+            converted = await media.variant_of(session, sha, fmt) if sha else None
+        if converted is None:
+            return None
+        return await self.ref_for({"sha256": converted}, channel, scope, lifetime)
+
+    async def voice_as(self, m: dict, fmt: str) -> Blob | None:
+        """The attachment's voice in fmt (amr, ogg), converted once and kept in the store linked to
+        the original; None when it cannot be (not stored, no converter, a failed conversion, or
+        longer than WeChat Work's 60 s as AMR): the sender then sends it as a file."""
+        blob = await self.blob_or_wait(m)
+        if blob is None or blob.sha256 is None:
+            return None
+        if format_of(blob.data) == fmt:
+            return blob
+        async with self.sessionmaker() as session:
+            converted = await media.variant_of(session, blob.sha256, fmt)
+        data = await self.store.get(converted) if converted else None
+        if data is None:
+            data = await self.voice.convert(blob.data, fmt)
+            if data is None:
+                return None
+            converted = sha256_of(data)
+            await self.store.put(converted, data)  # before the commit, as every stored file
+            async with self.sessionmaker() as session, session.begin():
+                await media.add_variant(session, blob.sha256, fmt, converted, len(data), MIMES[fmt], self.clock.now())
+        if fmt == AMR and amr_seconds(data) > WECOM_VOICE_SECONDS:
+            return None  # WeChat Work refuses longer voice; cutting the evidence short is worse than a file
+        stem = blob.name.rsplit(".", 1)[0] if blob.name else f"voice-{converted[:12]}"
+        return Blob(data, "voice", f"{stem}.{fmt}", MIMES[fmt], converted)
 
     async def remember(self, sha: str | None, channel: str, scope: str, ref: str,
                        lifetime: timedelta | None) -> None:

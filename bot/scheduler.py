@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from workflows.clock import Clock, SystemClock
+from workflows.routines import deadline_digest
 from workflows.routines.sweeps import SWEEPS, run_sweep
 
 from .settings import Settings
@@ -54,6 +55,7 @@ class Scheduler:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.office = office
+        deadline_digest.configure(settings.deadline_digest_over)
         self.clock = clock or (office.clock if office is not None else SystemClock())
         self.channels = office.channels if office is not None else settings.chat_channels | {"terminal"}
         self.leader_retry = leader_retry

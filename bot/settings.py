@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     media_s3_access_key: str | None = None
     media_s3_secret_key: str | None = None
     media_fetch_seconds: float = 30.0  # how often attachments not fetched yet are tried again
+    # voice conversion between platforms (bot/voice.py): the binaries, by name on PATH or a path
+    ffmpeg_binary: str = "ffmpeg"
+    sox_binary: str = "sox"
+    # the deadline sweep: a chat that would get more notices than this from one run gets one digest
+    deadline_digest_over: int = 5
 
     # 微信客服 (WeChat customer service, residents on personal WeChat; the corp id is WECOM_CORP_ID)
     wechat_kf_secret: str | None = None  # 微信客服 → API → Secret

@@ -40,3 +40,26 @@ async def test_sent_rows_past_the_period_move_to_the_archive(sessionmaker, clock
     assert archived[0].payload["media"] == [{"kind": "photo", "mime": "image/png", "name": "stats.png"}]
     # nothing more to do the next hour
     assert "outbox_archived" not in (await run_sweep(sessionmaker, "housekeeping", clock=clock)).counts
+
+
+async def test_routine_marks_of_long_past_slots_are_deleted_and_the_records_kept(sessionmaker, clock, monkeypatch):
+    from workflows.routines.models import RoutineMark
+
+    monkeypatch.setattr(retention, "MARK_BATCH", 2)  # several batches in one run
+
+    def mark(kind: str, subject: int, age_days: float) -> RoutineMark:
+        at = clock.now() - timedelta(days=age_days)
+        return RoutineMark(kind=kind, subject_id=subject, slot=f"{at:%Y-%m-%d} 09:00", node_id=1, at=at)
+
+    async with sessionmaker() as s, s.begin():
+        s.add_all([mark("patrol_remind", i, 100 + i) for i in range(3)]
+                  + [mark("weekly_report", 1, 200), mark("care_due", 9, 95),
+                     mark("patrol_remind", 50, 10),  # recent: kept
+                     mark("patrol_missed_60", 1, 300),  # the missed-patrol record: kept for good
+                     mark("care_overdue_1", 7, 300)])  # still guards a visit that may be overdue
+    result = await run_sweep(sessionmaker, "housekeeping", clock=clock)
+    assert result.counts.get("marks_pruned") == 5
+    async with sessionmaker() as s:
+        left = sorted((m.kind, m.subject_id) for m in (await s.execute(select(RoutineMark))).scalars())
+    assert left == [("care_overdue_1", 7), ("patrol_missed_60", 1), ("patrol_remind", 50)]
+    assert "marks_pruned" not in (await run_sweep(sessionmaker, "housekeeping", clock=clock)).counts

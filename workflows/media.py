@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .context import Ctx
 from .i18n import T, _
-from .media_models import MediaFile, MediaItem, MediaRef
+from .media_models import MediaFile, MediaItem, MediaRef, MediaVariant
 from .media_store import MediaStore, current_store, sha256_of
 
 MB = 1024 * 1024
@@ -146,6 +146,22 @@ async def remember_ref(session: AsyncSession, sha: str, channel: str, scope: str
         session.add(MediaRef(sha256=sha, channel=channel, scope=scope, ref=ref, expires_at=expires_at))
     else:
         row.ref, row.expires_at = ref, expires_at
+
+
+async def variant_of(session: AsyncSession, sha: str, fmt: str) -> str | None:
+    """The stored conversion of a file to a format (a voice as AMR or OGG/Opus), if made before."""
+    row = await session.get(MediaVariant, (sha, fmt))
+    return row.sha256 if row else None
+
+
+async def add_variant(session: AsyncSession, source: str, fmt: str, sha: str, size: int, mime: str,
+                      now: datetime) -> None:
+    """Records a conversion whose bytes are in the store already; a second process converting the
+    same file at the same time makes the same bytes, and the first link stays."""
+    await add_file(session, sha, size, mime, now)
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(MediaVariant).values(source_sha256=source, format=fmt, sha256=sha, made_at=now)
+                          .on_conflict_do_nothing(index_elements=["source_sha256", "format"]))
 
 
 # ---------------------------------------------------------------- `gridbot media check`

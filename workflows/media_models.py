@@ -58,3 +58,15 @@ class MediaRef(Base):
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # bot id, corp:agent
     ref: Mapped[str] = mapped_column(String(512))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MediaVariant(Base):
+    """A stored file converted for a platform that cannot play the original (a WeChat Work AMR
+    voice as OGG/Opus for Telegram, a Telegram voice as AMR for WeChat Work): converted once,
+    the converted bytes stored like any file, linked to the original here."""
+
+    __tablename__ = "media_variant"
+    source_sha256: Mapped[str] = mapped_column(ForeignKey("media_file.sha256"), primary_key=True)
+    format: Mapped[str] = mapped_column(String(20), primary_key=True)  # amr | ogg
+    sha256: Mapped[str] = mapped_column(ForeignKey("media_file.sha256"))
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -28,6 +28,7 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from ..media import inline_blob
+from ..voice import OGG
 from .base import MessageGone, OutgoingMessage, PermanentError, RetryLater, Sent, TransientError, Window
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,8 @@ class StepwiseSender:
                 src = await self._source(m)
                 if src is None:
                     return []
-                # Telegram plays OGG/Opus voice; WeChat Work's AMR goes as a file to open
+                # Telegram plays OGG/Opus voice: another platform's (WeChat Work's AMR) is converted;
+                # one that could not be goes as a file to open
                 method = "voice" if m["kind"] == "voice" and src.playable_voice else "document"
                 sent = await self._send_file(chat, method, src)
                 await self._remember(src, sent, method)
@@ -247,6 +249,10 @@ class StepwiseSender:
 
     async def _source(self, m: dict) -> Source | None:
         lib = self.media
+        if lib is not None and m.get("kind") == "voice" and m.get("channel") != NAME:
+            src = await self._voice_source(m)
+            if src is not None:
+                return src
         if lib is not None:
             ref = await lib.ref_for(m, NAME, self.ref_scope, None)
             if ref:
@@ -259,6 +265,16 @@ class StepwiseSender:
             return Source(m["ref"], None, playable_voice=True)
         blob = inline_blob(m) if m.get("data") else None
         return Source(self._upload(blob.data, blob.name), None) if blob else None
+
+    async def _voice_source(self, m: dict) -> Source | None:
+        """Another platform's voice as OGG/Opus (converted once, its file_id remembered), or None."""
+        ref = await self.media.voice_ref(m, OGG, NAME, self.ref_scope, None)
+        if ref:
+            return Source(ref, None, playable_voice=True)
+        blob = await self.media.voice_as(m, OGG)
+        if blob is None:
+            return None
+        return Source(self._upload(blob.data, blob.name), blob.sha256, playable_voice=True)
 
     async def _send_file(self, chat: int | str, method: str, src: Source):
         send = getattr(self.bot, f"send_{method}")

@@ -2,7 +2,8 @@
 
 - Text within 2,048 UTF-8 bytes per message; buttons become a `msgmenu` (click items whose id is
   our opaque token; the resident's press comes back as a text with that menu_id).
-- Media with a media id of this channel go as image / voice / video / file.
+- Media go as image / voice / video / file: by this channel's media id while it is valid (3 days),
+  else uploaded from the media store (a voice from Telegram converted to AMR, as for WeChat Work).
 - The platform's rules: a reply only within 48 hours of the resident's last message, and at most
   5 per message. The adapter keeps the window (kf_window) and, outside it, holds the row
   (RetryLater, HOLD) without calling the API; the runtime releases held rows when the resident
@@ -19,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from workflows.clock import Clock, SystemClock
 from workflows.wechat_models import KfWindow
 
+from ..voice import AMR
 from .base import OutgoingMessage, PermanentError, RetryLater, Sent, Window
 from .wechat_kf_convert import NAME
 from .wecom_api import WeComAPI, WeComError, delivery_error
-from .wecom_send import split_text
+from .wecom_send import MEDIA_LIFETIME, split_text, upload_type
 
 REPLY_WINDOW = timedelta(hours=48)
 PER_MESSAGE = 5
@@ -42,6 +44,7 @@ class WeChatKfAdapter:
     name = NAME
     can_edit = False
     windows = (Window("global", 20, 1.0),)  # the API's own frequency; the 48 h / 5 rule is kept below
+    ref_lifetime = MEDIA_LIFETIME  # media_ids received or uploaded, as for the WeChat Work app
 
     def __init__(self, api: WeComAPI, open_kfid: str, sessionmaker: async_sessionmaker[AsyncSession] | None = None,
                  clock: Clock | None = None) -> None:
@@ -49,6 +52,8 @@ class WeChatKfAdapter:
         self.open_kfid = open_kfid
         self.sessionmaker = sessionmaker
         self.clock = clock or SystemClock()
+        self.media = None  # bot.media.MediaLibrary, set by the runtime: uploads from the store
+        self.ref_scope = f"{api.client.corp_id}:kf"  # media_ids belong to the corp's kf secret
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
         raise PermanentError("WeChat customer service messages cannot be edited")
@@ -58,7 +63,9 @@ class WeChatKfAdapter:
         out: list[tuple[str, dict]] = []
         for n, m in enumerate(msg.media):
             mtype = MEDIA_TYPES.get(m.get("kind", ""))
-            if m.get("channel") == NAME and mtype and m.get("ref"):
+            if mtype and self.media is not None:
+                out.append((f"m{n}", {"msgtype": mtype, "attachment": m}))  # resolved when it is sent
+            elif m.get("channel") == NAME and mtype and m.get("ref"):
                 out.append((f"m{n}", {"msgtype": mtype, mtype: {"media_id": m["ref"]}}))
         flat = [b for row in msg.buttons for b in row]
         parts = split_text(msg.text) if msg.text else []
@@ -80,6 +87,10 @@ class WeChatKfAdapter:
         last: str | None = None
         extra: list[str] = []
         for key, body in self.bodies(msg):
+            if "attachment" in body:
+                body = await self._media_body(body["msgtype"], body["attachment"])
+                if body is None:
+                    continue  # not in the store (yet): the text still goes
             await self._use_window(msg.chat_id)
             data = {"touser": msg.chat_id, "open_kfid": self.open_kfid, "msgid": f"gb{msg.id}{key}", **body}
             try:
@@ -95,6 +106,36 @@ class WeChatKfAdapter:
                 extra.append(last)
             last = result.get("msgid") or last
         return Sent(last, extra)
+
+    async def _media_body(self, mtype: str, m: dict) -> dict | None:
+        """The send_msg body for one attachment: our media_id while valid, else an upload from the
+        store (remembered 3 days); another platform's voice as AMR when it can be converted."""
+        lib = self.media
+        if mtype == "voice" and m.get("channel") != NAME:
+            ref = await lib.voice_ref(m, AMR, NAME, self.ref_scope, self.ref_lifetime)
+            if ref:
+                return {"msgtype": "voice", "voice": {"media_id": ref}}
+            blob = await lib.voice_as(m, AMR)
+            if blob is not None:
+                mid = await self._upload("voice", blob)
+                return {"msgtype": "voice", "voice": {"media_id": mid}}
+        ref = await lib.ref_for(m, NAME, self.ref_scope, self.ref_lifetime)
+        if ref:
+            return {"msgtype": mtype, mtype: {"media_id": ref}}
+        blob = await lib.blob_or_wait(m)
+        if blob is None:
+            return None
+        utype = upload_type(mtype, blob.mime)
+        return {"msgtype": utype, utype: {"media_id": await self._upload(utype, blob)}}
+
+    async def _upload(self, utype: str, blob) -> str:
+        mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
+        await self.media.remember(blob.sha256, NAME, self.ref_scope, mid, self.ref_lifetime)
+        return mid
+
+    async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
+        """For the media fetcher: a resident's attachment from sync_msg, by its media_id (3 days)."""
+        return await self.api.download(ref)
 
     async def _use_window(self, chat_id: str) -> None:
         """Count one message against the resident's window, or hold the row when it is closed."""

@@ -28,6 +28,7 @@ from workflows.models import Account, Assignment, GroupBinding
 from workflows.tree import CARD_ACTORS
 
 from ..media import inline_blob
+from ..voice import AMR
 from .base import OutgoingMessage, PermanentError, Sent, Window
 from .wecom_api import WeComAPI
 
@@ -213,6 +214,10 @@ class WeComAdapter:
             utype = upload_type(mtype, blob.mime)
             mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
             return (await send({"msgtype": utype, utype: {"media_id": mid}})).get("msgid")
+        if mtype == "voice" and m.get("channel") != NAME:
+            sent = await self._voice(send, m)
+            if sent is not None:
+                return sent.get("msgid")
         ref = await lib.ref_for(m, NAME, self.ref_scope, self.ref_lifetime)
         if ref:
             try:
@@ -226,6 +231,24 @@ class WeComAdapter:
         mid = await self.api.upload(utype, blob.data, blob.name, blob.mime)
         await lib.remember(blob.sha256, NAME, self.ref_scope, mid, self.ref_lifetime)
         return (await send({"msgtype": utype, utype: {"media_id": mid}})).get("msgid")
+
+    async def _voice(self, send, m: dict) -> dict | None:
+        """Another platform's voice (Telegram's OGG/Opus) as AMR, the only voice WeChat Work plays:
+        converted once, uploaded as voice, its media_id kept 3 days. The platform's answer, or
+        None when it was not sent so (it then goes as a file)."""
+        lib = self.media
+        ref = await lib.voice_ref(m, AMR, NAME, self.ref_scope, self.ref_lifetime)
+        if ref:
+            try:
+                return await send({"msgtype": "voice", "voice": {"media_id": ref}}) or {}
+            except PermanentError as e:
+                log.info("wecom voice media_id %s refused (%s); uploading again", ref, e)
+        blob = await lib.voice_as(m, AMR)
+        if blob is None:
+            return None
+        mid = await self.api.upload("voice", blob.data, blob.name, blob.mime)
+        await lib.remember(blob.sha256, NAME, self.ref_scope, mid, self.ref_lifetime)
+        return await send({"msgtype": "voice", "voice": {"media_id": mid}}) or {}
 
     async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
         """For the media fetcher: an attachment that arrived here, by its media_id."""

@@ -297,7 +297,12 @@ class FakeTelegram:
         return self._store(p, video={"file_id": p["video"], "file_unique_id": "u", "width": 1, "height": 1,
                                      "duration": 1})
 
-    async def _api_sendVoice(self, p: dict) -> dict:
+    async def _api_sendVoice(self, p: dict) -> dict | web.Response:
+        # Telegram plays a voice note only as OGG/Opus: a known file that is not is refused here
+        # (the real server would show it as a file), so a test sees what was sent as voice
+        data = self.files.get(p["voice"])
+        if data is not None and not (data.startswith(b"OggS") and b"OpusHead" in data[:128]):
+            return _bad("Bad Request: voice must be OGG/Opus (this fake checks the OggS and OpusHead magic)")
         return self._store(p, voice={"file_id": p["voice"], "file_unique_id": "u", "duration": 1})
 
     async def _api_sendDocument(self, p: dict) -> dict:

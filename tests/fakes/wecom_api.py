@@ -130,10 +130,17 @@ class FakeWeCom:
         if path == "media/upload" and query.get("access_token") in self.valid_tokens:
             form = await request.post()
             part = form.get("media")
+            voice = part is not None and query.get("type") == "voice"
+            data = part.file.read() if part is not None else b""
             if part is None:
                 result = {"errcode": 41005, "errmsg": "media data missing"}
+            elif voice and not data.startswith(b"#!AMR"):
+                # WeChat Work takes voice only as AMR (≤ 2 MB, ≤ 60 s)
+                result = {"errcode": 40005, "errmsg": "invalid file type: voice must be AMR"}
+            elif voice and len(data) > 2 * 1024 * 1024:
+                result = {"errcode": 40006, "errmsg": "invalid file size: voice over 2 MB"}
             else:
-                media_id = self.add_media(part.file.read(), part.content_type or "application/octet-stream")
+                media_id = self.add_media(data, part.content_type or "application/octet-stream")
                 self.uploads.append((query.get("type", ""), media_id, self.media[media_id][0]))
                 result = {"errcode": 0, "errmsg": "ok", "type": query.get("type"), "media_id": media_id,
                           "created_at": str(int(time.time()))}

@@ -5,7 +5,8 @@ One indexed query takes every open case whose next_check_at has come (ix_case_op
 locking the rows with FOR UPDATE SKIP LOCKED on PostgreSQL so a second process skips them. Each
 case jumps to the last checkpoint it has crossed — after downtime a case past its limit gets one
 yellow card, not two reminders and a card. The stage, the next check, the case events and the
-messages are written in bulk, in the sweep's transaction.
+messages are written in bulk, in the sweep's transaction. A chat that would get more than
+DIGEST_OVER notices from one run gets one digest instead (deadline_digest.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from ..context import Ctx
 from ..deadlines import STAGE_NAMES, STAGES
 from ..models import OPEN_STATUSES, Case, CaseEvent, Category, Node, Team, TeamMember
 from ..outbox import Msg
+from . import deadline_digest
 from .common import OutboxBatch, SweepResult, chunks, is_pg, pg_insert_unnest
+from .deadline_digest import CARD_ACTIONS, Notice, digest, digest_key
 from .leave import covers_on, today
 
 EVENT_PG = (("case_id", "bigint"), ("at", "timestamptz"), ("actor_id", "bigint"), ("action", "text"),
@@ -43,7 +46,8 @@ def next_check(registered: datetime, deadline: datetime, stage: int) -> datetime
     return registered + (deadline - registered) * STAGES[stage]
 
 
-async def sweep(ctx: Ctx, limit: int = BATCH) -> SweepResult:
+async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) -> SweepResult:
+    """One pass over the cases due; `digest_over` overrides DIGEST_OVER (the setting) for a call."""
     result = SweepResult()
     now = ctx.now()
     stmt = (
@@ -51,7 +55,9 @@ async def sweep(ctx: Ctx, limit: int = BATCH) -> SweepResult:
                Case.team_id, Case.grid_id, Case.level_node_id, Category.name)
         .join(Category, Category.id == Case.category_id)
         .where(Case.status.in_([str(s) for s in OPEN_STATUSES]), Case.next_check_at <= now)
-        .order_by(Case.next_check_at)
+        # by grid: a burst larger than one batch gives each grid (and its people) all its cases in
+        # one batch, so one digest, not one per batch; the index still finds the due rows
+        .order_by(Case.grid_id, Case.next_check_at, Case.id)
         .limit(limit)
     )
     if ctx.session.bind.dialect.name == "postgresql":
@@ -94,11 +100,11 @@ async def sweep(ctx: Ctx, limit: int = BATCH) -> SweepResult:
             await ctx.session.execute(insert(CaseEvent), part)
     await rollup.add_cards(ctx.session, [(row[0], row[7], action, now) for action, row in acts
                                          if action in rollup.CARD_FIELDS])
-    await _tell(ctx, acts, result)
+    await _tell(ctx, acts, result, deadline_digest.DIGEST_OVER if digest_over is None else digest_over)
     return result
 
 
-async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult) -> None:
+async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult, over: int) -> None:
     if not acts:
         return
     covers = await covers_on(ctx, today(ctx))
@@ -117,7 +123,13 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult) -> None:
         for nid, parent in await ctx.session.execute(select(Node.id, Node.parent_id).where(Node.id.in_(levels))):
             parents[nid] = parent
 
-    out = OutboxBatch(ctx)
+    # every notice of this run, per chat (a person, a group), in case order: a chat with more
+    # than `over` gets one digest instead (deadline_digest.py)
+    chats: dict[tuple[str, int], list[Notice]] = {}
+
+    def notice(kind: str, rid: int, action: str, cid: int, number: str, dl: datetime, compose, key: str) -> None:
+        chats.setdefault((kind, rid), []).append(Notice(action, cid, number, dl, compose, key))
+
     for action, (cid, number, _reg, dl, _stage, assignee, team, grid, level, cat) in acts:
         at = local(ctx, dl, "%m-%d %H:%M")
         who = [assignee] if assignee else ([leads[team]] if team and leads.get(team) else members.get(team, []))
@@ -140,18 +152,18 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult) -> None:
         if action in ("remind_50", "remind_80"):
             if who:
                 for p in who:
-                    out.to_person(p, text, f"{key}:p{p}")
+                    notice("p", p, action, cid, number, dl, text, f"{key}:p{p}")
             else:  # nobody holds it yet (waiting for dispatch or verification): the holder's group
-                out.to_group(level, text, f"{key}:g{level}")
+                notice("g", level, action, cid, number, dl, text, f"{key}:g{level}")
             continue
         recipients = set(who)
         if team and leads.get(team):
             recipients.add(leads[team])
         for p in sorted(recipients):
-            out.to_person(p, text, f"{key}:p{p}")
-        out.to_group(grid, text, f"{key}:g{grid}")
+            notice("p", p, action, cid, number, dl, text, f"{key}:p{p}")
+        notice("g", grid, action, cid, number, dl, text, f"{key}:g{grid}")
         if level != grid:
-            out.to_group(level, text, f"{key}:g{level}")
+            notice("g", level, action, cid, number, dl, text, f"{key}:g{level}")
         if action == "red_card":
             above = parents.get(level) or level
 
@@ -159,7 +171,19 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult) -> None:
                 return Msg(t("【督办】事件 {number}（{category}）超过时限一倍仍未办结（时限 {at}），请上级督促办理。",
                              number=number, category=cat, at=at))
 
-            out.to_group(above, supervise, f"{key}:supervise:g{above}")
+            notice("g", above, "supervise", cid, number, dl, supervise, f"{key}:supervise:g{above}")
+
+    out = OutboxBatch(ctx)
+    for (kind, rid), notices in chats.items():
+        send = out.to_person if kind == "p" else out.to_group
+        cards = [n for n in notices if n.action in CARD_ACTIONS]
+        if len(cards) > over:  # the product's rule: a burst of yellow/red cards, not of reminders
+            send(rid, digest(cards), digest_key(f"{kind}{rid}", cards, ctx.now()))
+            result.add("digests")
+            result.add("digested", len(cards))
+            notices = [n for n in notices if n.action not in CARD_ACTIONS]
+        for n in notices:
+            send(rid, n.compose, n.key)
     written = await out.flush()
     result.add("messages", written.get("pending", 0))
     result.add("undeliverable", written.get("undeliverable", 0))

@@ -1,7 +1,8 @@
 """Pruning what only mattered for a while: old button meanings, seen event ids, stale dialogues.
 
-Nothing of a case is touched: case events and marks are the record and stay. Sent outbox rows
-past their retention period move to the archive (routines.retention).
+Nothing of a case is touched: case events are the record and stay. Sent outbox rows past their
+retention period move to the archive, and routine marks of long-past slots are deleted
+(routines.retention; the missed-patrol marks stay, they are a record).
 """
 
 from __future__ import annotations
@@ -33,4 +34,5 @@ async def sweep(ctx: Ctx) -> SweepResult:
     ):
         result.add(key, (await ctx.session.execute(stmt)).rowcount or 0)
     result.add("outbox_archived", await retention.archive_sent(ctx))
+    result.add("marks_pruned", await retention.prune_marks(ctx))
     return result

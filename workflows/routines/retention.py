@@ -1,10 +1,18 @@
-"""Outbox retention: sent rows older than OUTBOX_KEPT move to outbox_archive in small batches.
+"""Retention: sent outbox rows older than OUTBOX_KEPT move to outbox_archive, and routine marks
+that only guarded a long-past slot are deleted, both in small batches.
 
 The outbox is a work queue: delivery scans it, and every sent weekly chart used to stay in it
 inline for good (~9 GB a year for a city). What a row said stays findable in the archive — the
 text and buttons, with inline media replaced by their names — and the outbox keeps only recent
-and unsent rows. Pending, failed and undeliverable rows are never moved. Case events, media and
-routine marks (the sweeps' record and the missed-patrol reference) are never deleted.
+and unsent rows. Pending, failed and undeliverable rows are never moved. Case events and media
+are never deleted.
+
+Routine marks (routine_mark) make a sweep do a thing once per slot: a reminder for "2026-11-23
+09:00", a weekly report for "2026-W48". Once the slot is months past no sweep claims it again, so
+those marks are deleted after MARKS_KEPT (a 10,000-grid city writes ~150,000 a day). Kept for
+good: patrol_missed_60 (the missed-patrol record the statistics, `stats rebuild` and the points
+read) and care_overdue_* (they guard a state that can last: a visit overdue for months is still
+the same overdue visit, and deleting its mark would remind again).
 """
 
 from __future__ import annotations
@@ -15,11 +23,17 @@ from sqlalchemy import delete, insert, select
 
 from ..context import Ctx
 from ..models import Outbox
-from .models import OutboxArchive
+from .models import OutboxArchive, RoutineMark
 
 OUTBOX_KEPT = timedelta(days=90)
 BATCH = 2000  # rows per statement: short locks next to a busy delivery worker
 MAX_BATCHES = 25  # per sweep run; the hourly housekeeping catches up over a few runs
+
+MARKS_KEPT = timedelta(days=90)
+MARK_BATCH = 5000  # marks are small rows
+# the kinds that are only "done once for this slot"; any kind not named here is kept
+PRUNED_MARKS = ("patrol_remind", "patrol_missed_30", "patrol_missed_pass", "warn_no_workers", "care_due",
+                "screening_remind", "weekly_report", "monthly_ranking", "points_ranking")
 
 
 def _slim(payload: dict) -> dict:
@@ -49,3 +63,20 @@ async def archive_sent(ctx: Ctx, kept: timedelta = OUTBOX_KEPT) -> int:
         if len(rows) < BATCH:
             break
     return moved
+
+
+async def prune_marks(ctx: Ctx, kept: timedelta = MARKS_KEPT) -> int:
+    """Delete the once-per-slot marks older than `kept` (ix_routine_mark_kind_at); how many."""
+    cutoff = ctx.now() - kept
+    pruned = 0
+    for _ in range(MAX_BATCHES):
+        ids = list((await ctx.session.execute(
+            select(RoutineMark.id).where(RoutineMark.kind.in_(PRUNED_MARKS), RoutineMark.at < cutoff)
+            .order_by(RoutineMark.id).limit(MARK_BATCH))).scalars())
+        if not ids:
+            break
+        await ctx.session.execute(delete(RoutineMark).where(RoutineMark.id.in_(ids)))
+        pruned += len(ids)
+        if len(ids) < MARK_BATCH:
+            break
+    return pruned
