@@ -13,14 +13,14 @@ import logging
 
 import xmltodict
 from aiohttp import web
-from sqlalchemy import update
 from wechatpy.enterprise import WeChatCrypto
 
 from handlers.events import Inbound
-from workflows.models import InboundSeen, Outbox
+from workflows.models import InboundSeen
 from workflows.wechat_models import KfCursor, KfWindow
 
 from ..settings import Settings
+from . import reply_window
 from .wechat_kf_convert import NAME, to_inbound
 from .wechat_kf_send import WeChatKfAdapter
 from .wecom_api import WeComAPI
@@ -107,9 +107,7 @@ class WeChatKfRuntime(EncryptedCallback):
                 session.add(KfWindow(chat_id=chat_id, last_inbound_at=now, sent_since=0))
             else:
                 w.last_inbound_at, w.sent_since = now, 0
-            await session.execute(update(Outbox).where(
-                Outbox.channel == NAME, Outbox.chat_id == chat_id, Outbox.status == "pending",
-                Outbox.not_before > now).values(not_before=now))
+            await reply_window.release(session, NAME, chat_id, now)
 
 
 def build(settings: Settings) -> WeChatKfRuntime:
