@@ -13,10 +13,11 @@ import logging
 
 import xmltodict
 from aiohttp import web
+from sqlalchemy import select
 from wechatpy.enterprise import WeChatCrypto
 
 from handlers.events import Inbound
-from workflows.models import InboundSeen
+from workflows.models import Account, InboundSeen
 from workflows.wechat_models import KfCursor, KfWindow
 
 from ..settings import Settings
@@ -81,6 +82,7 @@ class WeChatKfRuntime(EncryptedCallback):
                 if inbound is None:
                     continue
                 await self._opened(inbound)
+                inbound.unionid = await self._unionid(inbound.user_id)
                 before = await self._last_outbox_id()
                 reply = await self.office.handle(inbound)
                 if reply.alert and not reply.duplicate:
@@ -94,6 +96,25 @@ class WeChatKfRuntime(EncryptedCallback):
                     row.cursor, row.updated_at = cursor, self.office.clock.now()
             if not page.get("has_more"):
                 return
+
+    async def _unionid(self, external_userid: str) -> str | None:
+        """The unionid of a resident we do not know yet (kf/customer/batchget), so one who already
+        came through the office's 公众号 stays one person; None when WeChat gives none."""
+        async with self.office.sessionmaker() as session:
+            known = (await session.execute(select(Account.id).where(
+                Account.channel == NAME, Account.external_id == external_userid))).first()
+        if known is not None:
+            return None
+        try:
+            page = await self.api.post("kf/customer/batchget", {"external_userid_list": [external_userid],
+                                                                 "need_enter_session_context": 0})
+        except Exception as e:  # no unionid is no reason to leave a resident unanswered
+            log.info("wechat_kf customer/batchget for %s failed (%s); going on without a unionid", external_userid, e)
+            return None
+        for c in page.get("customer_list") or []:
+            if c.get("external_userid") == external_userid and c.get("unionid"):
+                return str(c["unionid"])
+        return None
 
     async def _opened(self, inbound: Inbound) -> None:
         """The resident wrote: a fresh window, and what was held for them goes out now. A msgid

@@ -38,7 +38,7 @@ from typing import Protocol
 
 import aiohttp
 import xmltodict
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wechatpy.enterprise import WeChatCrypto
 
@@ -928,6 +928,7 @@ class WeChatMpDriver(WeComDriver):
         self.mp_api = None  # the fake 公众号 platform
         self.server = None
         self.mp_last: dict[str, str] = {}  # who -> plain XML of their last callback
+        self.mp_settings: dict = {}  # more WECHAT_MP_* settings for the next start (tests/test_wechat_mp.py)
 
     @property
     def mp_url(self) -> str:
@@ -941,11 +942,11 @@ class WeChatMpDriver(WeComDriver):
         if self.api is None:
             self.api = await FakeWeCom().start()
             self.mp_api = await FakeOfficialAccount().start()
+        mp = {"wechat_mp_app_id": APP_ID, "wechat_mp_secret": APP_SECRET, "wechat_mp_token": MP_TOKEN,
+              "wechat_mp_aes_key": MP_AES_KEY, "wechat_mp_api_base_url": self.mp_api.base_url, **self.mp_settings}
         settings = Settings(_env_file=None, wecom_corp_id=CORP_ID, wecom_agent_id=AGENT, wecom_secret=SECRET,
                             wecom_token=TOKEN, wecom_aes_key=AES_KEY, http_host="127.0.0.1", http_port=self.port,
-                            wecom_api_base_url=self.api.base_url, wechat_mp_app_id=APP_ID,
-                            wechat_mp_secret=APP_SECRET, wechat_mp_token=MP_TOKEN, wechat_mp_aes_key=MP_AES_KEY,
-                            wechat_mp_api_base_url=self.mp_api.base_url)
+                            wecom_api_base_url=self.api.base_url, **mp)
         self.runtime, self.mp = build_channels(settings)
         channels = frozenset({self.channel, self.resident_channel})
         self.delivery = Delivery(self.sm, {self.channel: self.runtime.adapter, self.resident_channel: self.mp.adapter},
@@ -977,13 +978,20 @@ class WeChatMpDriver(WeComDriver):
             self.userids[who] = who.lower() if who in self.staff else f"oRes{next(self._seq):06d}"
         return self.userids[who]
 
+    def _open_chats(self):
+        """Rows not held: a row held for a resident outside the 48-hour window holds the rows
+        behind it in that chat too (delivery keeps a chat's order)."""
+        later = self.clock.now() + timedelta(hours=1)
+        held = select(Outbox.chat_id).where(Outbox.channel == self.resident_channel, Outbox.status == "pending",
+                                            Outbox.not_before > later)
+        return (Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.not_before <= later,
+                ~and_(Outbox.channel == self.resident_channel, Outbox.chat_id.in_(held)))
+
     async def quiet(self) -> bool:
-        """Nothing due is waiting; a row held for a resident outside the 48-hour window is not due."""
+        """Nothing due is waiting; what is held for a resident outside the 48-hour window is not due."""
         async with self.sm() as s:
             n = await s.execute(select(func.count()).select_from(Outbox).where(
-                Outbox.channel.in_([self.channel, self.resident_channel]),
-                Outbox.status.in_(["pending", "sending"]),
-                Outbox.not_before <= self.clock.now() + timedelta(hours=1)))
+                Outbox.status.in_(["pending", "sending"]), *self._open_chats()))
             return n.scalar_one() == 0
 
     async def settle(self) -> None:
@@ -994,8 +1002,7 @@ class WeChatMpDriver(WeComDriver):
             for _ in range(5):
                 async with self.sm() as s:
                     held = (await s.execute(select(func.min(Outbox.not_before)).where(
-                        Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.status == "pending",
-                        Outbox.not_before <= self.clock.now() + timedelta(hours=1)))).scalar()
+                        Outbox.status == "pending", *self._open_chats()))).scalar()
                 if held is None:
                     break
                 wait = (held - self.clock.now()).total_seconds()

@@ -61,8 +61,7 @@ class FakeOfficialAccount(FakeWeCom):
     def signed_query(self, *, encrypted: bool, plain: str) -> tuple[dict, str]:
         """The query string and body WeChat would POST for this message."""
         ts, nonce = str(int(time.time())), f"n{next(self._ids)}"
-        query = {"signature": sign(self.token, ts, nonce), "timestamp": ts, "nonce": nonce,
-                 "openid": xmltodict.parse(plain)["xml"].get("FromUserName", "")}
+        query = {"signature": sign(self.token, ts, nonce), "timestamp": ts, "nonce": nonce}
         if not encrypted:
             return query, plain
         d = xmltodict.parse(self.crypto.encrypt_message(plain, nonce, ts))["xml"]
