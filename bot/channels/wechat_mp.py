@@ -175,5 +175,5 @@ class WeChatMpRuntime(EncryptedCallback):
 def build(settings: Settings) -> WeChatMpRuntime:
     missing = [k for k in ("wechat_mp_app_id", "wechat_mp_secret", "wechat_mp_token") if not getattr(settings, k)]
     if missing:
-        raise ValueError(f"The Official Account (公众号) is missing settings: {', '.join(m.upper() for m in missing)}")
+        raise ValueError(f"The Official Account (WECHAT_MP_*) is missing settings: {', '.join(m.upper() for m in missing)}")
     return WeChatMpRuntime(settings)
