@@ -372,3 +372,27 @@ async def test_without_a_unionid_the_one_time_code_joins_the_two_doors(doors: Tw
     assert people[("wechat_mp", "oZhao")] == people[("wechat_kf", "wmZhao")]
     async with doors.sm() as s:
         assert (await s.execute(select(func.count()).select_from(Case))).scalar_one() == 0
+
+
+# ====================================================================== the custom menu
+
+
+async def test_gridbot_wechat_mp_menu_pushes_the_three_entries(sessionmaker):
+    from bot.wechat_mp_cli import menu, push_menu
+
+    api = await FakeOfficialAccount().start()
+    try:
+        s = Settings(_env_file=None, wechat_mp_app_id=APP_ID, wechat_mp_secret=APP_SECRET,
+                     wechat_mp_api_base_url=api.base_url, wechat_kf_link="https://work.weixin.qq.com/kfid/kfcTEST")
+        await push_menu(s, menu(s))
+        (pushed,) = api.menus
+        names = [b["name"] for b in pushed["button"]]
+        assert names == ["报事", "我的事件", "联系网格员"]
+        assert pushed["button"][2] == {"type": "view", "name": "联系网格员", "url": "https://work.weixin.qq.com/kfid/kfcTEST"}
+        # without 微信客服 the third entry shows the help; every click key is one the channel knows
+        plain = menu(Settings(_env_file=None))
+        from bot.channels.wechat_mp_convert import MENU_COMMANDS
+
+        assert [b["key"] for b in plain["button"]] == list(MENU_COMMANDS)
+    finally:
+        await api.stop()
