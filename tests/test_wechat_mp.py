@@ -164,6 +164,7 @@ async def test_outside_the_window_a_case_notice_goes_as_a_template_and_in_full_w
     await grid.restart()
     await staffed(grid)
     await report(grid)
+    assert mentions(grid.private_texts(RESIDENT), "上报成功", "48 小时内送达")  # told at report time
     grid.clock.advance(49 * 3600)  # two days later the staff close it: the window has closed
     custom = len(grid.mp_api.calls_of("message/custom/send"))
     await close_the_case(grid)
