@@ -2,8 +2,8 @@
 
 The chat id is the resident's external_userid; the event id is the platform's msgid, so a page
 fetched twice has no effect twice. A resident's press on a `msgmenu` choice arrives as a text
-message whose `menu_id` is our opaque button token. Media stay platform references (media_id,
-kept 3 days by WeChat) until the media store is wired in.
+message whose `menu_id` is our opaque button token. Media (media_id, kept 3 days by WeChat) are
+fetched into the media store after the commit (bot/media_fetch.py, the adapter's `download`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from .base import OutgoingMessage, PermanentError, Sent, Window
 from .reply_window import HOLD, REPLY_WINDOW  # noqa: F401  (kept importable from here)
 from .wechat_kf_convert import NAME
 from .wecom_api import WeComAPI, WeComError, delivery_error
-from .wecom_send import split_text
+from .wecom_send import MEDIA_LIFETIME, split_text
 
 PER_MESSAGE = 5
 WINDOW_ERRORS = {45047, 45015, 95018}  # window exceeded, reply time limit, session state forbids sending
@@ -47,6 +47,13 @@ class WeChatKfAdapter:
         self.open_kfid = open_kfid
         self.sessionmaker = sessionmaker
         self.clock = clock or SystemClock()
+        self.ref_scope = f"{api.client.corp_id}:kf"  # media_ids belong to the corp's 微信客服
+        self.ref_lifetime = MEDIA_LIFETIME
+        self.media = None
+
+    async def download(self, ref: str) -> tuple[bytes, str | None, str | None]:
+        """For the media fetcher (bot/media_fetch.py): a resident's file by its media_id (3 days)."""
+        return await self.api.download(ref)
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
         raise PermanentError("WeChat customer service messages cannot be edited")

@@ -35,7 +35,7 @@ from .base import OutgoingMessage, PermanentError, Sent, Window
 from .wechat_mp_api import OfficialAccountAPI
 from .wechat_mp_convert import NAME
 from .wecom_api import WeComError, delivery_error
-from .wecom_send import split_text
+from .wecom_send import MEDIA_LIFETIME, split_text
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class WeChatMpAdapter:
         self.sessionmaker = sessionmaker
         self.clock = clock or SystemClock()
         self.ref_scope = api.client.appid  # media_ids belong to one 公众号
-        self.ref_lifetime = None
+        self.ref_lifetime = MEDIA_LIFETIME
         self.media = None
 
     async def edit(self, msg: OutgoingMessage, message_id: str) -> None:
