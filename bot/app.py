@@ -87,6 +87,10 @@ def build_channels(settings: Settings) -> list[ChannelRuntime]:
         from .channels import wechat_kf
 
         out.append(wechat_kf.build(settings))
+    if settings.wechat_mp_enabled:
+        from .channels import wechat_mp
+
+        out.append(wechat_mp.build(settings))
     return out
 
 

@@ -23,7 +23,8 @@ from .settings import Settings, get_settings
 
 # later features add their subcommands from these modules (each has add_commands(subparsers))
 EXTRA_COMMANDS = ("bot.jobs_cli", "bot.wecom_cli", "bot.geo_cli", "bot.excel_cli", "bot.stats_cli", "bot.api_cli",
-                  "bot.media_cli", "bot.outbox_cli", "bot.care_cli", "bot.notice_cli")
+                  "bot.media_cli", "bot.outbox_cli", "bot.care_cli", "bot.notice_cli",
+                  "bot.wechat_mp_cli")
 
 
 async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[int]]) -> int:

@@ -50,6 +50,18 @@ MARK_GAP = 0.15  # a sent mark not carried by a round's transaction by then is w
 STATUS_RETRY_SECONDS = 60.0  # a status write after a send is retried this long (well inside LEASE)
 
 
+def _before_it():
+    """Another row of the same chat is in flight or comes before this one (bulk after the rest,
+    then by id): this row is not its chat's head."""
+    other = aliased(Outbox)
+    lane_r = case((Outbox.priority >= BULK, 1), else_=0)
+    lane_o = case((other.priority >= BULK, 1), else_=0)
+    return exists().where(
+        other.channel == Outbox.channel, other.chat_id == Outbox.chat_id,
+        other.status.in_(("pending", "sending")), other.id != Outbox.id,
+        or_(other.status == "sending", lane_o < lane_r, and_(lane_o == lane_r, other.id < Outbox.id)))
+
+
 def backoff(attempt: int, cap: float = 300.0) -> float:
     return min(cap, 2.0 ** min(attempt, 60))
 
@@ -254,13 +266,7 @@ class Delivery:
         # (bulk after the rest, then by id); probed per candidate through ix_outbox_chat_queue,
         # candidates read in priority order through ix_outbox_claim, so a round reads little
         # more than what it claims however long the queue is
-        other = aliased(Outbox)
-        lane_r = case((Outbox.priority >= BULK, 1), else_=0)
-        lane_o = case((other.priority >= BULK, 1), else_=0)
-        before = exists().where(
-            other.channel == Outbox.channel, other.chat_id == Outbox.chat_id,
-            other.status.in_(("pending", "sending")), other.id != Outbox.id,
-            or_(other.status == "sending", lane_o < lane_r, and_(lane_o == lane_r, other.id < Outbox.id)))
+        before = _before_it()
         heads = (select(Outbox.id)
                  # coalesce: not an index condition, or SQLite picks the not_before index and
                  # sorts the whole queue each round instead of reading ix_outbox_claim in order
@@ -291,10 +297,13 @@ class Delivery:
         return rows
 
     async def _due_waiting(self) -> bool:
+        """A due row that is its chat's head: a row behind a held one (a WeChat reply window, a
+        long rate-limit hold) is not waiting to be sent now, so `drain` need not wait for it."""
         now = self.clock.now()
         async with self.sessionmaker() as session:
             found = await session.execute(select(exists().where(
-                Outbox.status == "pending", Outbox.channel.in_(list(self.adapters)), Outbox.not_before <= now)))
+                Outbox.status == "pending", Outbox.channel.in_(list(self.adapters)), Outbox.not_before <= now,
+                ~_before_it())))
             return bool(found.scalar())
 
     async def _write(self, fn: Callable[..., Awaitable[None]], *args, **kw) -> None:

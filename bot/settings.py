@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     wechat_kf_callback_path: str = "/wechat/kf/callback"  # on the one web server (HTTP_HOST/HTTP_PORT)
     wechat_kf_link: str | None = None  # https://work.weixin.qq.com/kfid/… — printed on the notice card
 
+    # 公众号 (Official Account, residents on personal WeChat; docs/wechat.md)
+    wechat_mp_app_id: str | None = None  # 设置与开发 → 基本配置 → AppID (wx…)
+    wechat_mp_secret: str | None = None  # … → AppSecret
+    wechat_mp_token: str | None = None  # … → 服务器配置 → Token
+    wechat_mp_aes_key: str | None = None  # … → EncodingAESKey; empty = plain mode (明文模式)
+    wechat_mp_callback_path: str = "/wechat/mp/callback"  # on the one web server (HTTP_HOST/HTTP_PORT)
+    wechat_mp_api_base_url: str | None = None  # ends in /cgi-bin/; default https://api.weixin.qq.com/cgi-bin/
+    wechat_mp_template_id: str | None = None  # 模板消息 for case notices after the 48-hour window
+    wechat_mp_template_fields: str = "thing1=text,time2=time"  # template key=text|number|time, …
+    wechat_mp_template_url: str | None = None  # where a press on the template message leads
+    wechat_mp_follow_url: str | None = None  # the account's follow link/QR URL, printed on the notice card
+
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0
     # Open311 webhooks: a change is retried this long (backoff doubling up to the cap), then failed
@@ -99,6 +111,10 @@ class Settings(BaseSettings):
                     and self.wechat_kf_aes_key and self.wechat_kf_open_kfid)
 
     @property
+    def wechat_mp_enabled(self) -> bool:
+        return bool(self.wechat_mp_app_id and self.wechat_mp_secret and self.wechat_mp_token)
+
+    @property
     def chat_channels(self) -> frozenset[str]:
         out = set()
         if self.telegram_enabled:
@@ -107,6 +123,8 @@ class Settings(BaseSettings):
             out.add("wecom")
         if self.wechat_kf_enabled:
             out.add("wechat_kf")
+        if self.wechat_mp_enabled:
+            out.add("wechat_mp")
         return frozenset(out)
 
 

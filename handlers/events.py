@@ -40,6 +40,7 @@ class Inbound:
     button: str | None = None  # opaque token from a pressed button
     chat_title: str | None = None
     joined: list[tuple[str, str]] = field(default_factory=list)  # member_joined: (user id, name) of each
+    unionid: str | None = None  # WeChat's id of the person across an office's accounts (公众号, 微信客服)
 
 
 @dataclass

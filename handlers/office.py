@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from workflows import media
+from workflows import media, wechat_people
 from workflows.clock import Clock, SystemClock
 from workflows.context import Ctx
 from workflows.i18n import T
@@ -152,15 +152,19 @@ async def identify(ctx: Ctx, inbound: Inbound) -> Person | None:
         # shows every chat on one screen — once re-pointed a person's reminders to another chat.
         if account.undeliverable and not inbound.is_group and account.chat_id == inbound.chat_id:
             account.undeliverable = None  # they wrote to us, so we can write to them again
+        await wechat_people.remember_unionid(ctx, account, inbound.unionid)
         return await ctx.session.get(Person, account.person_id)
     if inbound.is_group or inbound.kind in ("bot_removed", "bot_added"):
         return None
-    person = Person(name=(inbound.user_name or "居民")[:100], created_at=ctx.now(),
-                    language=None)
-    ctx.session.add(person)
-    await ctx.session.flush()
+    # a resident known through another WeChat door of the office (same unionid) stays one person
+    person = await wechat_people.person_by_unionid(ctx, inbound.unionid) if inbound.unionid else None
+    if person is None:
+        person = Person(name=(inbound.user_name or "居民")[:100], created_at=ctx.now(),
+                        language=None)
+        ctx.session.add(person)
+        await ctx.session.flush()
     ctx.session.add(Account(channel=inbound.channel, external_id=inbound.user_id, chat_id=inbound.chat_id,
                             person_id=person.id, display_name=inbound.user_name[:200] or None,
-                            created_at=ctx.now()))
+                            created_at=ctx.now(), unionid=inbound.unionid))
     await ctx.session.flush()
     return person

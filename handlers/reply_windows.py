@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .turn import Turn
 
-REPLY_WINDOW_HOURS = {"wechat_kf": 48}
+REPLY_WINDOW_HOURS = {"wechat_kf": 48, "wechat_mp": 48}  # 公众号: 客服消息, then a template (wechat_mp_send)
 
 
 def later_notices_note(turn: Turn) -> str:

@@ -53,3 +53,25 @@ def test_an_unknown_node_is_refused(gridbot, monkeypatch, capsys):
     assert gridbot(["notice-card", "NOPE-9"]) == 1
     captured = capsys.readouterr()
     assert "NOPE-9" in captured.err and LINK not in captured.out
+
+
+FOLLOW = "https://mp.weixin.qq.com/mp/profile_ext?action=home&__biz=MzTEST=="
+
+
+def test_the_card_carries_the_official_account_next_to_the_kf_link(gridbot, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("WECHAT_KF_LINK", LINK)
+    monkeypatch.delenv("WECHAT_MP_FOLLOW_URL", raising=False)
+    capsys.readouterr()
+    assert gridbot(["notice-card", "CY-01", "--mp-qr", str(tmp_path / "mp.png")]) == 2  # no URL, no QR
+    assert not (tmp_path / "mp.png").exists() and "WECHAT_MP_FOLLOW_URL" in capsys.readouterr().err
+
+    monkeypatch.setenv("WECHAT_MP_FOLLOW_URL", FOLLOW)
+    assert gridbot(["notice-card", "CY-01", "--qr", str(tmp_path / "kf.png"), "--mp-qr", str(tmp_path / "mp.png")]) == 0
+    card = capsys.readouterr().out
+    kf_line = next(n for n, line in enumerate(card.splitlines()) if LINK in line)
+    mp_line = next(n for n, line in enumerate(card.splitlines()) if FOLLOW in line)
+    assert mp_line == kf_line + 1 and "公众号" in card.splitlines()[mp_line]
+    expected = io.BytesIO()
+    segno.make(FOLLOW, error="m").save(expected, kind="png", scale=10, border=4)
+    assert (tmp_path / "mp.png").read_bytes() == expected.getvalue()
+    assert (tmp_path / "kf.png").read_bytes() != expected.getvalue()

@@ -237,3 +237,28 @@ async def test_a_replayed_callback_and_a_repeated_msgid_have_one_effect(grid: We
     async with grid.sm() as s:  # the repeat did not open the window again (its 5 messages stay counted)
         window = await s.get(KfWindow, grid.userid(RESIDENT))
         assert (window.last_inbound_at, window.sent_since) == (opened, used)
+
+
+async def test_a_residents_photo_goes_into_the_media_store_after_the_commit(kf: Kf, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from bot.media_fetch import MediaFetcher
+    from workflows.media_models import MediaItem
+    from workflows.media_store import DirectoryStore, sha256_of
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "green").save(buf, "JPEG")
+    photo = buf.getvalue()
+    await kf.write("wmRes1", "/report")
+    await kf.write("wmRes1", "市政设施", menu_id=kf.menu("wmRes1", "市政设施"))
+    token = kf.api.resident_writes("wmRes1", "image", {"media_id": kf.api.add_media(photo)})
+    assert await kf.post(kf.event(token)) == 200
+    await kf.settle()
+    store = DirectoryStore(tmp_path / "media")
+    assert await MediaFetcher(kf.sm, {"wechat_kf": kf.rt.adapter}, store=store, clock=kf.clock).fetch_due() == 1
+    async with kf.sm() as s:
+        item = (await s.execute(select(MediaItem))).scalar_one()
+    assert item.channel == "wechat_kf" and item.status == "stored" and item.sha256 == sha256_of(photo)
+    assert await store.get(item.sha256) == photo

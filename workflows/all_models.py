@@ -10,5 +10,6 @@ from . import (  # noqa: F401
     models,
     rollup,
     wechat_models,
+    wechat_mp_models,
 )
 from .routines import models as routines_models  # noqa: F401

@@ -192,6 +192,9 @@ class Account(Base):
     display_name: Mapped[str | None] = mapped_column(String(200))
     undeliverable: Mapped[str | None] = mapped_column(String(200))  # last permanent failure
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # WeChat's id of the person across an office's 公众号 and 微信客服 (one Open Platform account):
+    # a new door with a known unionid joins the person who already has it (workflows/wechat_people.py)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Team(Base):

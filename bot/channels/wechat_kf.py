@@ -13,14 +13,15 @@ import logging
 
 import xmltodict
 from aiohttp import web
-from sqlalchemy import update
+from sqlalchemy import select
 from wechatpy.enterprise import WeChatCrypto
 
 from handlers.events import Inbound
-from workflows.models import InboundSeen, Outbox
+from workflows.models import Account, InboundSeen
 from workflows.wechat_models import KfCursor, KfWindow
 
 from ..settings import Settings
+from . import reply_window
 from .wechat_kf_convert import NAME, to_inbound
 from .wechat_kf_send import WeChatKfAdapter
 from .wecom_api import WeComAPI
@@ -81,6 +82,7 @@ class WeChatKfRuntime(EncryptedCallback):
                 if inbound is None:
                     continue
                 await self._opened(inbound)
+                inbound.unionid = await self._unionid(inbound.user_id)
                 before = await self._last_outbox_id()
                 reply = await self.office.handle(inbound)
                 if reply.alert and not reply.duplicate:
@@ -95,6 +97,25 @@ class WeChatKfRuntime(EncryptedCallback):
             if not page.get("has_more"):
                 return
 
+    async def _unionid(self, external_userid: str) -> str | None:
+        """The unionid of a resident we do not know yet (kf/customer/batchget), so one who already
+        came through the office's 公众号 stays one person; None when WeChat gives none."""
+        async with self.office.sessionmaker() as session:
+            known = (await session.execute(select(Account.id).where(
+                Account.channel == NAME, Account.external_id == external_userid))).first()
+        if known is not None:
+            return None
+        try:
+            page = await self.api.post("kf/customer/batchget", {"external_userid_list": [external_userid],
+                                                                 "need_enter_session_context": 0})
+        except Exception as e:  # no unionid is no reason to leave a resident unanswered
+            log.info("wechat_kf customer/batchget for %s failed (%s); going on without a unionid", external_userid, e)
+            return None
+        for c in page.get("customer_list") or []:
+            if c.get("external_userid") == external_userid and c.get("unionid"):
+                return str(c["unionid"])
+        return None
+
     async def _opened(self, inbound: Inbound) -> None:
         """The resident wrote: a fresh window, and what was held for them goes out now. A msgid
         seen before opens nothing (it would reset the 5-per-message count a second time)."""
@@ -107,9 +128,7 @@ class WeChatKfRuntime(EncryptedCallback):
                 session.add(KfWindow(chat_id=chat_id, last_inbound_at=now, sent_since=0))
             else:
                 w.last_inbound_at, w.sent_since = now, 0
-            await session.execute(update(Outbox).where(
-                Outbox.channel == NAME, Outbox.chat_id == chat_id, Outbox.status == "pending",
-                Outbox.not_before > now).values(not_before=now))
+            await reply_window.release(session, NAME, chat_id, now)
 
 
 def build(settings: Settings) -> WeChatKfRuntime:

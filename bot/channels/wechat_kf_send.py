@@ -13,31 +13,29 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflows.clock import Clock, SystemClock
 from workflows.wechat_models import KfWindow
 
 from ..voice import AMR
-from .base import OutgoingMessage, PermanentError, RetryLater, Sent, Window
+from . import reply_window
+from .base import OutgoingMessage, PermanentError, Sent, Window
+from .reply_window import HOLD, REPLY_WINDOW  # noqa: F401  (kept importable from here)
 from .wechat_kf_convert import NAME
 from .wecom_api import WeComAPI, WeComError, delivery_error
 from .wecom_send import MEDIA_LIFETIME, split_text, upload_type
 
-REPLY_WINDOW = timedelta(hours=48)
 PER_MESSAGE = 5
-HOLD = 30 * 24 * 3600.0  # "until the resident writes": the runtime moves not_before to then
 WINDOW_ERRORS = {45047, 45015, 95018}  # window exceeded, reply time limit, session state forbids sending
 DUPLICATE_MSGID = 95016
 MENU_ITEMS = 10
 MEDIA_TYPES = {"photo": "image", "voice": "voice", "video": "video", "file": "file", "document": "file"}
 
 
-class OutsideWindow(RetryLater):
+class OutsideWindow(reply_window.OutsideWindow):
     def __init__(self, detail: str) -> None:
-        super().__init__(HOLD, f"wechat_kf held until the resident writes: {detail}")
+        super().__init__(NAME, detail)
 
 
 class WeChatKfAdapter:
@@ -143,12 +141,10 @@ class WeChatKfAdapter:
             return
         async with self.sessionmaker() as session, session.begin():
             w = await session.get(KfWindow, chat_id, with_for_update=True)
-            if w is None:
-                raise OutsideWindow("the resident has not written yet")
-            if self.clock.now() - w.last_inbound_at > REPLY_WINDOW:
-                raise OutsideWindow("48 hours after the resident's last message")
-            if w.sent_since >= PER_MESSAGE:
-                raise OutsideWindow(f"{PER_MESSAGE} messages since the resident's last message")
+            why = reply_window.closed_because(w.last_inbound_at if w else None, w.sent_since if w else 0,
+                                              self.clock.now(), PER_MESSAGE)
+            if why:
+                raise OutsideWindow(why)
             w.sent_since += 1
 
     async def _give_back(self, chat_id: str) -> None:

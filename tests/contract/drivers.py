@@ -38,7 +38,7 @@ from typing import Protocol
 
 import aiohttp
 import xmltodict
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wechatpy.enterprise import WeChatCrypto
 
@@ -906,12 +906,196 @@ class WeChatKfDriver(WeComDriver):
         return [c.ok for c in self.api.calls_of("kf/send_msg") if c.body.get("touser") == self.userid(who)]
 
 
+# ====================================================================== 公众号 (Official Account)
+
+
+class WeChatMpDriver(WeComDriver):
+    """Residents on personal WeChat through the office's 公众号, the grid's staff on WeChat Work, as
+    one `gridbot run` serves both: one web server with both callbacks, one delivery worker with both
+    adapters; a fake WeChat Work server for the staff and a fake 公众号 platform (tests/fakes/wechat_mp)
+    that posts the residents' messages in safe mode (encrypted with wechatpy's crypto) and takes the
+    客服消息 we send. Buttons reach residents as msgmenu items, pressed by the text WeChat sends back
+    with the item's bizmsgmenuid. "The same event twice" is the very same callback (MsgId) posted
+    twice, as WeChat retries an answer it did not get within 5 seconds."""
+
+    name = "wechat_mp"
+    channel = "wecom"  # the staff's accounts and the grid's group
+    resident_channel = "wechat_mp"
+
+    def __init__(self, sessionmaker) -> None:
+        super().__init__(sessionmaker)
+        self.mp = None  # the 公众号 runtime
+        self.mp_api = None  # the fake 公众号 platform
+        self.server = None
+        self.mp_last: dict[str, str] = {}  # who -> plain XML of their last callback
+        self.mp_settings: dict = {}  # more WECHAT_MP_* settings for the next start (tests/test_wechat_mp.py)
+
+    @property
+    def mp_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/wechat/mp/callback"
+
+    async def start(self) -> None:
+        from bot.web import from_settings
+
+        from ..fakes.wechat_mp import APP_ID, APP_SECRET, MP_AES_KEY, MP_TOKEN, FakeOfficialAccount
+
+        if self.api is None:
+            self.api = await FakeWeCom().start()
+            self.mp_api = await FakeOfficialAccount().start()
+        mp = {"wechat_mp_app_id": APP_ID, "wechat_mp_secret": APP_SECRET, "wechat_mp_token": MP_TOKEN,
+              "wechat_mp_aes_key": MP_AES_KEY, "wechat_mp_api_base_url": self.mp_api.base_url, **self.mp_settings}
+        settings = Settings(_env_file=None, wecom_corp_id=CORP_ID, wecom_agent_id=AGENT, wecom_secret=SECRET,
+                            wecom_token=TOKEN, wecom_aes_key=AES_KEY, http_host="127.0.0.1", http_port=self.port,
+                            wecom_api_base_url=self.api.base_url, **mp)
+        self.runtime, self.mp = build_channels(settings)
+        channels = frozenset({self.channel, self.resident_channel})
+        self.delivery = Delivery(self.sm, {self.channel: self.runtime.adapter, self.resident_channel: self.mp.adapter},
+                                 clock=self.clock, poll_seconds=0.05)
+        for name in channels:
+            self.delivery.limiters[name] = Limiter(())
+        self.office = TrackingOffice(self.sm, clock=self.clock, channels=channels, on_commit=self.delivery.wake)
+        self.server = from_settings(settings, self.sm, self.clock)
+        for c in (self.runtime, self.mp):
+            c.routes(self.server)
+            await c.start(self.office)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        for c in (self.runtime, self.mp):
+            if c is not None:
+                await c.stop()
+        self.runtime = self.mp = self.server = self.delivery = self.office = None
+
+    async def close(self) -> None:
+        await super().close()
+        if self.mp_api is not None:
+            await self.mp_api.stop()
+
+    def userid(self, who: str) -> str:
+        if who not in self.userids:
+            self.userids[who] = who.lower() if who in self.staff else f"oRes{next(self._seq):06d}"
+        return self.userids[who]
+
+    def _open_chats(self):
+        """Rows not held: a row held for a resident outside the 48-hour window holds the rows
+        behind it in that chat too (delivery keeps a chat's order)."""
+        later = self.clock.now() + timedelta(hours=1)
+        held = select(Outbox.chat_id).where(Outbox.channel == self.resident_channel, Outbox.status == "pending",
+                                            Outbox.not_before > later)
+        return (Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.not_before <= later,
+                ~and_(Outbox.channel == self.resident_channel, Outbox.chat_id.in_(held)))
+
+    async def quiet(self) -> bool:
+        """Nothing due is waiting; what is held for a resident outside the 48-hour window is not due."""
+        async with self.sm() as s:
+            n = await s.execute(select(func.count()).select_from(Outbox).where(
+                Outbox.status.in_(["pending", "sending"]), *self._open_chats()))
+            return n.scalar_one() == 0
+
+    async def settle(self) -> None:
+        for _ in range(3):
+            await self.mp.idle()
+            await self.runtime.idle()
+            await self.delivery.drain()
+            for _ in range(5):
+                async with self.sm() as s:
+                    held = (await s.execute(select(func.min(Outbox.not_before)).where(
+                        Outbox.status == "pending", *self._open_chats()))).scalar()
+                if held is None:
+                    break
+                wait = (held - self.clock.now()).total_seconds()
+                if wait > 0:  # a rate-limit hold: let the time pass
+                    self.clock.advance(wait + 0.01)
+                    self.waited += wait
+                await self.delivery.drain()
+        assert await self.quiet()
+
+    # ------------------------------------------------------------------ residents' messages
+
+    async def _resident(self, who: str, plain: str, times: int = 1) -> Reply | None:
+        before = len(self.office.handled)
+        for _ in range(times):  # WeChat posts the very same callback again when it got no answer in time
+            status, answer = await self.mp_api.push(self.mp_url, plain)
+            assert status == 200 and answer == "success", (status, answer)
+        self.mp_last[who] = plain
+        await self.settle()
+        new = self.office.handled[before:]
+        return new[0][1] if new else None
+
+    async def say(self, who: str, text: str, *, times: int = 1) -> None:
+        if who in self.staff:
+            return await super().say(who, text, times=times)
+        await self._resident(who, self.mp_api.xml(self.userid(who), "text", f"<Content>{cdata(text)}</Content>"),
+                             times)
+
+    async def location(self, who: str, lat: float, lon: float) -> None:
+        if who in self.staff:
+            return await super().location(who, lat, lon)
+        from workflows.geo import from_wgs84
+
+        lat, lon = from_wgs84(lat, lon, "gcj02")  # what a WeChat client reports
+        await self._resident(who, self.mp_api.xml(
+            self.userid(who), "location", f"<Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y>"
+            f"<Scale>15</Scale><Label>{cdata('现场')}</Label>"))
+
+    def _menu(self, openid: str, label: str) -> str:
+        for call in reversed(self.mp_api.sent_to(openid)):
+            for item in call.body.get("msgmenu", {}).get("list", []):
+                if item.get("content") == label:
+                    return item["id"]
+        raise AssertionError(f"no menu item {label!r} sent to {openid}")
+
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None:
+        if who in self.staff:
+            return await super().press(who, label, group=group, seen_by=seen_by, times=times)
+        assert group is None and seen_by in (None, who), "a resident writes only privately to the 公众号"
+        before = len(self.private_texts(who))
+        openid = self.userid(who)
+        reply = await self._resident(who, self.mp_api.xml(
+            openid, "text", f"<Content>{cdata(label)}</Content>"
+            f"<bizmsgmenuid>{cdata(self._menu(openid, label))}</bizmsgmenuid>"), times)
+        if reply is None or not reply.alert:
+            return None
+        shown = self.private_texts(who)[before:]  # no pop-ups: the answer arrives as a message
+        assert any(reply.alert in t for t in shown), (reply.alert, shown)
+        return reply.alert
+
+    async def repeat_last(self, who: str) -> None:
+        if who in self.staff:
+            return await super().repeat_last(who)
+        before = len(self.office.handled)
+        await self._resident(who, self.mp_last[who])
+        assert len(self.office.handled) > before, "the repeated message did not reach the office"
+
+    # ------------------------------------------------------------------ what WeChat received
+
+    def private_texts(self, who: str) -> list[str]:
+        if who in self.staff:
+            return super().private_texts(who)
+        return self.mp_api.texts_to(self.userid(who))
+
+    def fail_next_send(self, who: str) -> None:
+        if who in self.staff:
+            return super().fail_next_send(who)
+        self.mp_api.fail_next("message/custom/send", 45009, "api freq out of limit")
+
+    def send_attempts(self, who: str) -> list[bool]:
+        if who in self.staff:
+            return super().send_attempts(who)
+        return [c.ok for c in self.mp_api.calls_of("message/custom/send") if c.body.get("touser") == self.userid(who)]
+
+
 DRIVERS = {
     "terminal": TerminalDriver,
     "telegram-ptb": lambda sm: TelegramDriver(sm, "ptb"),
     "telegram-aiogram": lambda sm: TelegramDriver(sm, "aiogram"),
     "wecom": WeComDriver,
     "wechat_kf": WeChatKfDriver,
+    "wechat_mp": WeChatMpDriver,
 }
 
-__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeChatKfDriver", "WeComDriver"]
+__all__ = ["DRIVERS", "Driver", "TelegramDriver", "TerminalDriver", "WeChatKfDriver", "WeChatMpDriver",
+           "WeComDriver"]

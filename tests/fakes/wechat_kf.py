@@ -20,6 +20,7 @@ class FakeWeChatKf(FakeWeCom):
         self.page_size = 2
         self._kf_ids = itertools.count(1)
         self.sent_msgids: set[str] = set()
+        self.unionids: dict[str, str] = {}  # external_userid -> unionid (the corp bound to an Open Platform)
 
     def resident_writes(self, userid: str, msgtype: str, body: dict, msgid: str | None = None) -> str:
         """Queue a resident's message; returns the callback token WeChat would put in the event."""
@@ -33,6 +34,11 @@ class FakeWeChatKf(FakeWeCom):
     def _answer(self, path: str, query: dict, body: dict) -> dict:
         if path == "gettoken" and query.get("corpsecret") == KF_SECRET:
             query = {**query, "corpsecret": "app-secret-for-tests"}
+        if path == "kf/customer/batchget" and query.get("access_token") in self.valid_tokens:
+            return {"errcode": 0, "errmsg": "ok", "customer_list": [
+                {"external_userid": u, "nickname": f"微信用户{u[-2:]}", "avatar": "", "gender": 0,
+                 **({"unionid": self.unionids[u]} if u in self.unionids else {})}
+                for u in body.get("external_userid_list") or []], "invalid_external_userid": []}
         if path in ("kf/sync_msg", "kf/send_msg") and query.get("access_token") in self.valid_tokens:
             for n, (fpath, code, msg, _after) in enumerate(self._fail):
                 if fpath == path:
