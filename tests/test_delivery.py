@@ -106,9 +106,10 @@ async def test_replies_go_before_cards_and_cards_before_bulk(sessionmaker, tg, w
     d.start()
     await until(lambda: len(texts(tg)) >= 40, timeout=10)
     order = texts(tg)
-    # sends start 34 ms apart (30/s), so HTTP jitter may swap neighbours at the server: the reply
-    # and the card are in the first slots, the reminders follow in their own order (give or take one)
-    assert {"reply", "case card"} <= set(order[:3])
+    # sends start 34 ms apart (30/s), so HTTP jitter may swap neighbours at the server (by a few
+    # slots on a loaded machine): the reply and the card are in the first slots of 62, the
+    # reminders follow in their own order
+    assert {"reply", "case card"} <= set(order[:5]), order[:10]
     assert set(order[:40]) <= {"reply", "case card", *(f"reminder {n}" for n in range(40))}
 
 
