@@ -13,6 +13,8 @@ accepted, per row:
 - lost: a row whose text the server never accepted;
 - duplicated: a row whose text the server accepted more than once (the promise is at least once
   with at most one send in flight per chat at the crash; the figure is how many, per trial).
+`--unreachable` instead stops the process with SIGTERM while the fake has stopped answering
+(every call hangs) and reports how long the exit took, then what a restart lost or repeated.
 The suite runs a few trials (tests/test_delivery_crash.py).
 """
 
@@ -140,6 +142,54 @@ async def trial(sm, url: str, tg, framework: str, rng: random.Random, *, trial_n
     return DeliveryTrial(framework, burst, at_signal, in_flight, lost, duplicated, time.perf_counter() - t0)
 
 
+@dataclass
+class UnreachableStop:
+    framework: str
+    burst: int
+    exit_seconds: float  # SIGTERM to exit, with every Bot API call hanging
+    exit_code: int
+    lost: int
+    duplicated: int
+
+
+async def unreachable_stop(sm, url: str, tg, framework: str, *, trial_no: int, burst: int = 100, chats: int = 40,
+                           log_dir: str, timeout: float = 120.0) -> UnreachableStop:
+    """SIGTERM while the Bot API has stopped answering (every call hangs) in the middle of a burst:
+    how long the exit takes; then, the API back, a restart sends the rest: lost / duplicated."""
+    texts = await write_burst(sm, trial_no, burst, chats, 700_000 + trial_no * 1000)
+    wanted = set(texts)
+    proc = Process(url, tg, framework, log_dir)
+    proc.start()
+    try:
+        await _until(lambda: sum(accepted(tg, wanted).values()) >= burst // 4, 180, "a quarter sent", proc)
+        tg.hang = True
+        await asyncio.sleep(1.0)  # sends and the long poll now hang
+        t0 = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        code = await proc.wait(timeout=90)
+        exit_seconds = time.monotonic() - t0
+        tg.unhang()
+        await _age_claims(sm, trial_no)  # anything a stop left claimed (none expected) counts as a crash's
+        proc.start()
+
+        async def settled() -> bool:
+            return (await _statuses(sm, trial_no)).get("sent", 0) == burst
+
+        try:
+            await _until(settled, timeout, "every row sent", proc)
+        except AssertionError:
+            pass
+        await asyncio.sleep(0.5)
+    finally:
+        tg.unhang()
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.signal(signal.SIGTERM)
+            await proc.wait()
+    got = accepted(tg, wanted)
+    return UnreachableStop(framework, burst, exit_seconds, code, len(wanted - set(got)),
+                           sum(n - 1 for n in got.values() if n > 1))
+
+
 async def _main(args) -> int:
     from bot.db import make_engine, make_sessionmaker, upgrade
     from tests.fakes.telegram_api import FakeTelegram
@@ -163,6 +213,15 @@ async def _main(args) -> int:
             dups: list[int] = []
             lost = 0
             try:
+                if args.unreachable:
+                    for n in range(args.trials):
+                        u = await unreachable_stop(make_sessionmaker(engine), url, tg, framework, trial_no=n,
+                                                   log_dir=tmp)
+                        lost += u.lost
+                        print(f"{framework:8} {args.db:10} trial {n + 1:2}: SIGTERM with the Bot API unreachable: "
+                              f"exit {u.exit_code} after {u.exit_seconds:.1f} s; then lost {u.lost}, duplicated "
+                              f"{u.duplicated} (load {os.getloadavg()[0]:.1f})", flush=True)
+                    continue
                 for n in range(args.trials):
                     t = await trial(make_sessionmaker(engine), url, tg, framework, rng, trial_no=n,
                                     burst=args.burst, chats=args.chats, sig=sig, log_dir=tmp)
@@ -197,6 +256,8 @@ def main() -> int:
     p.add_argument("--framework", choices=["ptb", "aiogram", "both"], default="both")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
+    p.add_argument("--unreachable", action="store_true",
+                   help="instead: SIGTERM while the Bot API hangs every call; exit time, then lost/duplicated")
     return asyncio.run(_main(p.parse_args()))
 
 

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from bench.crash_delivery import trial
+from bench.crash_delivery import trial, unreachable_stop
 
 from .fakes.telegram_api import FakeTelegram
 
@@ -40,3 +40,13 @@ async def test_sigterm_during_delivery_loses_and_repeats_nothing(sessionmaker, d
                     sig=signal.SIGTERM, log_dir=str(tmp_path))
     assert 0 < t.accepted_at_signal < t.burst
     assert (t.lost, t.duplicated, t.in_flight) == (0, 0, 0), t
+
+
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_sigterm_with_the_bot_api_unreachable_exits_in_bounded_time_and_loses_nothing(
+        sessionmaker, db_url, tg, framework, tmp_path):
+    """aiogram waits 60 s for an answer: the stop took 64 s before delivery gave up after STOP_GRACE."""
+    u = await unreachable_stop(sessionmaker, db_url, tg, framework, trial_no=0, burst=60, chats=20,
+                               log_dir=str(tmp_path))
+    assert u.exit_code == 0 and u.exit_seconds < 30, u  # not a speed figure: hanging vs not
+    assert (u.lost, u.duplicated) == (0, 0), u
