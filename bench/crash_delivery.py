@@ -13,6 +13,8 @@ accepted, per row:
 - lost: a row whose text the server never accepted;
 - duplicated: a row whose text the server accepted more than once (the promise is at least once
   with at most one send in flight per chat at the crash; the figure is how many, per trial).
+`--two-processes` instead lets two `gridbot run` on one database (PostgreSQL, for scale-out)
+deliver one burst: lost, duplicated, and the most sends the server accepted in any second.
 `--unreachable` instead stops the process with SIGTERM while the fake has stopped answering
 (every call hangs) and reports how long the exit took, then what a restart lost or repeated.
 The suite runs a few trials (tests/test_delivery_crash.py).
@@ -190,6 +192,52 @@ async def unreachable_stop(sm, url: str, tg, framework: str, *, trial_no: int, b
                            sum(n - 1 for n in got.values() if n > 1))
 
 
+@dataclass
+class TwoSenders:
+    burst: int
+    lost: int
+    duplicated: int
+    most_in_one_second: int  # sends the server accepted in any 1 s, both processes together
+    seconds: float
+
+
+async def two_senders(sm, url: str, tg, framework: str, *, trial_no: int, burst: int = 300, chats: int = 100,
+                      log_dir: str, timeout: float = 180.0) -> TwoSenders:
+    """Two `gridbot run` processes on one database deliver one burst: the claim (`pending` →
+    `sending` in one UPDATE) gives every row to one of them. Each process paces itself: the
+    overall window is per process, so together they may reach twice the platform's rate."""
+    import bisect
+
+    texts = await write_burst(sm, trial_no, burst, chats, 700_000 + trial_no * 1000)
+    wanted = set(texts)
+    procs = [Process(url, tg, framework, log_dir) for _ in range(2)]
+    for i, p in enumerate(procs):
+        p.log_dir = os.path.join(log_dir, f"p{i}")
+        os.makedirs(p.log_dir, exist_ok=True)
+        p.start()
+    t0 = time.perf_counter()
+    try:
+        async def settled() -> bool:
+            return (await _statuses(sm, trial_no)).get("sent", 0) == burst
+
+        try:
+            await _until(settled, timeout, "every row sent", procs[0])
+        except AssertionError:
+            pass
+        await asyncio.sleep(0.5)
+    finally:
+        for p in procs:
+            if p.proc is not None and p.proc.poll() is None:
+                p.signal(signal.SIGTERM)
+        for p in procs:
+            await p.wait()
+    got = accepted(tg, wanted)
+    times = sorted(c.at for c in tg.calls_of("sendMessage") if c.status == 200 and c.params.get("text") in wanted)
+    most = max((bisect.bisect_right(times, t + 1.0 - 1e-9) - i for i, t in enumerate(times)), default=0)
+    return TwoSenders(burst, len(wanted - set(got)), sum(n - 1 for n in got.values() if n > 1), most,
+                      time.perf_counter() - t0)
+
+
 async def _main(args) -> int:
     from bot.db import make_engine, make_sessionmaker, upgrade
     from tests.fakes.telegram_api import FakeTelegram
@@ -213,6 +261,15 @@ async def _main(args) -> int:
             dups: list[int] = []
             lost = 0
             try:
+                if args.two_processes:
+                    for n in range(args.trials):
+                        t2 = await two_senders(make_sessionmaker(engine), url, tg, framework, trial_no=n,
+                                               log_dir=tmp)
+                        lost += t2.lost
+                        print(f"{framework:8} {args.db:10} trial {n + 1:2}: two processes, {t2.burst} rows: lost "
+                              f"{t2.lost}, duplicated {t2.duplicated}, most accepted in 1 s {t2.most_in_one_second}"
+                              f" ({t2.seconds:.1f} s, load {os.getloadavg()[0]:.1f})", flush=True)
+                    continue
                 if args.unreachable:
                     for n in range(args.trials):
                         u = await unreachable_stop(make_sessionmaker(engine), url, tg, framework, trial_no=n,
@@ -256,6 +313,8 @@ def main() -> int:
     p.add_argument("--framework", choices=["ptb", "aiogram", "both"], default="both")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
+    p.add_argument("--two-processes", action="store_true",
+                   help="instead: two gridbot run processes on one database deliver one burst")
     p.add_argument("--unreachable", action="store_true",
                    help="instead: SIGTERM while the Bot API hangs every call; exit time, then lost/duplicated")
     return asyncio.run(_main(p.parse_args()))
