@@ -1,5 +1,8 @@
 """Fuzz the Telegram channel (not a test): `python -m bench.fuzz [--updates 3000] [--seed 14]
-[--framework ptb|aiogram|both] [--db sqlite|postgresql]`.
+[--framework ptb|aiogram|both] [--db sqlite|postgresql] [--channel telegram|wecom]`.
+
+`--channel wecom` fuzzes WeChat Work's self-built app callbacks and 微信客服's sync_msg pages
+instead (bench/fuzz_wecom.py).
 
 Runs the real channel (polling through the inbox) against the fake Bot API with a seeded mix of
 Bot-API-shaped updates (commands, free text, buttons with forged tokens, locations, photos) and
@@ -194,6 +197,8 @@ async def _main(args) -> int:
     from .sweeps import fresh_database
 
     logging.basicConfig(level=logging.ERROR)
+    if args.channel == "wecom":
+        return await _main_wecom(args)
     frameworks = ["ptb", "aiogram"] if args.framework == "both" else [args.framework]
     pg = PostgresServer().start() if args.db == "postgresql" else None
     tmp = tempfile.mkdtemp(prefix="gridbot-fuzz-")
@@ -222,12 +227,43 @@ async def _main(args) -> int:
     return 1 if bad else 0
 
 
+async def _main_wecom(args) -> int:
+    from bot.db import make_engine, make_sessionmaker, upgrade
+    from tests.pg import PostgresServer
+
+    from .fuzz_wecom import fuzz_app, fuzz_kf
+    from .sweeps import fresh_database
+
+    pg = PostgresServer().start() if args.db == "postgresql" else None
+    tmp = tempfile.mkdtemp(prefix="gridbot-fuzz-")
+    bad = 0
+    try:
+        for i, run in enumerate((fuzz_app, fuzz_kf)):
+            url = fresh_database(pg, tmp, f"fuzzwecom{i}")
+            await asyncio.to_thread(upgrade, url)
+            engine = make_engine(url)
+            try:
+                r = await run(make_sessionmaker(engine), args.updates, args.seed)
+            finally:
+                await engine.dispose()
+            print(f"{args.db:10} {r.line()} (load {os.getloadavg()[0]:.1f})")
+            for line in r.samples:
+                print("   ", line)
+            bad += r.bad()
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if bad else 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--updates", type=int, default=3000)
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--framework", choices=["ptb", "aiogram", "both"], default="both")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument("--channel", choices=["telegram", "wecom"], default="telegram")
     return asyncio.run(_main(p.parse_args()))
 
 

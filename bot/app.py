@@ -268,11 +268,16 @@ async def run_channels(settings: Settings) -> int:
         # no new updates, then delivery finishes and marks its sends in flight while the channels'
         # clients are still open (closed first, those sends failed after the platform had them
         # and went out again), then the channels close
+        log.info("stopping: web server")
         await server.stop()
+        log.info("stopping: delivery")
         await services.stop_delivery()
         for c in channels:
+            log.info("stopping: channel %s", c.name)
             await c.stop()
+        log.info("stopping: scheduler and database")
         await services.stop()
+        log.info("stopped")
     return 0
 
 

@@ -48,6 +48,9 @@ NO_LIMIT_BATCH = 50  # sends per round on a channel without an overall window (t
 BUSY_GAP = 0.1  # a busy worker runs rounds at most this often (a window query each)
 MARK_GAP = 0.15  # a sent mark not carried by a round's transaction by then is written on its own
 STATUS_RETRY_SECONDS = 60.0  # a status write after a send is retried this long (well inside LEASE)
+# on stop, sends still unanswered after this long are given up (the platform unreachable: aiogram
+# waits 60 s for an answer) and their rows go back to the queue, counted as maybe sent
+STOP_GRACE = 5.0
 
 
 def _before_it():
@@ -124,6 +127,11 @@ class Delivery:
         self._marker: asyncio.Task | None = None
         # per channel: chat → monotonic time before which its own windows let nothing start
         self._held_chats: dict[str, dict[str, float]] = {}
+        # PostgreSQL takes many writers at once: a mark is committed as soon as its send returns,
+        # which keeps the window in which a crash repeats a send at the round trip (SQLite, one
+        # writer, batches marks into the rounds' transactions instead; see _mark_sent)
+        bind = sessionmaker.kw.get("bind")
+        self._marks_at_once = getattr(getattr(bind, "dialect", None), "name", "") == "postgresql"
 
     def wake(self) -> None:
         self._wake.set()
@@ -157,16 +165,29 @@ class Delivery:
                 await asyncio.wait_for(self._wake.wait(), min(self.poll_seconds, wait))
             except TimeoutError:
                 pass
-        await self.settle()
+        await self.settle(STOP_GRACE)
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
 
-    async def settle(self) -> None:
-        """Let every claimed row finish: sends in flight complete and are marked, the rest go back."""
+    async def settle(self, grace: float | None = None) -> None:
+        """Let every claimed row finish: sends in flight complete and are marked, the rest go back.
+        With `grace`, sends still unanswered after that many seconds are cancelled (their rows go
+        back to the queue as maybe sent), so a stop never waits on an unreachable platform."""
+        deadline = None if grace is None else time.monotonic() + grace
         while self._tasks:
-            await asyncio.wait(list(self._tasks.values()))
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                log.warning("delivery stopping: %d send(s) unanswered after %.0f s, given up and queued again",
+                            len(self._tasks), grace)
+                for task in list(self._tasks.values()):
+                    task.cancel()
+                await asyncio.wait(list(self._tasks.values()))
+                break
+            await asyncio.wait(list(self._tasks.values()), timeout=left)
+        if self._marker is not None and not self._marker.done():
+            await self._marker  # the marks of sends that did finish
 
     async def drain(self, rounds: int = 50) -> None:
         """Deliver until nothing is due (the terminal and tests use this)."""
@@ -233,6 +254,11 @@ class Delivery:
     async def _run_row(self, row: Outbox, at: float) -> None:
         try:
             await self._deliver_one(row, at)
+        except asyncio.CancelledError:
+            # a stop gave up on the send: it may have reached the platform (a resend asks for the
+            # duplicate check where there is one); a mark already queued still wins
+            await self._write(self._release, row)
+            raise
         except Exception:  # one row's trouble is logged and never stops the others
             log.exception("delivering outbox row %s failed", row.id)
         finally:
@@ -332,6 +358,12 @@ class Delivery:
             await session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == "sending")
                                   .values(**values))
 
+    async def _release(self, row: Outbox) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == "sending")
+                                  .values(status="pending", attempts=Outbox.attempts + 1,
+                                          error="stopped with the send unanswered: may have been sent"))
+
     async def _pace(self, channel: str, chat_id: str, is_group: bool) -> None:
         limiter = self.limiters[channel]
         if self._stopping and limiter.next_at(chat_id, is_group) > time.monotonic():
@@ -403,6 +435,9 @@ class Delivery:
         so the next round's claiming transaction carries the marks queued since the last one (or,
         when no round comes within MARK_GAP, a transaction of their own). No mark waits for
         another row's send, and a chat's next row is claimed only after its mark is in."""
+        if self._marks_at_once:
+            await self._write(self._sent_many, [(row, sent)])
+            return
         done = asyncio.get_running_loop().create_future()
         self._marks.append((row, sent, done))
         self._wake.set()

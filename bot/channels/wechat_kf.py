@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-import xmltodict
 from aiohttp import web
 from sqlalchemy import select
 from wechatpy.enterprise import WeChatCrypto
@@ -26,6 +25,7 @@ from .wechat_kf_convert import NAME, to_inbound
 from .wechat_kf_send import WeChatKfAdapter
 from .wecom_api import WeComAPI
 from .wecom_callback import EncryptedCallback
+from .wecom_validate import Unreadable, excerpt, read_xml, text, unreadable_inbound
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,16 @@ class WeChatKfRuntime(EncryptedCallback):
         if isinstance(xml, web.Response):
             return xml
         try:
-            event = xmltodict.parse(xml)["xml"]
-        except Exception as e:
-            log.warning("wechat_kf callback could not be read: %r", e)
-            return web.Response(status=400, text="bad request")
-        if event.get("Event") != "kf_msg_or_event":
+            event = read_xml(xml)
+            if text(event, "Event").strip() != "kf_msg_or_event":
+                return web.Response(text="")
+            open_kfid = text(event, "OpenKfId").strip() or self.adapter.open_kfid
+            token = text(event, "Token").strip()
+        except Unreadable as e:  # signed by WeChat Work: an error answer would only bring it back
+            log.warning("wechat_kf callback unreadable (%s), acknowledged and skipped: %s", e.reason, excerpt(xml))
             return web.Response(text="")
         # a replayed event only makes us sync again: the cursor and the msgids make that harmless
-        self.later(self.sync(str(event.get("OpenKfId") or self.adapter.open_kfid), str(event.get("Token") or "")))
+        self.later(self.sync(open_kfid, token))
         return web.Response(text="")
 
     # ------------------------------------------------------------------ pulling
@@ -77,8 +79,18 @@ class WeChatKfRuntime(EncryptedCallback):
         while True:
             page = await self.api.post("kf/sync_msg", {"cursor": cursor, "token": token, "limit": PAGE,
                                                         "open_kfid": open_kfid})
-            for msg in page.get("msg_list") or []:
-                inbound = to_inbound(msg)
+            msgs = page.get("msg_list") or []
+            for msg in msgs if isinstance(msgs, list) else [msgs]:
+                try:
+                    inbound = to_inbound(msg)
+                except Unreadable as e:
+                    # logged once and skipped with its page (the cursor moves on), the resident
+                    # told it was not understood when they can be made out
+                    log.warning("wechat_kf message unreadable (%s) from %s, skipped: %s", e.reason,
+                                e.sender or "an unknown sender", excerpt(msg))
+                    if e.sender is None:
+                        continue
+                    inbound = unreadable_inbound(NAME, e.sender, msg)
                 if inbound is None:
                     continue
                 await self._opened(inbound)

@@ -24,6 +24,7 @@ from .wecom_api import WeComAPI
 from .wecom_callback import EncryptedCallback
 from .wecom_convert import NAME, to_inbound
 from .wecom_send import WeComAdapter
+from .wecom_validate import Unreadable, excerpt, unreadable_inbound
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,14 @@ class WeComRuntime(EncryptedCallback):
             return xml
         try:
             inbound, raw = to_inbound(xml)
-        except Exception as e:
-            log.warning("wecom callback could not be parsed: %r", e)
-            return web.Response(status=400, text="bad request")
+        except Unreadable as e:
+            # signed by WeChat Work, so an error answer would only bring the same body back:
+            # logged once, acknowledged, and the sender (when known) told it was not understood
+            log.warning("wecom callback unreadable (%s) from %s, acknowledged and skipped: %s",
+                        e.reason, e.sender or "an unknown sender", excerpt(xml))
+            if e.sender is None:
+                return web.Response(text="")
+            inbound = unreadable_inbound(NAME, e.sender, xml)
         if inbound is None:
             return web.Response(text="")
         if inbound.event_id in self._recent:  # a retry of a callback we already took

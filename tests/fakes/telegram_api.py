@@ -77,6 +77,9 @@ class FakeTelegram:
         self.send_delay = 0.0
         self.rate_limit_every = 0
         self._sends = 0
+        # unreachable: every call is taken and never answered (a dead upstream, a black-holing proxy)
+        self.hang = False
+        self._hung = asyncio.Event()
 
     # ------------------------------------------------------------------ server
 
@@ -94,6 +97,7 @@ class FakeTelegram:
     async def stop(self) -> None:
         self._closing = True  # ends open long polls at once
         self._new_update.set()
+        self._hung.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -102,6 +106,12 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self.port}/bot"
 
     # ------------------------------------------------------------------ test controls
+
+    def unhang(self) -> None:
+        """Answering again; the calls left hanging get a 503 (their clients gave up long ago)."""
+        self.hang = False
+        self._hung.set()
+        self._hung = asyncio.Event()
 
     def add_file(self, data: bytes) -> str:
         """A file a person sent; its file_id is what the update carries."""
@@ -187,6 +197,10 @@ class FakeTelegram:
         method = request.match_info["method"]
         call = Call(method, await _params(request, self._uploaded))
         self.calls.append(call)
+        if self.hang:
+            call.status = 0
+            await self._hung.wait()  # released by stop()
+            return _answer(503, {"ok": False, "error_code": 503, "description": "unreachable"})
         if method.startswith("send"):
             self._sends += 1
             if self.send_delay:
