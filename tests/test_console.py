@@ -357,3 +357,68 @@ async def test_person_language_is_the_default(site: Site):
     await site.sign_in(LEADER)
     async with site.http.get("/console/cases") as r:
         assert "Sign out" in await r.text()
+
+
+# ---------------------------------------------------------------- media, switching off, own address
+
+
+async def test_media_of_a_case_in_scope_only(site: Site, tmp_path):
+    from workflows import media
+    from workflows.media_store import DirectoryStore, use_store
+
+    use_store(DirectoryStore(tmp_path / "media"))
+    try:
+        mine = await site.report("CY-01")
+        theirs = await site.report("WX-01", "文新路口井盖缺失")
+        photo = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+        async with site.sm() as s, s.begin():
+            ctx = site.desk.ctx(s)
+            a = await media.store_bytes(ctx, photo, "photo", "a.png", "image/png", case_id=mine.id)
+            b = await media.store_bytes(ctx, photo + b"1", "photo", "b.png", "image/png", case_id=theirs.id)
+        await site.sign_in(LEADER)
+        async with site.http.get(f"/console/cases/{mine.id}") as r:
+            assert f'src="/console/media/{a["item"]}"' in await r.text()
+        async with site.http.get(f"/console/media/{a['item']}") as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/png" and await r.read() == photo
+        for item in (b["item"], 999999, "x"):
+            async with site.http.get(f"/console/media/{item}") as r:
+                assert r.status == 404
+    finally:
+        use_store(None)
+
+
+async def test_mount_follows_the_settings(sessionmaker):
+    from bot import console
+    from bot.settings import Settings
+
+    desk = Desk(sessionmaker, MovingClock())
+    off = WebServer("127.0.0.1", 0, sessionmaker)
+    assert console.mount(Settings(_env_file=None, console_enabled=False), desk.office, off) is None
+    assert console_command.LINK.url is None
+    assert not [r for r in off.app.router.routes() if r.resource.canonical.startswith("/console")]
+
+    main = WebServer("127.0.0.1", 0, sessionmaker)
+    own = console.mount(Settings(_env_file=None, console_port=0, console_url="https://console.example"),
+                        desk.office, main)
+    try:
+        assert own is not None and console_command.LINK.url == "https://console.example"
+        assert not [r for r in main.app.router.routes() if r.resource.canonical.startswith("/console")]
+        await own.start()
+        async with aiohttp.ClientSession(own.base_url) as http, http.get("/console") as r:
+            assert r.status == 200 and 'id="signin"' not in await r.text()
+    finally:
+        await own.stop()
+        console_command.LINK.url = None
+
+
+async def test_lock_out_counts_the_address_the_proxy_saw(site: Site):
+    base = site.server.base_url
+    for n in range(5):
+        async with site.http.post(f"{base}/console/signin/{'X' * 31}{n}", headers={"X-Forwarded-For": "10.0.0.1"},
+                                  allow_redirects=False) as r:
+            assert r.status == 403
+    url, _ = await site.link(LEADER)
+    async with site.http.post(url, headers={"X-Forwarded-For": "10.0.0.1"}, allow_redirects=False) as r:
+        assert r.status == 429
+    async with site.http.post(url, headers={"X-Forwarded-For": "10.0.0.2"}, allow_redirects=False) as r:
+        assert r.status == 303  # another browser behind the same proxy is not locked out
