@@ -19,7 +19,7 @@ from workflows.ledgers import SOURCE_LABELS, filtered_case_ledger
 from workflows.media_models import MediaItem
 from workflows.media_store import current_store
 from workflows.models import Category, Level, Node, Person
-from workflows.tree import can_dispatch, children, get_node, level_name
+from workflows.tree import can_dispatch, children, get_node, level_name, path_of
 
 from .core import Refused, Viewer, page, redirect
 
@@ -37,7 +37,8 @@ FORM_ACTIONS = {"case.register", "case.assign", "case.ask_more", "case.decline",
 async def _filters(viewer: Viewer, q) -> case_list.Filters:
     f = case_list.Filters()
     if q.get("node"):
-        f.node_path = (await viewer.node(q["node"])).path
+        node = await viewer.node(q["node"])
+        f.node_path = node.path or await path_of(viewer.ctx.session, node.id)
     f.status = q.get("status") or None
     if f.status and f.status not in ("open", "closed", *STATUS_LABELS):
         raise Invalid("未知的事件状态：{status}", status=f.status[:20])
