@@ -11,7 +11,15 @@ from aiohttp import web
 from sqlalchemy import select
 
 from workflows import case_list, cases, maps, scope
-from workflows.cards import ACTION_LABELS, STATUS_LABELS, URGENCY_LABELS, card_actions, card_text, local
+from workflows.cards import (
+    ACTION_LABELS,
+    STATUS_LABELS,
+    URGENCY_LABELS,
+    actor_label,
+    card_actions,
+    card_text,
+    local,
+)
 from workflows.errors import Invalid, NotAllowed, WrongState
 from workflows.i18n import category_name
 from workflows.ledger_xlsx import write_xlsx
@@ -168,7 +176,7 @@ async def case_page(viewer: Viewer, request: web.Request) -> dict:
     ids = {e.actor_id for e in events if e.actor_id}
     people = dict((await ctx.session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))).all())
     timeline = [{
-        "at": local(ctx, e.at, "%Y-%m-%d %H:%M"), "who": people.get(e.actor_id, "") if e.actor_id else t("系统"),
+        "at": local(ctx, e.at, "%Y-%m-%d %H:%M"), "who": actor_label(t, case, e.actor_id, people),
         "what": t(ACTION_LABELS.get(e.action, e.action)),
         "to": (e.data or {}).get("to") or "", "note": e.note or "",
         "channel": t(CHANNEL_LABELS.get(e.channel, e.channel)) if e.channel else "",
