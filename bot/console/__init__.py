@@ -37,6 +37,9 @@ How another module adds a page
 3. Static files: add the npm package to static/package.json ("dependencies" and the files to
    copy under "vendor") and run scripts/vendor-console; commit the copied files.
 
+The case page leaves `<div id="case-map" data-lat=… data-lon=…>` for a small map, and
+`{% block scripts %}` in base.html is where a page adds its own scripts.
+
 The signed-in person and their scope
 ------------------------------------
 A page function gets a `Viewer`: `viewer.person` (workflows.models.Person), `viewer.ctx` (the
