@@ -407,6 +407,14 @@ async def test_mount_follows_the_settings(sessionmaker):
         await own.start()
         async with aiohttp.ClientSession(own.base_url) as http, http.get("/console") as r:
             assert r.status == 200 and 'id="signin"' not in await r.text()
+        # behind TLS (CONSOLE_URL https) the session cookie is Secure; the Origin is the public one
+        leader = await desk.person(LEADER)
+        async with sessionmaker() as s, s.begin():
+            token = await console_access.issue_link_token(desk.ctx(s), leader.id, timedelta(minutes=10))
+        async with aiohttp.ClientSession(own.base_url) as http:
+            async with http.post(f"/console/signin/{token}", headers={"Origin": "https://console.example"},
+                                 allow_redirects=False) as r:
+                assert r.status == 303 and "Secure" in r.headers["Set-Cookie"]
     finally:
         await own.stop()
         console_command.LINK.url = None
