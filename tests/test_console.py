@@ -352,12 +352,20 @@ async def test_link_lifetime_is_the_setting(site: Site):
 
 
 async def test_person_language_is_the_default(site: Site):
+    case = await site.report("CY-01")
     async with site.sm() as s, s.begin():
         p = (await s.execute(select(Person).where(Person.code == LEADER))).scalar_one()
         p.language = "en"
     await site.sign_in(LEADER)
-    async with site.http.get("/console/cases") as r:
-        assert "Sign out" in await r.text()
+    async with site.http.get(f"/console/cases/{case.id}") as r:
+        html = await r.text()
+    assert "Sign out" in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    async with site.http.post(f"/console/cases/{case.id}/act", data={
+            "csrf": csrf, "action": "case.register", "status": "reported", "level": str(case.grid_id)}) as r:
+        assert r.status == 200
+    # the group's card stays in the office's language whoever acted, in whatever language
+    assert "已立案" in (await site.desk.last("g:CY-01")).text
 
 
 # ---------------------------------------------------------------- media, switching off, own address
