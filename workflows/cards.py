@@ -63,6 +63,8 @@ ACTION_LABELS = {
     "remind_80": _("催办（时限将至）"),
     "yellow_card": _("黄牌警告"),
     "red_card": _("红牌督办"),
+    "urged": _("上级督办"),
+    "commented": _("批注"),
 }
 
 RATING_LABELS = {"satisfied": _("满意"), "basic": _("基本满意"), "unsatisfied": _("不满意")}
@@ -95,6 +97,16 @@ async def _names(ctx: Ctx, ids: set[int]) -> dict[int, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def actor_label(t: T, case: Case, actor_id: int | None, names: dict[int, str], *, public: bool = False,
+                to_reporter: bool = False) -> str:
+    """Who did a step, as a timeline shows it: staff by name, the reporter masked (王**), or
+    "上报人" when anonymous or public, "您" to the reporter; "系统" for the sweeps."""
+    who = names.get(actor_id, "") if actor_id else t("系统")
+    if actor_id is not None and actor_id == case.reporter_id:
+        who = t("您") if to_reporter else (t("上报人") if public or case.anonymous else mask_name(who))
+    return who
+
+
 async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, public: bool = False,
                       to_reporter: bool = False) -> list[str]:
     """The timeline; `public` hides notes and names, `to_reporter` calls the reporter 您."""
@@ -105,9 +117,7 @@ async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, pu
     names = await _names(ctx, {e.actor_id for e in events if e.actor_id})
     lines = []
     for e in events:
-        who = names.get(e.actor_id, "") if e.actor_id else t("系统")
-        if e.actor_id == case.reporter_id and e.actor_id is not None:
-            who = t("您") if to_reporter else (t("上报人") if public or case.anonymous else mask_name(who))
+        who = actor_label(t, case, e.actor_id, names, public=public, to_reporter=to_reporter)
         label = t(ACTION_LABELS.get(e.action, e.action))
         extra = ""
         if e.data.get("to"):
@@ -191,31 +201,34 @@ async def checker_label(ctx: Ctx, t: T, case: Case) -> str:
     return who
 
 
-async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:
-    """Leader's buttons — only on the card of the node that holds the case now."""
+def card_actions(case: Case, node_id: int) -> list[list[tuple[str, str]]]:
+    """The leader's actions on the card of `node_id`, as rows of (label message id, action) —
+    only on the card of the node that holds the case now. The chat's buttons and the web
+    console's action list both come from here."""
     if node_id != case.level_node_id:
         return []
-    ref = {"case_id": case.id, "status": case.status, "level": case.level_node_id}
-
-    async def b(label: str, action: str):
-        return await button(ctx, t(label), action, **ref)
-
     if case.status == S.reported:
         return [
-            [await b("立案", "case.register"), await b("派遣", "case.assign")],
-            [await b("要求补充", "case.ask_more"), await b("不予立案", "case.decline")],
-            [await b("上报上级", "case.escalate"), await b("更多", "case.more")],
+            [("立案", "case.register"), ("派遣", "case.assign")],
+            [("要求补充", "case.ask_more"), ("不予立案", "case.decline")],
+            [("上报上级", "case.escalate"), ("更多", "case.more")],
         ]
     if case.status == S.needs_info:
-        return [[await b("不予立案", "case.decline"), await b("更多", "case.more")]]
+        return [[("不予立案", "case.decline"), ("更多", "case.more")]]
     if case.status == S.registered:
-        return [[await b("派遣", "case.assign"), await b("上报上级", "case.escalate")],
-                [await b("更多", "case.more")]]
+        return [[("派遣", "case.assign"), ("上报上级", "case.escalate")], [("更多", "case.more")]]
     if case.status in (S.dispatched, S.in_progress):
-        return [[await b("更多", "case.more")]]
+        return [[("更多", "case.more")]]
     if case.status == S.resolved:
-        return [[await b("核查通过", "case.verify_pass"), await b("返工", "case.rework")]]
+        return [[("核查通过", "case.verify_pass"), ("返工", "case.rework")]]
     return []
+
+
+async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:
+    """Leader's buttons — only on the card of the node that holds the case now."""
+    ref = {"case_id": case.id, "status": case.status, "level": case.level_node_id}
+    return [[await button(ctx, t(label), action, **ref) for label, action in row]
+            for row in card_actions(case, node_id)]
 
 
 async def refresh(ctx: Ctx, case: Case) -> None:
@@ -371,6 +384,15 @@ async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
             return Msg(text, buttons=await task_buttons(ctx, t, case), media=list(case.attachments or []))
 
         await to_person(ctx, person_id, compose, card_key=await task_key(ctx, case, person_id))
+
+
+async def tell_urged(ctx: Ctx, case: Case, node: Node, note: str) -> None:
+    """督办 by an upper level: whoever holds the task hears it at once (the card shows it too)."""
+    for person_id in await assignee_ids(ctx, case):
+        async def compose(t: T) -> Msg:
+            return Msg(t("【督办】{node} 督办事件 {number}：{note}", node=node.name, number=case.number, note=note))
+
+        await to_person(ctx, person_id, compose)
 
 
 async def tell_team_taken(ctx: Ctx, case: Case) -> None:

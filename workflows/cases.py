@@ -314,6 +314,24 @@ async def dispatch(ctx: Ctx, actor_id: int, case_id: int, *, assignee_id: int | 
     return case
 
 
+async def dispatch_choices(ctx: Ctx, case: Case) -> tuple[list[Person], list[Team], int | None]:
+    """Whom the case may be dispatched to from its holding node: a grid's workers and the teams
+    serving the grid; from an upper level any department's team. Teams come with the category's
+    default team first (its id is the third value), so the usual choice is the first."""
+    from .models import TeamGrid
+    from .tree import workers_of
+
+    node = await get_node(ctx, case.level_node_id)
+    workers = await workers_of(ctx, node.id) if node.level in GRID_LEVELS else []
+    teams = select(Team)  # upper levels may send any department's team
+    if node.level in GRID_LEVELS:
+        teams = teams.join(TeamGrid, TeamGrid.team_id == Team.id).where(TeamGrid.node_id == node.id)
+    category = await ctx.session.get(Category, case.category_id)
+    found = list((await ctx.session.execute(teams.order_by(Team.code))).scalars())
+    found.sort(key=lambda team: team.id != category.default_team_id)
+    return workers, found, category.default_team_id
+
+
 async def escalate(ctx: Ctx, actor_id: int, case_id: int, reason: str) -> Case:
     """上报: pass the case one level up the tree."""
     reason = clean_text(reason, "上报理由")
@@ -617,6 +635,56 @@ async def move_grid(ctx: Ctx, actor_id: int, case_id: int, grid_id: int, reason:
 
 # ---------------------------------------------------------------- queries
 
+# ---------------------------------------------------------------- supervision and remarks from above
+
+async def may_urge(ctx: Ctx, actor_id: int | None, case: Case) -> Node | None:
+    """督办: a dispatcher of a level above the one holding an open case may press it; the node
+    they urge from (their own, nearest above), or None."""
+    if actor_id is None or case.status not in OPEN_STATUSES:
+        return None
+    from .tree import DISPATCH_ROLES_ABOVE, roles_of
+
+    held = {nid for nid, role in await roles_of(ctx, actor_id) if role in DISPATCH_ROLES_ABOVE}
+    level = await get_node(ctx, case.level_node_id)
+    return next((n for n in await ancestors(ctx, level) if n.id in held), None)
+
+
+async def urge(ctx: Ctx, actor_id: int, case_id: int, note: str) -> Case:
+    """上级督办: the level above presses the holder of an open case; the card shows it and the
+    assignee is told."""
+    note = clean_text(note, "督办意见")
+    case = await get_case(ctx, case_id, lock=True)
+    node = await may_urge(ctx, actor_id, case)
+    if node is None:
+        if case.status not in OPEN_STATUSES:
+            _expect(case, *OPEN_STATUSES)
+        raise NotAllowed("只有上级的网格长或指挥中心工作人员可以督办该事件。")
+    await _event(ctx, case, actor_id, "urged", note, frm=node.name)
+    await cards.refresh(ctx, case)
+    await cards.tell_urged(ctx, case, node, note)
+    return case
+
+
+async def may_comment(ctx: Ctx, actor_id: int | None, case: Case) -> bool:
+    """A remark (批注) on the case file: staff whose nodes cover the case's grid or holder."""
+    from .scope import node_covered, staff_paths
+
+    paths = await staff_paths(ctx, actor_id)
+    return bool(paths) and (await node_covered(ctx, paths, await get_node(ctx, case.grid_id))
+                            or await node_covered(ctx, paths, await get_node(ctx, case.level_node_id)))
+
+
+async def comment(ctx: Ctx, actor_id: int, case_id: int, text: str) -> Case:
+    """批注: a staff remark kept in the case's timeline and shown on its card; it changes nothing else."""
+    text = clean_text(text, "批注内容")
+    case = await get_case(ctx, case_id, lock=True)
+    if not await may_comment(ctx, actor_id, case):
+        raise NotAllowed("只有负责该网格或其上级的工作人员可以批注。")
+    await _event(ctx, case, actor_id, "commented", text)
+    await cards.refresh(ctx, case)
+    return case
+
+
 async def cases_of_reporter(ctx: Ctx, person_id: int, limit: int = 10) -> list[Case]:
     rows = await ctx.session.execute(
         select(Case).where(Case.reporter_id == person_id).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit)
@@ -695,14 +763,14 @@ async def can_view(ctx: Ctx, person_id: int, case: Case) -> bool:
         return True
     if case.team_id is not None and person_id in await team_member_ids(ctx, case.team_id):
         return True  # a team member whose colleague took the case still follows it
-    from .tree import has_role
+    from .scope import node_covered, staff_paths  # the one scope rule, also the console's SQL
 
-    grid = await get_node(ctx, case.grid_id)
-    staff = {"leader", "standin", "worker", "centre_staff", "admin", "helper"}
-    if await has_role(ctx, person_id, grid, staff, staff):
+    paths = await staff_paths(ctx, person_id)
+    if not paths:
+        return False
+    if await node_covered(ctx, paths, await get_node(ctx, case.grid_id)):
         return True
-    level = await get_node(ctx, case.level_node_id)
-    return await has_role(ctx, person_id, level, staff, staff)
+    return await node_covered(ctx, paths, await get_node(ctx, case.level_node_id))
 
 
 NUMBER_RE = re.compile(r"\b[A-Za-z0-9]{1,16}-\d{8}-\d{3,}\b")
