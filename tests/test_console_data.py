@@ -25,6 +25,10 @@ CY_GRIDS = {"CY-01", "CY-02", "CY-03"}
 WX_GRIDS = {"WX-01", "WX-02", "WX-03"}
 
 
+async def scope(ctx: Ctx, person_id: int) -> list[str]:
+    return await map_layers.scope_paths(ctx, person_id)
+
+
 @pytest.fixture
 async def w(sessionmaker, clock) -> World:
     return await World(sessionmaker, clock).setup()
@@ -37,12 +41,12 @@ async def located(w: World, grid: str, lat: float, lon: float, category: str = "
 async def test_boundaries_are_those_of_the_viewers_scope_in_the_tiles_datum(w: World):
     async with w.sm() as s:
         ctx = Ctx(session=s, clock=w.clock)
-        cy = await map_layers.grid_layer(ctx, w.ids["CY-L"])
-        wx = await map_layers.grid_layer(ctx, w.ids["WX-L"])
-        street = await map_layers.grid_layer(ctx, w.ids["XH-ZX1"])
-        grid_leader = await map_layers.grid_layer(ctx, w.ids["CY01-L"])
-        nobody = await map_layers.grid_layer(ctx, w.resident.id)
-        gcj = await map_layers.grid_layer(ctx, w.ids["CY-L"], "gcj02")
+        cy = await map_layers.grid_layer(ctx, await scope(ctx, w.ids["CY-L"]))
+        wx = await map_layers.grid_layer(ctx, await scope(ctx, w.ids["WX-L"]))
+        street = await map_layers.grid_layer(ctx, await scope(ctx, w.ids["XH-ZX1"]))
+        grid_leader = await map_layers.grid_layer(ctx, await scope(ctx, w.ids["CY01-L"]))
+        nobody = await map_layers.grid_layer(ctx, await scope(ctx, w.resident.id))
+        gcj = await map_layers.grid_layer(ctx, await scope(ctx, w.ids["CY-L"]), "gcj02")
     codes = lambda fc: {f["properties"]["code"] for f in fc["features"]}  # noqa: E731
     assert codes(cy) == CY_GRIDS and codes(wx) == WX_GRIDS and codes(street) == CY_GRIDS | WX_GRIDS
     assert codes(grid_leader) == {"CY-01"} and nobody["features"] == []
@@ -58,8 +62,8 @@ async def test_points_are_scoped_coloured_and_filtered(w: World):
     await w.report(grid="CY-02")  # no location: not on the map
     async with w.sm() as s:
         ctx = Ctx(session=s, clock=w.clock)
-        cy = await map_layers.case_layer(ctx, w.ids["CY-L"])
-        street = await map_layers.case_layer(ctx, w.ids["XH-ZX1"], "bd09")
+        cy = await map_layers.case_layer(ctx, await scope(ctx, w.ids["CY-L"]))
+        street = await map_layers.case_layer(ctx, await scope(ctx, w.ids["XH-ZX1"]), "bd09")
     assert [f["properties"]["number"] for f in cy["features"]] == [a.number]
     assert {f["id"] for f in street["features"]} == {a.id, b.id}
     pt = next(f for f in street["features"] if f["id"] == a.id)
@@ -74,11 +78,11 @@ async def test_points_are_scoped_coloured_and_filtered(w: World):
         await deadlines.sweep(Ctx(session=s, clock=w.clock, channels=frozenset({"test"})))
     async with w.sm() as s:
         ctx = Ctx(session=s, clock=w.clock)
-        props = (await map_layers.case_layer(ctx, w.ids["CY-L"]))["features"][0]["properties"]
-        overdue = await map_layers.case_layer(ctx, w.ids["XH-ZX1"], filters=map_layers.CaseFilter(overdue=True))
-        red = await map_layers.case_layer(ctx, w.ids["XH-ZX1"], filters=map_layers.CaseFilter(card="red"))
-        closed = await map_layers.case_layer(ctx, w.ids["XH-ZX1"], filters=map_layers.CaseFilter(status="closed"))
-        in_wx = await map_layers.case_layer(ctx, w.ids["XH-ZX1"],
+        props = (await map_layers.case_layer(ctx, await scope(ctx, w.ids["CY-L"])))["features"][0]["properties"]
+        overdue = await map_layers.case_layer(ctx, await scope(ctx, w.ids["XH-ZX1"]), filters=map_layers.CaseFilter(overdue=True))
+        red = await map_layers.case_layer(ctx, await scope(ctx, w.ids["XH-ZX1"]), filters=map_layers.CaseFilter(card="red"))
+        closed = await map_layers.case_layer(ctx, await scope(ctx, w.ids["XH-ZX1"]), filters=map_layers.CaseFilter(status="closed"))
+        in_wx = await map_layers.case_layer(ctx, await scope(ctx, w.ids["XH-ZX1"]),
                                             filters=map_layers.CaseFilter(node_ids=[w.nodes["WX"]]))
     assert props["overdue"] and props["card"] == "red" and props["status"] == "dispatched"
     assert [f["id"] for f in overdue["features"]] == [a.id] == [f["id"] for f in red["features"]]
@@ -89,12 +93,12 @@ async def test_a_grid_card_masks_phones_for_those_who_do_not_dispatch_there(w: W
     t = T("zh_CN")
     async with w.sm() as s:
         ctx = Ctx(session=s, clock=w.clock)
-        leader = await map_layers.grid_card(ctx, t, w.ids["CY-L"], w.nodes["CY-01"])
-        worker = await map_layers.grid_card(ctx, t, w.ids["CY01-W1"], w.nodes["CY-01"])
+        leader = await map_layers.grid_card(ctx, t, w.ids["CY-L"], await scope(ctx, w.ids["CY-L"]), w.nodes["CY-01"])
+        worker = await map_layers.grid_card(ctx, t, w.ids["CY01-W1"], await scope(ctx, w.ids["CY01-W1"]), w.nodes["CY-01"])
         with pytest.raises(NotFound):
-            await map_layers.grid_card(ctx, t, w.ids["WX-L"], w.nodes["CY-01"])
+            await map_layers.grid_card(ctx, t, w.ids["WX-L"], await scope(ctx, w.ids["WX-L"]), w.nodes["CY-01"])
         with pytest.raises(NotFound):  # a community is not a grid card
-            await map_layers.grid_card(ctx, t, w.ids["XH-ZX1"], w.nodes["CY"])
+            await map_layers.grid_card(ctx, t, w.ids["XH-ZX1"], await scope(ctx, w.ids["XH-ZX1"]), w.nodes["CY"])
     assert leader.full_phones and [p.phone for p in leader.leaders] == ["13800000007"]
     assert "13800000007" in leader.notice and leader.leaders[0].name == "张伟"
     assert not worker.full_phones and [p.phone for p in worker.leaders] == ["138****0007"]
@@ -138,7 +142,7 @@ async def test_the_health_view_shows_who_cannot_be_reached(w: World):
         await s.delete(acc)
     async with w.sm() as s:
         ctx = Ctx(session=s, clock=w.clock)
-        rows = await health.tree_health(ctx, w.ids["CY-L"], frozenset({"test"}))
+        rows = await health.tree_health(ctx, w.ids["CY-L"], await scope(ctx, w.ids["CY-L"]), frozenset({"test"}))
         by_code = {h.node.code: h for h in rows}
         assert [h.node.code for h in rows][0] == "CY" and set(by_code) == {"CY"} | CY_GRIDS
         members = {m.code: m for m in by_code["CY-01"].members}
@@ -148,8 +152,8 @@ async def test_the_health_view_shows_who_cannot_be_reached(w: World):
         assert members["CY01-W1"].partner and members["CY01-L"].phone == "13800000007"
         assert by_code["CY-01"].has_group and by_code["CY-01"].unreachable == 2
         assert [h.depth for h in rows] == [0, 1, 1, 1]
-        seen_by_worker = await health.tree_health(ctx, w.ids["CY01-W1"], frozenset({"test"}))
+        seen_by_worker = await health.tree_health(ctx, w.ids["CY01-W1"], await scope(ctx, w.ids["CY01-W1"]), frozenset({"test"}))
         assert [h.node.code for h in seen_by_worker] == ["CY-01"]
         assert {m.code: m.phone for m in seen_by_worker[0].members}["CY01-L"] == "138****0007"
-        off_channel = await health.tree_health(ctx, w.ids["CY-L"], frozenset({"telegram"}))
+        off_channel = await health.tree_health(ctx, w.ids["CY-L"], await scope(ctx, w.ids["CY-L"]), frozenset({"telegram"}))
         assert all(m.unreachable == health.NO_ACCOUNT for h in off_channel for m in h.members)

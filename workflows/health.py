@@ -14,7 +14,7 @@ from sqlalchemy.orm import defer
 from .cards import mask_phone
 from .context import Ctx
 from .i18n import _
-from .map_layers import scope_paths, under
+from .map_layers import under
 from .models import Account, Assignment, GroupBinding, Node, Person
 from .tree import GRID_LEVELS, can_dispatch
 
@@ -67,10 +67,10 @@ class NodeHealth:
         return sum(1 for m in self.members if m.unreachable)
 
 
-async def tree_health(ctx: Ctx, viewer_id: int, channels: frozenset[str] | None = None) -> list[NodeHealth]:
-    """Every node in the viewer's scope in tree order, with its people and bindings. `channels`
+async def tree_health(ctx: Ctx, viewer_id: int, paths: list[str],
+                      channels: frozenset[str] | None = None) -> list[NodeHealth]:
+    """Every node in the scope `paths` (the viewer's) in tree order, with its people and bindings. `channels`
     are the ones this deployment runs: an account on another channel reaches nobody."""
-    paths = await scope_paths(ctx, viewer_id)
     if not paths:
         return []
     nodes = list((await ctx.session.execute(

@@ -47,10 +47,9 @@ def grids_in_scope(paths: list[str]) -> Select:
     return select(Node.id).where(Node.level.in_(list(GRID_LEVELS)), under(Node.path, paths))
 
 
-async def grid_layer(ctx: Ctx, viewer_id: int, crs: str = "wgs84") -> dict:
-    """The boundaries of the grids the viewer sees, as a GeoJSON FeatureCollection in `crs`."""
+async def grid_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84") -> dict:
+    """The boundaries of the grids in the scope `paths` (scope_paths), as GeoJSON in `crs`."""
     crs = geo.check_crs(crs)
-    paths = await scope_paths(ctx, viewer_id)
     rows = await ctx.session.execute(
         select(Node.id, Node.code, Node.name, Node.boundary)
         .where(Node.id.in_(grids_in_scope(paths)), Node.boundary.is_not(None)).order_by(Node.code))
@@ -77,16 +76,15 @@ def card_colour(stage: int) -> str | None:
     return "red" if stage >= 4 else "yellow" if stage >= 3 else None
 
 
-async def case_layer(ctx: Ctx, viewer_id: int, crs: str = "wgs84", filters: CaseFilter | None = None,
+async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: CaseFilter | None = None,
                      t: T | None = None) -> dict:
-    """The located cases the viewer sees, newest first, as GeoJSON points in `crs`.
+    """The located cases in the scope `paths`, newest first, as GeoJSON points in `crs`.
 
     A case is in scope when its grid or the level now holding it is (the two nodes `can_view`
     looks at). Properties carry what the map colours by: status, overdue and card."""
     crs = geo.check_crs(crs)
     f = filters or CaseFilter()
     now = ctx.now()
-    paths = await scope_paths(ctx, viewer_id)
     grid, level = aliased(Node), aliased(Node)
     q = (select(Case.id, Case.number, Case.status, Case.latitude, Case.longitude, Case.deadline_at,
                 Case.deadline_stage, Case.created_at, Case.grid_id, Category.name, grid.name)
@@ -150,19 +148,18 @@ class GridCard:
     full_phones: bool
 
 
-async def in_scope(ctx: Ctx, viewer_id: int, node: Node) -> bool:
-    paths = await scope_paths(ctx, viewer_id)
+def in_scope(paths: list[str], node: Node) -> bool:
     return bool(node.path) and any(node.path.startswith(p) for p in paths)
 
 
-async def grid_card(ctx: Ctx, t: T, viewer_id: int, grid_id: int) -> GridCard:
+async def grid_card(ctx: Ctx, t: T, viewer_id: int, paths: list[str], grid_id: int) -> GridCard:
     """The notice card of a grid the viewer sees. Phone numbers are shown in full to those who
     dispatch there (leaders, centre staff above) and masked for everyone else — the rule the
     case cards follow for a reporter's number. A grid outside the scope is not found."""
     from .routines.reports import week_so_far
 
     node = await ctx.session.get(Node, grid_id)
-    if node is None or node.level not in GRID_LEVELS or not await in_scope(ctx, viewer_id, node):
+    if node is None or node.level not in GRID_LEVELS or not in_scope(paths, node):
         raise NotFound("找不到该网格节点。")
     full = await can_dispatch(ctx, viewer_id, node)
     phone = (lambda p: p or "") if full else mask_phone
