@@ -156,8 +156,14 @@ async def _terminal_api(settings: Settings, rt: Runtime):
 
     server = from_settings(settings, rt.sessionmaker, rt.office.clock)
     Open311Api(rt.office, on_commit=drain_soon).routes(server)
+    from . import console
+
+    own = console.mount(settings, rt.office, server, on_commit=drain_soon)  # the web console (docs/console.md)
     await server.start()
     print(f"Open311 API: {server.base_url}/open311/v2/ (docs/open311.md)")
+    if own is not None:
+        await own.start()
+        server.also_stop = own
     return server
 
 
@@ -225,10 +231,17 @@ async def run_channels(settings: Settings) -> int:
     from .open311 import Open311Api
 
     Open311Api(rt.office).routes(server)  # the intake API (docs/open311.md)
+    from . import console
+
+    own = console.mount(settings, rt.office, server)  # the web console (docs/console.md)
+    if own is not None:
+        server.also_stop = own
     for c in channels:
         await c.start(rt.office)
         log.info("channel %s started", c.name)
     await server.start()
+    if own is not None:
+        await own.start()
     await services.start()
     try:
         await stop.wait()

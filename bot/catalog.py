@@ -1,7 +1,7 @@
 """Keeps the translation catalogues complete.
 
 Every Chinese string literal in the code is text a person reads, so every one of them is a
-message id. `python -m bot.catalog` adds new ones to each catalogue (keeping translations)
+message id; so is every Chinese `_("…")` in the web console's templates (bot/console/templates). `python -m bot.catalog` adds new ones to each catalogue (keeping translations)
 and drops ids no longer used; the test suite fails while any id lacks a translation.
 """
 
@@ -47,7 +47,24 @@ def scan(root: Path = ROOT) -> dict[str, list[str]]:
                 if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
                         and CJK.search(node.value)):
                     found.setdefault(node.value, []).append(f"{rel}:{node.lineno}")
+        for path in sorted((root / package).rglob("*.html")):  # the web console's Jinja2 templates
+            rel = path.relative_to(root).as_posix()
+            for msgid, line in template_messages(path.read_text(encoding="utf-8")):
+                found.setdefault(msgid, []).append(f"{rel}:{line}")
     return found
+
+
+# `_("…")` / `_('…')` calls in a template: every Chinese text there is a message id like the code's
+TEMPLATE_CALL = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
+
+
+def template_messages(source: str) -> list[tuple[str, int]]:
+    out = []
+    for m in TEMPLATE_CALL.finditer(source):
+        text = m.group(1) if m.group(1) is not None else m.group(2)
+        if CJK.search(text):
+            out.append((text, source.count("\n", 0, m.start()) + 1))
+    return out
 
 
 def po_path(language: str) -> Path:

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     wechat_kf_callback_path: str = "/wechat/kf/callback"  # on the one web server (HTTP_HOST/HTTP_PORT)
     wechat_kf_link: str | None = None  # https://work.weixin.qq.com/kfid/… — printed on the notice card
 
+    # web console (docs/console.md): on the one web server, or its own address when CONSOLE_PORT is set
+    console_enabled: bool = True
+    console_url: str | None = None  # the address people open, e.g. https://console.example.gov.cn
+    console_host: str | None = None  # with CONSOLE_PORT: a site of its own (e.g. 127.0.0.1 behind a proxy)
+    console_port: int | None = None
+    console_session_hours: float = 12.0
+    console_link_minutes: int = 10  # how long a /console sign-in link works
+
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0
     scheduler_enabled: bool = True

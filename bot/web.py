@@ -44,6 +44,7 @@ class WebServer:
         self.app = web.Application(client_max_size=MAX_BODY)
         self._paths: dict[str, dict] = {}
         self._runner: web.AppRunner | None = None
+        self.also_stop: WebServer | None = None  # a second site (the console on its own address)
         self.add("GET", "/healthz", self.healthz, summary="Health: database reachable, delivery queue age",
                  tag="health")
         self.add("GET", "/openapi.json", self.openapi, summary="This OpenAPI document", tag="health")
@@ -71,6 +72,8 @@ class WebServer:
         log.info("web server listening on %s:%s (%s)", self.host, self.port, ", ".join(sorted(self._paths)))
 
     async def stop(self) -> None:
+        if self.also_stop is not None:
+            await self.also_stop.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from workflows import cases
 from workflows.errors import NotAllowed
-from workflows.models import Case, Category, Team, TeamGrid
-from workflows.tree import GRID_LEVELS, can_dispatch, dispatcher_title, get_node, grids, workers_of
+from workflows.models import Case, Category
+from workflows.tree import can_dispatch, dispatcher_title, get_node, grids
 
 from .reasons import ask_reason, reason_for
 from .registry import action, flow
@@ -45,18 +45,11 @@ async def assign_menu(turn: Turn, args: dict) -> None:
         return
     rows = []
     node = await get_node(turn.ctx, case.level_node_id)
-    if node.level in GRID_LEVELS:
-        for w in await workers_of(turn.ctx, node.id):
-            rows.append([await turn.button(w.name, "case.assign_to", person_id=w.id, **_ref(case))])
-        teams = select(Team).join(TeamGrid, TeamGrid.team_id == Team.id).where(TeamGrid.node_id == node.id)
-    else:
-        teams = select(Team)  # upper levels may send any department's team
-    category = await turn.session.get(Category, case.category_id)
-    found = list((await turn.session.execute(teams.order_by(Team.code))).scalars())
-    # the category's default team first, marked, so the usual choice is one tap
-    found.sort(key=lambda team: team.id != category.default_team_id)
-    for team in found:
-        label = team.name + (turn.t("（默认）") if team.id == category.default_team_id else "")
+    workers, teams, default_team = await cases.dispatch_choices(turn.ctx, case)
+    for w in workers:
+        rows.append([await turn.button(w.name, "case.assign_to", person_id=w.id, **_ref(case))])
+    for team in teams:
+        label = team.name + (turn.t("（默认）") if team.id == default_team else "")
         rows.append([await turn.button(label, "case.assign_to", team_id=team.id, **_ref(case))])
     if not rows:
         await turn.say(turn.t("{node} 没有可派遣的网格员或处置团队，请先在导入文件中添加人员。", node=node.name))

@@ -24,6 +24,7 @@ def _load_dialogues() -> None:
         admin,
         care,
         common,
+        console,
         leader,
         leave,
         ledger,

@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     care_models,
     channel_models,
     code_models,
+    console_models,
     inbox_models,
     media_models,
     models,

@@ -190,31 +190,34 @@ async def checker_label(ctx: Ctx, t: T, case: Case) -> str:
     return who
 
 
-async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:
-    """Leader's buttons — only on the card of the node that holds the case now."""
+def card_actions(case: Case, node_id: int) -> list[list[tuple[str, str]]]:
+    """The leader's actions on the card of `node_id`, as rows of (label message id, action) —
+    only on the card of the node that holds the case now. The chat's buttons and the web
+    console's action list both come from here."""
     if node_id != case.level_node_id:
         return []
-    ref = {"case_id": case.id, "status": case.status, "level": case.level_node_id}
-
-    async def b(label: str, action: str):
-        return await button(ctx, t(label), action, **ref)
-
     if case.status == S.reported:
         return [
-            [await b("立案", "case.register"), await b("派遣", "case.assign")],
-            [await b("要求补充", "case.ask_more"), await b("不予立案", "case.decline")],
-            [await b("上报上级", "case.escalate"), await b("更多", "case.more")],
+            [("立案", "case.register"), ("派遣", "case.assign")],
+            [("要求补充", "case.ask_more"), ("不予立案", "case.decline")],
+            [("上报上级", "case.escalate"), ("更多", "case.more")],
         ]
     if case.status == S.needs_info:
-        return [[await b("不予立案", "case.decline"), await b("更多", "case.more")]]
+        return [[("不予立案", "case.decline"), ("更多", "case.more")]]
     if case.status == S.registered:
-        return [[await b("派遣", "case.assign"), await b("上报上级", "case.escalate")],
-                [await b("更多", "case.more")]]
+        return [[("派遣", "case.assign"), ("上报上级", "case.escalate")], [("更多", "case.more")]]
     if case.status in (S.dispatched, S.in_progress):
-        return [[await b("更多", "case.more")]]
+        return [[("更多", "case.more")]]
     if case.status == S.resolved:
-        return [[await b("核查通过", "case.verify_pass"), await b("返工", "case.rework")]]
+        return [[("核查通过", "case.verify_pass"), ("返工", "case.rework")]]
     return []
+
+
+async def card_buttons(ctx: Ctx, t: T, case: Case, node_id: int) -> list:
+    """Leader's buttons — only on the card of the node that holds the case now."""
+    ref = {"case_id": case.id, "status": case.status, "level": case.level_node_id}
+    return [[await button(ctx, t(label), action, **ref) for label, action in row]
+            for row in card_actions(case, node_id)]
 
 
 async def refresh(ctx: Ctx, case: Case) -> None:

@@ -314,6 +314,24 @@ async def dispatch(ctx: Ctx, actor_id: int, case_id: int, *, assignee_id: int | 
     return case
 
 
+async def dispatch_choices(ctx: Ctx, case: Case) -> tuple[list[Person], list[Team], int | None]:
+    """Whom the case may be dispatched to from its holding node: a grid's workers and the teams
+    serving the grid; from an upper level any department's team. Teams come with the category's
+    default team first (its id is the third value), so the usual choice is the first."""
+    from .models import TeamGrid
+    from .tree import workers_of
+
+    node = await get_node(ctx, case.level_node_id)
+    workers = await workers_of(ctx, node.id) if node.level in GRID_LEVELS else []
+    teams = select(Team)  # upper levels may send any department's team
+    if node.level in GRID_LEVELS:
+        teams = teams.join(TeamGrid, TeamGrid.team_id == Team.id).where(TeamGrid.node_id == node.id)
+    category = await ctx.session.get(Category, case.category_id)
+    found = list((await ctx.session.execute(teams.order_by(Team.code))).scalars())
+    found.sort(key=lambda team: team.id != category.default_team_id)
+    return workers, found, category.default_team_id
+
+
 async def escalate(ctx: Ctx, actor_id: int, case_id: int, reason: str) -> Case:
     """上报: pass the case one level up the tree."""
     reason = clean_text(reason, "上报理由")
@@ -695,14 +713,14 @@ async def can_view(ctx: Ctx, person_id: int, case: Case) -> bool:
         return True
     if case.team_id is not None and person_id in await team_member_ids(ctx, case.team_id):
         return True  # a team member whose colleague took the case still follows it
-    from .tree import has_role
+    from .scope import node_covered, staff_paths  # the one scope rule, also the console's SQL
 
-    grid = await get_node(ctx, case.grid_id)
-    staff = {"leader", "standin", "worker", "centre_staff", "admin", "helper"}
-    if await has_role(ctx, person_id, grid, staff, staff):
+    paths = await staff_paths(ctx, person_id)
+    if not paths:
+        return False
+    if await node_covered(ctx, paths, await get_node(ctx, case.grid_id)):
         return True
-    level = await get_node(ctx, case.level_node_id)
-    return await has_role(ctx, person_id, level, staff, staff)
+    return await node_covered(ctx, paths, await get_node(ctx, case.level_node_id))
 
 
 NUMBER_RE = re.compile(r"\b[A-Za-z0-9]{1,16}-\d{8}-\d{3,}\b")

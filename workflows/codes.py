@@ -22,7 +22,8 @@ from .errors import Invalid
 from .models import OneTimeToken
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-LENGTH = {"acct": 8, "link": 8, "bind": 10}
+# a console sign-in link is clicked, not typed: 32 characters, 31^32 ≈ 2^158
+LENGTH = {"acct": 8, "link": 8, "bind": 10, "console": 32}
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=15)
 

@@ -8,7 +8,7 @@ The 考核表 figures come from the same function as /stats (routines.stats.node
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -120,12 +120,22 @@ def on_time_label(t: T, case: Case, now: datetime) -> str:
     return t("已超期") if now > case.deadline_at else t("未到期")
 
 
-async def _case_rows(ctx: Ctx, t: T, grid_ids: list[int], start: datetime, end: datetime) -> AsyncIterator[list]:
-    query = select(*CASE_FIELDS).where(Case.grid_id.in_(grid_ids), Case.created_at >= start, Case.created_at < end)
+async def _case_rows(ctx: Ctx, t: T, grid_ids: list[int] | None, start: datetime | None, end: datetime | None,
+                     where: Sequence[Any] = ()) -> AsyncIterator[list]:
+    """The rows of the 事件台账: of the grids in a period, or (grid_ids None) of any other
+    selection `where` makes — the web console's filtered list."""
+    query = select(*CASE_FIELDS).where(*where)
+    if grid_ids is not None:
+        query = query.where(Case.grid_id.in_(grid_ids))
+    if start is not None and end is not None:
+        query = query.where(Case.created_at >= start, Case.created_at < end)
     english = t.language == "en"
     categories = {i: (en if english and en else zh) for i, zh, en in
                   await ctx.session.execute(select(Category.id, Category.name, Category.name_en))}
-    grids = dict((await ctx.session.execute(select(Node.id, Node.name).where(Node.id.in_(grid_ids)))).all())
+    names = select(Node.id, Node.name)
+    if grid_ids is not None:
+        names = names.where(Node.id.in_(grid_ids))
+    grids = dict((await ctx.session.execute(names)).all())
     teams = dict((await ctx.session.execute(select(Team.id, Team.name))).all())
     now = ctx.now()
     async for page in _pages(ctx, query, Case.id, columns=True):
@@ -283,6 +293,12 @@ async def ledger(ctx: Ctx, t: T, kind: str, node: Node, first: date, last: date)
     columns, rows = make[kind]
     return Ledger(kind, node, first, last, columns, rows())
 
+
+
+def filtered_case_ledger(ctx: Ctx, t: T, node: Node, first: date, last: date, where: Sequence[Any]) -> Ledger:
+    """The 事件台账 of a selection of cases (`where`, e.g. workflows.case_list.conditions) —
+    the same columns and rows as `ledger(…, "cases", …)`; `node`, `first` and `last` are the title's."""
+    return Ledger("cases", node, first, last, CASE_COLUMNS, _case_rows(ctx, t, None, None, None, where))
 
 
 # ---------------------------------------------------------------------------- who, and for when
