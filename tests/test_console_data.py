@@ -17,6 +17,7 @@ from workflows.i18n import T
 from workflows.models import Account, Node
 from workflows.routines import deadlines
 from workflows.routines.reports import week_so_far
+from workflows.scope import staff_paths
 
 from .test_case_loop import World
 
@@ -26,7 +27,7 @@ WX_GRIDS = {"WX-01", "WX-02", "WX-03"}
 
 
 async def scope(ctx: Ctx, person_id: int) -> list[str]:
-    return await map_layers.scope_paths(ctx, person_id)
+    return await staff_paths(ctx, person_id)
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
+from . import scope
 from .cards import mask_phone
 from .context import Ctx
 from .i18n import _
-from .map_layers import under
 from .models import Account, Assignment, GroupBinding, Node, Person
 from .tree import GRID_LEVELS, can_dispatch
 
@@ -74,7 +74,7 @@ async def tree_health(ctx: Ctx, viewer_id: int, paths: list[str],
     if not paths:
         return []
     nodes = list((await ctx.session.execute(
-        select(Node).where(under(Node.path, paths)).order_by(Node.path)
+        select(Node).where(Node.id.in_(scope.nodes_under(paths))).order_by(Node.path)
         .options(defer(Node.boundary, raiseload=True)))).scalars())
     ids = [n.id for n in nodes]
     held: dict[int, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))

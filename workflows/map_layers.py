@@ -1,7 +1,7 @@
 """What the console's map draws: grid boundaries and case points as GeoJSON, and a grid's notice card.
 
-Everything is limited to the viewer's scope (the nodes they hold a staff role on and everything
-below — the rule `cases.can_view` applies to one case) and converted from the stored WGS-84 to
+Everything is limited to the viewer's scope (workflows.scope: the subtrees of the nodes they
+hold a staff role on — the rule `cases.can_view` applies to one case) and converted from the stored WGS-84 to
 the datum of the tile server the map is drawn on (workflows.geo).
 """
 
@@ -11,44 +11,27 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, and_, func, select
 
-from . import geo
+from . import geo, scope
 from .cards import STATUS_LABELS, mask_name, mask_phone
 from .context import Ctx
 from .errors import NotFound
 from .i18n import T
-from .models import OPEN_STATUSES, Assignment, Case, Category, Node, Person
+from .models import OPEN_STATUSES, Case, Category, Node, Person
 from .notice_card import notice_card
 from .tree import GRID_LEVELS, can_dispatch, leaders_of, workers_of
 
-# the roles `cases.can_view` lets see a node's cases (at the node and below)
-STAFF_ROLES = ("leader", "standin", "worker", "centre_staff", "admin", "helper")
 MAX_POINTS = 5000  # newest first; the map says when there are more (narrow the filter)
 PHONE_RE = re.compile(r"(?<!\d)1\d{10}(?!\d)")
 
 
-async def scope_paths(ctx: Ctx, person_id: int) -> list[str]:
-    """The materialized paths of the nodes whose subtree the person sees (none for a resident)."""
-    rows = await ctx.session.execute(
-        select(Node.path).join(Assignment, Assignment.node_id == Node.id)
-        .where(Assignment.person_id == person_id, Assignment.role.in_(STAFF_ROLES)).distinct())
-    paths = sorted(p for p in rows.scalars() if p)
-    # a node inside another one's subtree adds nothing
-    return [p for i, p in enumerate(paths) if not any(p.startswith(q) for q in paths[:i])]
-
-
-def under(col, paths: list[str]):
-    return or_(*[col.like(p + "%") for p in paths]) if paths else False
-
-
 def grids_in_scope(paths: list[str]) -> Select:
-    return select(Node.id).where(Node.level.in_(list(GRID_LEVELS)), under(Node.path, paths))
+    return select(Node.id).where(Node.level.in_(list(GRID_LEVELS)), Node.id.in_(scope.nodes_under(paths)))
 
 
 async def grid_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84") -> dict:
-    """The boundaries of the grids in the scope `paths` (scope_paths), as GeoJSON in `crs`."""
+    """The boundaries of the grids in the scope `paths` (scope.staff_paths), as GeoJSON in `crs`."""
     crs = geo.check_crs(crs)
     rows = await ctx.session.execute(
         select(Node.id, Node.code, Node.name, Node.boundary)
@@ -85,13 +68,10 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
     crs = geo.check_crs(crs)
     f = filters or CaseFilter()
     now = ctx.now()
-    grid, level = aliased(Node), aliased(Node)
     q = (select(Case.id, Case.number, Case.status, Case.latitude, Case.longitude, Case.deadline_at,
-                Case.deadline_stage, Case.created_at, Case.grid_id, Category.name, grid.name)
-         .join(grid, grid.id == Case.grid_id).join(level, level.id == Case.level_node_id)
-         .join(Category, Category.id == Case.category_id)
-         .where(Case.latitude.is_not(None), Case.longitude.is_not(None),
-                or_(under(grid.path, paths), under(level.path, paths))))
+                Case.deadline_stage, Case.created_at, Case.grid_id, Category.name, Node.name)
+         .join(Node, Node.id == Case.grid_id).join(Category, Category.id == Case.category_id)
+         .where(Case.latitude.is_not(None), Case.longitude.is_not(None), scope.case_clause(paths)))
     open_ = [str(s) for s in OPEN_STATUSES]
     if f.status == "open":
         q = q.where(Case.status.in_(open_))
@@ -109,7 +89,7 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
         q = q.where(Case.created_at >= f.since)
     if f.node_ids:
         narrowed = select(Node.path).where(Node.id.in_(f.node_ids))
-        q = q.where(under(grid.path, [p for p in (await ctx.session.execute(narrowed)).scalars() if p]))
+        q = q.where(Case.grid_id.in_(scope.nodes_under([p for p in (await ctx.session.execute(narrowed)).scalars() if p])))
     rows = list(await ctx.session.execute(q.order_by(Case.created_at.desc(), Case.id.desc()).limit(MAX_POINTS + 1)))
     features = []
     for cid, number, status, lat, lon, deadline, stage, created, grid_id, category, grid_name in rows[:MAX_POINTS]:
@@ -148,10 +128,6 @@ class GridCard:
     full_phones: bool
 
 
-def in_scope(paths: list[str], node: Node) -> bool:
-    return bool(node.path) and any(node.path.startswith(p) for p in paths)
-
-
 async def grid_card(ctx: Ctx, t: T, viewer_id: int, paths: list[str], grid_id: int) -> GridCard:
     """The notice card of a grid the viewer sees. Phone numbers are shown in full to those who
     dispatch there (leaders, centre staff above) and masked for everyone else — the rule the
@@ -159,7 +135,7 @@ async def grid_card(ctx: Ctx, t: T, viewer_id: int, paths: list[str], grid_id: i
     from .routines.reports import week_so_far
 
     node = await ctx.session.get(Node, grid_id)
-    if node is None or node.level not in GRID_LEVELS or not in_scope(paths, node):
+    if node is None or node.level not in GRID_LEVELS or not await scope.node_covered(ctx, paths, node):
         raise NotFound("找不到该网格节点。")
     full = await can_dispatch(ctx, viewer_id, node)
     phone = (lambda p: p or "") if full else mask_phone

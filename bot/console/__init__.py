@@ -64,7 +64,7 @@ __all__ = ["PAGES", "Console", "Page", "Refused", "Viewer", "mount", "page", "re
 log = logging.getLogger(__name__)
 
 # the modules whose pages make up the console; a new page module adds its name here
-PAGE_MODULES = ["cases"]
+PAGE_MODULES = ["cases", "maps", "dashboard", "people"]
 
 
 def load_pages() -> None:
@@ -96,5 +96,8 @@ def mount(settings, office: Office, server: WebServer, on_commit=None) -> WebSer
     console = Console(office, url=console_url(settings, own or server), session_hours=settings.console_session_hours,
                       link_lifetime=timedelta(minutes=settings.console_link_minutes), on_commit=on_commit)
     console.routes(own or server)
+    from . import maps
+
+    maps.configure(settings)  # the map's tile provider and its datum
     log.info("web console at %s/console", console.url)
     return own

@@ -13,7 +13,7 @@ from workflows.routines.reports import pct
 from workflows.tree import GRID_LEVELS, level_name
 
 from .core import Viewer, page
-from .maps import TILES
+from .maps import REFRESH_SECONDS
 
 MAX_NODE_OPTIONS = 300
 
@@ -40,7 +40,7 @@ async def _values(viewer: Viewer, request: web.Request) -> dict:
     node = await _node(viewer, request.query.get("node"))
     d = await dashboard.build(viewer.ctx, viewer.t, node)
     return {"d": d, "node": node, "charts": dashboard.chart_data(viewer.t, d), "pct": pct,
-            "level": level_name(node.level), "refresh_ms": int(TILES.refresh_seconds * 1000)}
+            "level": level_name(node.level), "refresh_seconds": REFRESH_SECONDS}
 
 
 @page("/console/dashboard", template="dashboard.html", nav="看板", order=30,

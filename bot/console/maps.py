@@ -34,7 +34,11 @@ class Tiles:
     crs: str = "wgs84"
     attribution: str = ""
     subdomains: str = "abc"
-    refresh_seconds: float = 5.0  # how often open pages look for changes (lists, dashboard, map)
+
+
+# how often an open page looks for changes (the case list, the dashboard, the map's points): a case
+# changed in chat shows within this many seconds
+REFRESH_SECONDS = 5
 
 
 TILES = Tiles()
@@ -45,13 +49,12 @@ def configure(settings) -> None:
     TILES.crs = geo.check_crs(settings.console_tile_crs)
     TILES.attribution = settings.console_tile_attribution or ""
     TILES.subdomains = settings.console_tile_subdomains or "abc"
-    TILES.refresh_seconds = max(1.0, float(settings.console_refresh_seconds))
 
 
 def map_config(**extra) -> dict:
     """What the page's script needs (map.js reads it from a JSON block)."""
     return {"tile_url": TILES.url, "crs": TILES.crs, "attribution": TILES.attribution,
-            "subdomains": TILES.subdomains, "refresh_ms": int(TILES.refresh_seconds * 1000),
+            "subdomains": TILES.subdomains, "refresh_ms": REFRESH_SECONDS * 1000,
             "case_url": "/console/cases/{id}", "card_url": "/console/map/grids/{id}", **extra}
 
 

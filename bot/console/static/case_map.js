@@ -12,7 +12,9 @@
       L.tileLayer(cfg.tile_url, { attribution: cfg.attribution || "", subdomains: cfg.subdomains || "abc", maxZoom: 19 }).addTo(map);
     }
     var layer = L.geoJSON(data, {
-      style: function () { return { color: "#2c5282", weight: 2, fillOpacity: 0.08, className: "grid-boundary" }; },
+      style: function (f) {  // applied to every vector layer, the point's circle too: only for the grid
+        return f.geometry.type === "Point" ? {} : { color: "#2c5282", weight: 2, fillOpacity: 0.08, className: "grid-boundary" };
+      },
       pointToLayer: function (f, latlng) {
         return L.circleMarker(latlng, { radius: 8, weight: 2, color: "#fff", fillColor: "#c53030", fillOpacity: 0.95,
                                         className: "case-point" });
