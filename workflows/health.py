@@ -73,9 +73,9 @@ async def tree_health(ctx: Ctx, viewer_id: int, paths: list[str],
     are the ones this deployment runs: an account on another channel reaches nobody."""
     if not paths:
         return []
-    nodes = list((await ctx.session.execute(
+    nodes = _tree_order(list((await ctx.session.execute(
         select(Node).where(Node.id.in_(scope.nodes_under(paths))).order_by(Node.path)
-        .options(defer(Node.boundary, raiseload=True)))).scalars())
+        .options(defer(Node.boundary, raiseload=True)))).scalars()))
     ids = [n.id for n in nodes]
     held: dict[int, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for node_id, person_id, role in await ctx.session.execute(
@@ -115,6 +115,20 @@ async def tree_health(ctx: Ctx, viewer_id: int, paths: list[str],
         members.sort(key=lambda m: (min(_ROLE_ORDER.get(r, 9) for r in m.roles), m.code or "", m.person_id))
         out.append(NodeHealth(node, node.path.count("/") - top, members, bindings.get(node.id, [])))
     return out
+
+
+def _tree_order(nodes: list[Node]) -> list[Node]:
+    """Parents before children, siblings by code (a path of ids sorts /10/ before /9/)."""
+    by_id = {n.id: n for n in nodes}
+    keys: dict[int, tuple] = {}
+
+    def key(n: Node) -> tuple:
+        if n.id not in keys:
+            parent = by_id.get(n.parent_id)
+            keys[n.id] = (*(key(parent) if parent is not None else ()), n.code)
+        return keys[n.id]
+
+    return sorted(nodes, key=key)
 
 
 _ROLE_ORDER = {r: i for i, r in enumerate(("centre_staff", "leader", "standin", "worker", "helper", "team_member",
