@@ -245,11 +245,12 @@ async def test_dispatch_from_the_console_is_the_chats_dispatch(site: Site):
     # the same form again: the page is stale now
     async with site.http.post(f"/console/cases/{case.id}/act", data=form) as r:
         assert r.status == 409 and "已有新进展" in await r.text()
-    # a worker may see the case but not dispatch it
+    # a worker may see the case and remark on it, but not dispatch it
     async with site.client() as c:
         await site.sign_in("CY01-W2", c)
         async with c.get(f"/console/cases/{case.id}") as r:
-            assert r.status == 200 and 'data-action=' not in await r.text()
+            html = await r.text()
+        assert r.status == 200 and re.findall(r'data-action="([^"]+)"', html) == ["case.comment"]
 
 
 async def test_dispatch_to_someone_not_offered_is_refused(site: Site):
@@ -357,3 +358,104 @@ async def test_person_language_is_the_default(site: Site):
     await site.sign_in(LEADER)
     async with site.http.get("/console/cases") as r:
         assert "Sign out" in await r.text()
+
+
+# ---------------------------------------------------------------- media, switching off, own address
+
+
+async def test_media_of_a_case_in_scope_only(site: Site, tmp_path):
+    from workflows import media
+    from workflows.media_store import DirectoryStore, use_store
+
+    use_store(DirectoryStore(tmp_path / "media"))
+    try:
+        mine = await site.report("CY-01")
+        theirs = await site.report("WX-01", "文新路口井盖缺失")
+        photo = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+        async with site.sm() as s, s.begin():
+            ctx = site.desk.ctx(s)
+            a = await media.store_bytes(ctx, photo, "photo", "a.png", "image/png", case_id=mine.id)
+            b = await media.store_bytes(ctx, photo + b"1", "photo", "b.png", "image/png", case_id=theirs.id)
+        await site.sign_in(LEADER)
+        async with site.http.get(f"/console/cases/{mine.id}") as r:
+            assert f'src="/console/media/{a["item"]}"' in await r.text()
+        async with site.http.get(f"/console/media/{a['item']}") as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/png" and await r.read() == photo
+        for item in (b["item"], 999999, "x"):
+            async with site.http.get(f"/console/media/{item}") as r:
+                assert r.status == 404
+    finally:
+        use_store(None)
+
+
+async def test_mount_follows_the_settings(sessionmaker):
+    from bot import console
+    from bot.settings import Settings
+
+    desk = Desk(sessionmaker, MovingClock())
+    off = WebServer("127.0.0.1", 0, sessionmaker)
+    assert console.mount(Settings(_env_file=None, console_enabled=False), desk.office, off) is None
+    assert console_command.LINK.url is None
+    assert not [r for r in off.app.router.routes() if r.resource.canonical.startswith("/console")]
+
+    main = WebServer("127.0.0.1", 0, sessionmaker)
+    own = console.mount(Settings(_env_file=None, console_port=0, console_url="https://console.example"),
+                        desk.office, main)
+    try:
+        assert own is not None and console_command.LINK.url == "https://console.example"
+        assert not [r for r in main.app.router.routes() if r.resource.canonical.startswith("/console")]
+        await own.start()
+        async with aiohttp.ClientSession(own.base_url) as http, http.get("/console") as r:
+            assert r.status == 200 and 'id="signin"' not in await r.text()
+    finally:
+        await own.stop()
+        console_command.LINK.url = None
+
+
+async def test_lock_out_counts_the_address_the_proxy_saw(site: Site):
+    base = site.server.base_url
+    for n in range(5):
+        async with site.http.post(f"{base}/console/signin/{'X' * 31}{n}", headers={"X-Forwarded-For": "10.0.0.1"},
+                                  allow_redirects=False) as r:
+            assert r.status == 403
+    url, _ = await site.link(LEADER)
+    async with site.http.post(url, headers={"X-Forwarded-For": "10.0.0.1"}, allow_redirects=False) as r:
+        assert r.status == 429
+    async with site.http.post(url, headers={"X-Forwarded-For": "10.0.0.2"}, allow_redirects=False) as r:
+        assert r.status == 303  # another browser behind the same proxy is not locked out
+
+
+async def test_urge_from_above_and_remarks(site: Site):
+    case = await site.report("CY-01")
+    worker = await site.desk.person("CY01-W1")
+    async with site.sm() as s, s.begin():
+        leader = (await s.execute(select(Person).where(Person.code == LEADER))).scalar_one()
+        await cases.dispatch(site.desk.ctx(s), leader.id, case.id, assignee_id=worker.id)
+    await site.sign_in(COMMUNITY)  # 翠苑社区, the level above CY-01
+    async with site.http.get(f"/console/cases/{case.id}") as r:
+        html = await r.text()
+    assert 'data-action="case.urge"' in html and 'data-action="case.comment"' in html
+    assert 'data-action="case.assign"' not in html  # the grid holds it: not the community's to dispatch
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    base = {"csrf": csrf, "status": "dispatched", "level": str(case.grid_id)}
+    async with site.http.post(f"/console/cases/{case.id}/act", data={**base, "action": "case.urge",
+                                                                     "reason": "请今天内处理"}) as r:
+        assert r.status == 200
+    assert "【督办】翠苑社区 督办事件" in await site.desk.last_text("CY01-W1")
+    assert "上级督办" in (await site.desk.last("g:CY-01")).text
+    async with site.http.post(f"/console/cases/{case.id}/act", data={**base, "action": "case.comment",
+                                                                     "reason": ""}) as r:
+        assert r.status == 400  # an empty remark: refused, nothing written
+    async with site.http.post(f"/console/cases/{case.id}/act", data={**base, "action": "case.comment",
+                                                                     "reason": "注意夜间安全"}) as r:
+        assert r.status == 200 and "注意夜间安全" in await r.text()
+    async with site.sm() as s:
+        actions = [e.action for e in (await s.execute(
+            select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))).scalars()]
+    assert actions[-2:] == ["urged", "commented"]
+    # the grid's own leader may remark but not urge (督办 comes from above)
+    async with site.client() as c:
+        await site.sign_in(LEADER, c)
+        async with c.get(f"/console/cases/{case.id}") as r:
+            html = await r.text()
+        assert 'data-action="case.comment"' in html and 'data-action="case.urge"' not in html

@@ -63,6 +63,8 @@ ACTION_LABELS = {
     "remind_80": _("催办（时限将至）"),
     "yellow_card": _("黄牌警告"),
     "red_card": _("红牌督办"),
+    "urged": _("上级督办"),
+    "commented": _("批注"),
 }
 
 RATING_LABELS = {"satisfied": _("满意"), "basic": _("基本满意"), "unsatisfied": _("不满意")}
@@ -372,6 +374,15 @@ async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
             return Msg(text, buttons=await task_buttons(ctx, t, case), media=list(case.attachments or []))
 
         await to_person(ctx, person_id, compose, card_key=await task_key(ctx, case, person_id))
+
+
+async def tell_urged(ctx: Ctx, case: Case, node: Node, note: str) -> None:
+    """督办 by an upper level: whoever holds the task hears it at once (the card shows it too)."""
+    for person_id in await assignee_ids(ctx, case):
+        async def compose(t: T) -> Msg:
+            return Msg(t("【督办】{node} 督办事件 {number}：{note}", node=node.name, number=case.number, note=note))
+
+        await to_person(ctx, person_id, compose)
 
 
 async def tell_team_taken(ctx: Ctx, case: Case) -> None:

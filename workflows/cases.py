@@ -635,6 +635,56 @@ async def move_grid(ctx: Ctx, actor_id: int, case_id: int, grid_id: int, reason:
 
 # ---------------------------------------------------------------- queries
 
+# ---------------------------------------------------------------- supervision and remarks from above
+
+async def may_urge(ctx: Ctx, actor_id: int | None, case: Case) -> Node | None:
+    """督办: a dispatcher of a level above the one holding an open case may press it; the node
+    they urge from (their own, nearest above), or None."""
+    if actor_id is None or case.status not in OPEN_STATUSES:
+        return None
+    from .tree import DISPATCH_ROLES_ABOVE, roles_of
+
+    held = {nid for nid, role in await roles_of(ctx, actor_id) if role in DISPATCH_ROLES_ABOVE}
+    level = await get_node(ctx, case.level_node_id)
+    return next((n for n in await ancestors(ctx, level) if n.id in held), None)
+
+
+async def urge(ctx: Ctx, actor_id: int, case_id: int, note: str) -> Case:
+    """上级督办: the level above presses the holder of an open case; the card shows it and the
+    assignee is told."""
+    note = clean_text(note, "督办意见")
+    case = await get_case(ctx, case_id, lock=True)
+    node = await may_urge(ctx, actor_id, case)
+    if node is None:
+        if case.status not in OPEN_STATUSES:
+            _expect(case, *OPEN_STATUSES)
+        raise NotAllowed("只有上级的网格长或指挥中心工作人员可以督办该事件。")
+    await _event(ctx, case, actor_id, "urged", note, frm=node.name)
+    await cards.refresh(ctx, case)
+    await cards.tell_urged(ctx, case, node, note)
+    return case
+
+
+async def may_comment(ctx: Ctx, actor_id: int | None, case: Case) -> bool:
+    """A remark (批注) on the case file: staff whose nodes cover the case's grid or holder."""
+    from .scope import node_covered, staff_paths
+
+    paths = await staff_paths(ctx, actor_id)
+    return bool(paths) and (await node_covered(ctx, paths, await get_node(ctx, case.grid_id))
+                            or await node_covered(ctx, paths, await get_node(ctx, case.level_node_id)))
+
+
+async def comment(ctx: Ctx, actor_id: int, case_id: int, text: str) -> Case:
+    """批注: a staff remark kept in the case's timeline and shown on its card; it changes nothing else."""
+    text = clean_text(text, "批注内容")
+    case = await get_case(ctx, case_id, lock=True)
+    if not await may_comment(ctx, actor_id, case):
+        raise NotAllowed("只有负责该网格或其上级的工作人员可以批注。")
+    await _event(ctx, case, actor_id, "commented", text)
+    await cards.refresh(ctx, case)
+    return case
+
+
 async def cases_of_reporter(ctx: Ctx, person_id: int, limit: int = 10) -> list[Case]:
     rows = await ctx.session.execute(
         select(Case).where(Case.reporter_id == person_id).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit)

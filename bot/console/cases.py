@@ -143,14 +143,19 @@ async def _title_node(viewer: Viewer, node_id: str | None) -> Node:
 
 async def offered(viewer: Viewer, case) -> list[str]:
     """The actions this person may take on the case now: the chat card's buttons (the same
-    predicates: the holder's dispatchers, by the case's state) and 下派 to a node below."""
+    predicates: the holder's dispatchers, by the case's state), 下派 to a node below, 督办 from a
+    level above and 批注 (workflows.cases.may_urge / may_comment)."""
     ctx = viewer.ctx
     level = await get_node(ctx, case.level_node_id)
-    if not await can_dispatch(ctx, viewer.person.id, level):
-        return []
-    out = [a for row in card_actions(case, case.level_node_id) for _label, a in row if a in FORM_ACTIONS]
-    if case.status == "registered" and await children(ctx, level.id):
-        out.append("case.send_down")
+    out = []
+    if await can_dispatch(ctx, viewer.person.id, level):
+        out = [a for row in card_actions(case, case.level_node_id) for _label, a in row if a in FORM_ACTIONS]
+        if case.status == "registered" and await children(ctx, level.id):
+            out.append("case.send_down")
+    if await cases.may_urge(ctx, viewer.person.id, case):
+        out.append("case.urge")
+    if await cases.may_comment(ctx, viewer.person.id, case):
+        out.append("case.comment")
     return out
 
 
@@ -226,6 +231,10 @@ async def act(viewer: Viewer, request: web.Request) -> web.StreamResponse:
         if node_id is None:
             raise Invalid("请选择要下派的节点。")
         await cases.send_down(ctx, me, case.id, node_id, reason or None)
+    elif action == "case.urge":
+        await cases.urge(ctx, me, case.id, reason)
+    elif action == "case.comment":
+        await cases.comment(ctx, me, case.id, reason)
     return redirect(f"/console/cases/{case.id}")
 
 

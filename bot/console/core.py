@@ -294,7 +294,7 @@ class Console:
             self._check_origin(request)
         except Refused as e:
             return self.error(request, t, e.status, t(e.msgid))
-        address = request.remote or "unknown"
+        address = client_address(request)
         try:
             async with self.office.sessionmaker() as session, session.begin():
                 ctx = self.office.ctx(session)
@@ -332,6 +332,17 @@ class Console:
 def redirect(location: str) -> web.Response:
     """303 to a console path, returned (not raised) so the request's transaction commits."""
     return web.Response(status=303, headers={"Location": location})
+
+
+def client_address(request: web.Request) -> str:
+    """The browser's address for the sign-in lock-out. Behind a proxy on this machine every request
+    comes from loopback, so then the address the proxy saw (the last X-Forwarded-For entry, which
+    the proxy appends itself) counts; from anywhere else the header is the client's word and ignored."""
+    remote = request.remote or "unknown"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and remote in ("127.0.0.1", "::1"):
+        return forwarded.split(",")[-1].strip()[:64] or remote
+    return remote
 
 
 def _origin(url: str) -> str:

@@ -112,6 +112,12 @@ async def test_leader_signs_in_filters_and_dispatches_and_the_group_card_changes
     assert any(case.number in c.params["text"] and "孙丽" in c.params["text"] for c in edits)
     await until(lambda: any(case.number in t for t in d.private_texts(WORKER)), 10, "the worker's task")
 
+    # the worker accepts in Telegram: the open page shows it without a reload (htmx polls it)
+    await d.press(WORKER, "接收")
+    await page.wait_for_function("document.querySelector('#case-status').textContent.includes('处置中')",
+                                 timeout=10_000)
+    assert "接收" in await page.inner_text("#timeline")
+
     # another community's case by URL: not found, not "forbidden"
     resp = await page.goto(f"{d.console_url}/console/cases/{theirs.id}")
     assert resp.status == 404 and theirs.number not in await page.content()
