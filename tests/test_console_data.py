@@ -158,3 +158,19 @@ async def test_the_health_view_shows_who_cannot_be_reached(w: World):
         assert {m.code: m.phone for m in seen_by_worker[0].members}["CY01-L"] == "138****0007"
         off_channel = await health.tree_health(ctx, w.ids["CY-L"], await scope(ctx, w.ids["CY-L"]), frozenset({"telegram"}))
         assert all(m.unreachable == health.NO_ACCOUNT for h in off_channel for m in h.members)
+
+
+async def test_the_health_views_dispatch_rule_is_can_dispatch(w: World):
+    """Phones are shown in full where the viewer dispatches: the path form agrees with the role walk."""
+    from workflows.models import Assignment, Role
+    from workflows.tree import can_dispatch
+
+    async with w.sm() as s, s.begin():  # a stand-in too: dispatches at the node only
+        s.add(Assignment(person_id=w.ids["CY01-W1"], node_id=w.nodes["CY-01"], role=Role.standin))
+    async with w.sm() as s:
+        ctx = Ctx(session=s, clock=w.clock)
+        nodes = list((await s.execute(select(Node))).scalars())
+        for code, pid in [*w.ids.items(), ("resident", w.resident.id)]:
+            test = await health.dispatch_scope(ctx, pid)
+            for node in nodes:
+                assert test(node) == await can_dispatch(ctx, pid, node), (code, node.code)

@@ -16,7 +16,7 @@ from .cards import mask_phone
 from .context import Ctx
 from .i18n import _
 from .models import Account, Assignment, GroupBinding, Node, Person
-from .tree import GRID_LEVELS, can_dispatch
+from .tree import DISPATCH_ROLES_ABOVE, DISPATCH_ROLES_HERE, GRID_LEVELS
 
 ROLE_LABELS = {
     "worker": _("网格员"),
@@ -100,9 +100,10 @@ async def tree_health(ctx: Ctx, viewer_id: int, paths: list[str],
         bindings[b.node_id].append(Binding(b.channel, b.title, b.status))
 
     top = min(n.path.count("/") for n in nodes)
+    full_at = await dispatch_scope(ctx, viewer_id)
     out = []
     for node in nodes:
-        full = await can_dispatch(ctx, viewer_id, node)
+        full = full_at(node)
         members = []
         for pid, roles in held[node.id].items():
             p = people[pid]
@@ -115,6 +116,17 @@ async def tree_health(ctx: Ctx, viewer_id: int, paths: list[str],
         members.sort(key=lambda m: (min(_ROLE_ORDER.get(r, 9) for r in m.roles), m.code or "", m.person_id))
         out.append(NodeHealth(node, node.path.count("/") - top, members, bindings.get(node.id, [])))
     return out
+
+
+async def dispatch_scope(ctx: Ctx, person_id: int):
+    """`tree.can_dispatch` for many nodes at once: a test for a node (with its path) answering
+    whether the person dispatches there — a dispatch role on an ancestor or the node itself, or
+    a stand-in's role on the node itself. Two queries, however many nodes are asked about."""
+    above = await scope.staff_paths(ctx, person_id, DISPATCH_ROLES_ABOVE)
+    here_only = set((await ctx.session.execute(select(Assignment.node_id).where(
+        Assignment.person_id == person_id,
+        Assignment.role.in_(list(DISPATCH_ROLES_HERE - DISPATCH_ROLES_ABOVE))))).scalars())
+    return lambda node: node.id in here_only or scope.covers(above, node.path or "")
 
 
 def _tree_order(nodes: list[Node]) -> list[Node]:
