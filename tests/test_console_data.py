@@ -128,6 +128,9 @@ async def test_the_dashboard_has_the_figures_of_stats(w: World):
     assert d.days[-1][1].reported == 3 and sum(s.reported for _, s in d.days) == 3
     assert d.weeks[-1][1].reported == 3 and len(d.weeks) == dashboard.TREND_WEEKS
     assert dict(d.categories) == {"环境卫生": 2, "市政设施": 1}
+    async with w.sm() as s:
+        english = await dashboard.build(Ctx(session=s, clock=w.clock), T("en"), await s.get(Node, w.nodes["XH"]))
+    assert dict(english.categories) == {"Environment and sanitation": 2, "Municipal facilities": 1}
     assert [r.node.code for r in d.ranking] == ["WX", "CY"]  # WX closed its case on time
     assert asdict(next(r for r in d.ranking if r.node.code == "CY").stats) == asdict(cy)
     charts = dashboard.chart_data(t, d)

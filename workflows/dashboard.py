@@ -103,10 +103,12 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
     open_ = [str(s) for s in OPEN_STATUSES]
     overdue = (await ctx.session.execute(select(func.count()).select_from(Case).where(
         Case.grid_id.in_(grids), Case.status.in_(open_), Case.deadline_at < now))).scalar_one()
+    english = getattr(t, "language", None) == "en"
     cats = await ctx.session.execute(
-        select(Category.name, func.count()).select_from(Case).join(Category, Category.id == Case.category_id)
+        select(Category.name, Category.name_en, func.count()).select_from(Case)
+        .join(Category, Category.id == Case.category_id)
         .where(Case.grid_id.in_(grids), Case.created_at >= now - timedelta(days=CATEGORY_DAYS))
-        .group_by(Category.name).order_by(func.count().desc(), Category.name))
+        .group_by(Category.id, Category.name, Category.name_en).order_by(func.count().desc(), Category.name))
     carded_q = (select(Case.id, Case.number, Case.status, Case.deadline_stage, Node.name, Case.deadline_at)
                 .join(Node, Node.id == Case.grid_id)
                 .where(Case.grid_id.in_(grids), Case.status.in_(open_), Case.deadline_stage >= 3))
@@ -117,7 +119,7 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
                   carded_q.order_by(Case.deadline_stage.desc(), Case.deadline_at, Case.id).limit(CARDED_SHOWN))]
     return Dashboard(
         node=node, now=now, today=days[-1][1], overdue_now=int(overdue), week_start=week_start, week=week,
-        days=days, weeks=weeks, categories=[(name, int(n)) for name, n in cats],
+        days=days, weeks=weeks, categories=[(en if english and en else name, int(n)) for name, en, n in cats],
         ranking=await ranking(ctx, node, week_start, now) if node.level not in GRID_LEVELS else [],
         carded=carded, carded_total=int(carded_total))
 

@@ -69,7 +69,7 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
     f = filters or CaseFilter()
     now = ctx.now()
     q = (select(Case.id, Case.number, Case.status, Case.latitude, Case.longitude, Case.deadline_at,
-                Case.deadline_stage, Case.created_at, Case.grid_id, Category.name, Node.name)
+                Case.deadline_stage, Case.created_at, Case.grid_id, Category.name, Category.name_en, Node.name)
          .join(Node, Node.id == Case.grid_id).join(Category, Category.id == Case.category_id)
          .where(Case.latitude.is_not(None), Case.longitude.is_not(None), scope.case_clause(paths)))
     open_ = [str(s) for s in OPEN_STATUSES]
@@ -92,7 +92,8 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
         q = q.where(Case.grid_id.in_(scope.nodes_under([p for p in (await ctx.session.execute(narrowed)).scalars() if p])))
     rows = list(await ctx.session.execute(q.order_by(Case.created_at.desc(), Case.id.desc()).limit(MAX_POINTS + 1)))
     features = []
-    for cid, number, status, lat, lon, deadline, stage, created, grid_id, category, grid_name in rows[:MAX_POINTS]:
+    english = t is not None and t.language == "en"
+    for cid, number, status, lat, lon, deadline, stage, created, grid_id, category, category_en, grid_name in rows[:MAX_POINTS]:
         y, x = geo.from_wgs84(lat, lon, crs)
         overdue = deadline is not None and status in open_ and now > deadline
         features.append({"type": "Feature", "id": cid, "geometry": {"type": "Point", "coordinates": [x, y]},
@@ -100,7 +101,7 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
                                         "status_label": t(STATUS_LABELS.get(status, status)) if t else status,
                                         "open": status in open_, "overdue": overdue,
                                         "card": card_colour(stage) if status in open_ else None,
-                                        "category": category, "grid_id": grid_id, "grid": grid_name,
+                                        "category": category_en if english and category_en else category, "grid_id": grid_id, "grid": grid_name,
                                         "created_at": created.isoformat()}})
     return {"type": "FeatureCollection", "features": features, "truncated": len(rows) > MAX_POINTS}
 
