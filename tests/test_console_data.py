@@ -108,6 +108,10 @@ async def test_a_grid_card_masks_phones_for_those_who_do_not_dispatch_there(w: W
 
 
 async def test_the_dashboard_has_the_figures_of_stats(w: World):
+    start = w.clock.now()
+    w.clock.set(start - timedelta(days=9))  # one case last week but one: in the trends, not in this week
+    await w.report(grid="CY-03", category="噪音扰民")
+    w.clock.set(start)
     await located(w, "CY-01", 30.29, 120.105)
     await w.report(grid="CY-02", category="环境卫生")
     c = await w.report(grid="WX-01", category="环境卫生")
@@ -123,18 +127,26 @@ async def test_the_dashboard_has_the_figures_of_stats(w: World):
         d = await dashboard.build(ctx, t, xh)
         _start, _end, stats_week, stats_rows = await week_so_far(ctx, xh)
         cy = await rollup.figures(s, await s.get(Node, w.nodes["CY"]), d.week_start, w.clock.now(), now=w.clock.now())
+        now = w.clock.now()
+        day = timedelta(days=1)
+        each_day = [asdict(await rollup.figures(s, xh, rollup.midnight(x), rollup.midnight(x + day), now=now))
+                    for x, _ in d.days]
+        each_week = [asdict(await rollup.figures(s, xh, rollup.midnight(m), rollup.midnight(m + 7 * day), now=now))
+                     for m, _ in d.weeks]
     assert asdict(d.week) == asdict(stats_week)
+    assert [asdict(st) for _, st in d.days] == each_day and [asdict(st) for _, st in d.weeks] == each_week
     assert (d.today.reported, d.today.closed, d.overdue_now) == (3, 1, 0)
-    assert d.days[-1][1].reported == 3 and sum(s.reported for _, s in d.days) == 3
-    assert d.weeks[-1][1].reported == 3 and len(d.weeks) == dashboard.TREND_WEEKS
-    assert dict(d.categories) == {"环境卫生": 2, "市政设施": 1}
+    assert d.days[-1][1].reported == 3 and sum(s.reported for _, s in d.days) == 4
+    assert [s.reported for _, s in d.weeks][-3:] == [1, 0, 3] and len(d.weeks) == dashboard.TREND_WEEKS
+    assert dict(d.categories) == {"环境卫生": 2, "市政设施": 1, "噪音扰民": 1}
     async with w.sm() as s:
         english = await dashboard.build(Ctx(session=s, clock=w.clock), T("en"), await s.get(Node, w.nodes["XH"]))
-    assert dict(english.categories) == {"Environment and sanitation": 2, "Municipal facilities": 1}
+    assert dict(english.categories) == {"Environment and sanitation": 2, "Municipal facilities": 1,
+                                        "Noise nuisance": 1}
     assert [r.node.code for r in d.ranking] == ["WX", "CY"]  # WX closed its case on time
     assert asdict(next(r for r in d.ranking if r.node.code == "CY").stats) == asdict(cy)
     charts = dashboard.chart_data(t, d)
-    assert charts["ranking"]["on_time"] == [100.0, None] and sum(charts["days"]["reported"]) == 3
+    assert charts["ranking"]["on_time"] == [100.0, None] and sum(charts["days"]["reported"]) == 4
 
 
 async def test_the_health_view_shows_who_cannot_be_reached(w: World):

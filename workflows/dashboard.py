@@ -65,13 +65,13 @@ def _rank_key(r: Ranked) -> tuple:
     return (on_time is None, -(on_time or 0), happy is None, -(happy or 0), r.node.code)
 
 
-async def ranking(ctx: Ctx, node: Node, start: datetime, end: datetime) -> list[Ranked]:
+async def ranking(ctx: Ctx, node: Node, grid_rows: list) -> list[Ranked]:
     """Each child of the node (communities of a street, grids of a community …) with the sum of its
-    grids' figures — one figures_by_grid call for the whole subtree."""
-    kids = [k for k in await children(ctx, node.id)]
+    grids' figures; `grid_rows` are week_so_far's (grid, Stats) pairs for the whole subtree."""
+    kids = list(await children(ctx, node.id))
     if not kids:
         return []
-    per = await rollup.figures_by_grid(ctx.session, node, start, end, now=ctx.now())
+    per = {g.id: st for g, st in grid_rows}
     paths = dict((await ctx.session.execute(
         select(Node.id, Node.path).where(Node.id.in_(await rollup.subtree_grids(ctx.session, node.id))))).all())
     out = []
@@ -90,15 +90,19 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
     today = rollup.local_day(now)
     grids = await rollup.subtree_grids(ctx.session, node.id)
 
-    async def fig(start: datetime, end: datetime) -> Stats:
-        return await rollup.figures(ctx.session, node, start, end, now=now)
-
-    days = [(d, await fig(rollup.midnight(d), rollup.midnight(d + timedelta(days=1))))
-            for d in (today - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1))]
     monday = today - timedelta(days=today.weekday())
-    weeks = [(m, await fig(rollup.midnight(m), rollup.midnight(m + timedelta(days=7))))
-             for m in (monday - timedelta(weeks=i) for i in range(TREND_WEEKS - 1, -1, -1))]
-    week_start, _end, week, _rows = await week_so_far(ctx, node)
+    first_monday = monday - timedelta(weeks=TREND_WEEKS - 1)
+    by_day = await rollup.figures_by_day(ctx.session, node, min(first_monday, today - timedelta(days=TREND_DAYS - 1)),
+                                         today)
+    days = [(d, by_day[d]) for d in (today - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1))]
+    weeks = []
+    for m in (first_monday + timedelta(weeks=i) for i in range(TREND_WEEKS)):
+        st = Stats()
+        for d in (m + timedelta(days=i) for i in range(7)):
+            if d in by_day:
+                st += by_day[d]
+        weeks.append((m, st))
+    week_start, _end, week, rows = await week_so_far(ctx, node)
 
     open_ = [str(s) for s in OPEN_STATUSES]
     overdue = (await ctx.session.execute(select(func.count()).select_from(Case).where(
@@ -120,7 +124,7 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
     return Dashboard(
         node=node, now=now, today=days[-1][1], overdue_now=int(overdue), week_start=week_start, week=week,
         days=days, weeks=weeks, categories=[(en if english and en else name, int(n)) for name, en, n in cats],
-        ranking=await ranking(ctx, node, week_start, now) if node.level not in GRID_LEVELS else [],
+        ranking=await ranking(ctx, node, rows) if node.level not in GRID_LEVELS else [],
         carded=carded, carded_total=int(carded_total))
 
 
