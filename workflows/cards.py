@@ -97,6 +97,16 @@ async def _names(ctx: Ctx, ids: set[int]) -> dict[int, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def actor_label(t: T, case: Case, actor_id: int | None, names: dict[int, str], *, public: bool = False,
+                to_reporter: bool = False) -> str:
+    """Who did a step, as a timeline shows it: staff by name, the reporter masked (王**), or
+    "上报人" when anonymous or public, "您" to the reporter; "系统" for the sweeps."""
+    who = names.get(actor_id, "") if actor_id else t("系统")
+    if actor_id is not None and actor_id == case.reporter_id:
+        who = t("您") if to_reporter else (t("上报人") if public or case.anonymous else mask_name(who))
+    return who
+
+
 async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, public: bool = False,
                       to_reporter: bool = False) -> list[str]:
     """The timeline; `public` hides notes and names, `to_reporter` calls the reporter 您."""
@@ -107,9 +117,7 @@ async def event_lines(ctx: Ctx, t: T, case: Case, limit: int = HISTORY_LINES, pu
     names = await _names(ctx, {e.actor_id for e in events if e.actor_id})
     lines = []
     for e in events:
-        who = names.get(e.actor_id, "") if e.actor_id else t("系统")
-        if e.actor_id == case.reporter_id and e.actor_id is not None:
-            who = t("您") if to_reporter else (t("上报人") if public or case.anonymous else mask_name(who))
+        who = actor_label(t, case, e.actor_id, names, public=public, to_reporter=to_reporter)
         label = t(ACTION_LABELS.get(e.action, e.action))
         extra = ""
         if e.data.get("to"):

@@ -11,7 +11,15 @@ from aiohttp import web
 from sqlalchemy import select
 
 from workflows import case_list, cases, maps, scope
-from workflows.cards import ACTION_LABELS, STATUS_LABELS, URGENCY_LABELS, card_actions, card_text, local
+from workflows.cards import (
+    ACTION_LABELS,
+    STATUS_LABELS,
+    URGENCY_LABELS,
+    actor_label,
+    card_actions,
+    card_text,
+    local,
+)
 from workflows.errors import Invalid, NotAllowed, WrongState
 from workflows.i18n import category_name
 from workflows.ledger_xlsx import write_xlsx
@@ -19,7 +27,7 @@ from workflows.ledgers import SOURCE_LABELS, filtered_case_ledger
 from workflows.media_models import MediaItem
 from workflows.media_store import current_store
 from workflows.models import Category, Level, Node, Person
-from workflows.tree import can_dispatch, children, get_node, level_name
+from workflows.tree import can_dispatch, children, get_node, level_name, path_of
 
 from .core import Refused, Viewer, page, redirect
 
@@ -37,7 +45,8 @@ FORM_ACTIONS = {"case.register", "case.assign", "case.ask_more", "case.decline",
 async def _filters(viewer: Viewer, q) -> case_list.Filters:
     f = case_list.Filters()
     if q.get("node"):
-        f.node_path = (await viewer.node(q["node"])).path
+        node = await viewer.node(q["node"])
+        f.node_path = node.path or await path_of(viewer.ctx.session, node.id)
     f.status = q.get("status") or None
     if f.status and f.status not in ("open", "closed", *STATUS_LABELS):
         raise Invalid("未知的事件状态：{status}", status=f.status[:20])
@@ -167,7 +176,7 @@ async def case_page(viewer: Viewer, request: web.Request) -> dict:
     ids = {e.actor_id for e in events if e.actor_id}
     people = dict((await ctx.session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))).all())
     timeline = [{
-        "at": local(ctx, e.at, "%Y-%m-%d %H:%M"), "who": people.get(e.actor_id, "") if e.actor_id else t("系统"),
+        "at": local(ctx, e.at, "%Y-%m-%d %H:%M"), "who": actor_label(t, case, e.actor_id, people),
         "what": t(ACTION_LABELS.get(e.action, e.action)),
         "to": (e.data or {}).get("to") or "", "note": e.note or "",
         "channel": t(CHANNEL_LABELS.get(e.channel, e.channel)) if e.channel else "",

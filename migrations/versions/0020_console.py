@@ -1,4 +1,4 @@
-"""web console: sessions; indexes for the console's case list
+"""web console: sessions (the case list needs no new index: bench.console, 100,000 cases)
 
 Revision ID: 0020
 Revises: 0011

@@ -100,6 +100,7 @@ async def test_leader_signs_in_filters_and_dispatches_and_the_group_card_changes
     await page.click(f"text={case.number}")
     await page.wait_for_url(f"**/console/cases/{case.id}")
     assert "翠苑一区门口路灯坏了三天" in await page.inner_text("#card")
+    assert "王大妈" not in await page.content()  # the reporter is masked (王**) as on the card
     await screenshot(page, "case")
     await page.select_option("#dispatch-to", label="孙丽")
     await page.click("form[data-action='case.assign'] button")
