@@ -11,6 +11,7 @@ import pytest
 
 from bot.console import maps
 from workflows import geo
+from workflows.i18n import T
 from workflows.models import Node
 from workflows.routines.reports import pct, week_so_far
 
@@ -114,3 +115,20 @@ async def test_the_people_page_shows_who_cannot_be_reached(site: Site):
     assert r.status == 200 and "翠苑第一网格" in html and "文新第一网格" not in html
     assert 'data-person="CY01-W1"' in html and "A/B" in html
     assert 'data-problem="no-account"' not in html  # the desk linked everyone on the test channel
+
+
+async def test_the_pages_speak_english_when_asked(site: Site):
+    await site.report("CY-01", latitude=30.29, longitude=120.105)
+    await site.sign_in("CY-L")
+    csrf = await site.csrf("/console/dashboard")
+    async with site.http.post("/console/language", data={"csrf": csrf, "language": "en", "back": "/console/map"}) as r:
+        assert r.status == 200 and "Click a grid for its notice card" in await r.text()
+    async with site.http.get("/console/dashboard") as r:
+        html = await r.text()
+        assert "New today" in html and "Ranking below, this week" in html and "今日新增" not in html
+    async with site.http.get("/console/people") as r:
+        html = await r.text()
+        assert "Grid worker" in html and "A/B partner" in html and "网格员" not in html
+    _, points = await _json(site, "/console/map/cases.geojson")
+    props = points["features"][0]["properties"]
+    assert props["category"] == "Environment and sanitation" and props["status_label"] == T("en")("待立案") != "待立案"
