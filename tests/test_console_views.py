@@ -132,3 +132,16 @@ async def test_the_pages_speak_english_when_asked(site: Site):
     _, points = await _json(site, "/console/map/cases.geojson")
     props = points["features"][0]["properties"]
     assert props["category"] == "Environment and sanitation" and props["status_label"] == T("en")("待立案") != "待立案"
+
+
+async def test_the_people_page_is_paged_by_nodes(site: Site, monkeypatch):
+    from bot.console import people
+
+    monkeypatch.setattr(people, "PAGE", 4)
+    await site.sign_in("XH-ZX1")  # the street: 9 nodes
+    async with site.http.get("/console/people?page=3") as r:
+        html = await r.text()
+    assert r.status == 200 and "第 3 / 3 页" in html and html.count('class="node level-') == 1
+    async with site.http.get("/console/people?page=x") as r:
+        html = await r.text()
+    assert r.status == 200 and "第 1 / 3 页" in html and 'data-node="XH"' in html and 'rel="next"' in html
