@@ -127,7 +127,7 @@ async def main(args) -> None:
             await measure(make_sessionmaker(engine), staff, args.repeat)
             await engine.dispose()
         return
-    async with bench_database() as (engine, sm):
+    async with bench_database(keep=args.keep) as (engine, sm):
         staff = await load(engine, args.cases)
         await measure(sm, staff, args.repeat)
 
@@ -137,4 +137,5 @@ if __name__ == "__main__":
     p.add_argument("--cases", type=int, default=100_000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--sqlite", action="store_true")
+    p.add_argument("--keep", action="store_true", help="leave the PostgreSQL server running (its URL is printed)")
     asyncio.run(main(p.parse_args()))

@@ -352,12 +352,20 @@ async def test_link_lifetime_is_the_setting(site: Site):
 
 
 async def test_person_language_is_the_default(site: Site):
+    case = await site.report("CY-01")
     async with site.sm() as s, s.begin():
         p = (await s.execute(select(Person).where(Person.code == LEADER))).scalar_one()
         p.language = "en"
     await site.sign_in(LEADER)
-    async with site.http.get("/console/cases") as r:
-        assert "Sign out" in await r.text()
+    async with site.http.get(f"/console/cases/{case.id}") as r:
+        html = await r.text()
+    assert "Sign out" in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    async with site.http.post(f"/console/cases/{case.id}/act", data={
+            "csrf": csrf, "action": "case.register", "status": "reported", "level": str(case.grid_id)}) as r:
+        assert r.status == 200
+    # the group's card stays in the office's language whoever acted, in whatever language
+    assert "已立案" in (await site.desk.last("g:CY-01")).text
 
 
 # ---------------------------------------------------------------- media, switching off, own address
@@ -407,6 +415,14 @@ async def test_mount_follows_the_settings(sessionmaker):
         await own.start()
         async with aiohttp.ClientSession(own.base_url) as http, http.get("/console") as r:
             assert r.status == 200 and 'id="signin"' not in await r.text()
+        # behind TLS (CONSOLE_URL https) the session cookie is Secure; the Origin is the public one
+        leader = await desk.person(LEADER)
+        async with sessionmaker() as s, s.begin():
+            token = await console_access.issue_link_token(desk.ctx(s), leader.id, timedelta(minutes=10))
+        async with aiohttp.ClientSession(own.base_url) as http:
+            async with http.post(f"/console/signin/{token}", headers={"Origin": "https://console.example"},
+                                 allow_redirects=False) as r:
+                assert r.status == 303 and "Secure" in r.headers["Set-Cookie"]
     finally:
         await own.stop()
         console_command.LINK.url = None

@@ -42,6 +42,8 @@ async def test_sql_scope_and_can_view_agree_with_the_role_walk(sessionmaker):
         for person in people:
             paths = await scope.staff_paths(ctx, person.id)
             listed = set((await s.execute(select(Case.id).where(scope.case_clause(paths)))).scalars())
+            joined = set((await s.execute(select(Case.id).where(*scope.case_where(paths)))).scalars())
+            assert joined == listed, person.code
             for case in made:
                 grid, level = await s.get(Node, case.grid_id), await s.get(Node, case.level_node_id)
                 walk = (await has_role(ctx, person.id, grid, STAFF, STAFF)

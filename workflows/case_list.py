@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from . import scope
 from .context import Ctx
 from .ledgers import window
-from .models import OPEN_STATUSES, Case, CaseEvent, CaseStatus, Node
+from .models import OPEN_STATUSES, Case, CaseEvent, CaseStatus
 
 PAGE_SIZE = 50
 YELLOW, RED = 3, 4  # Case.deadline_stage of the deadline sweep (routines/deadlines.py)
@@ -52,10 +52,7 @@ class Filters:
 
 
 def conditions(ctx: Ctx, paths: list[str], f: Filters) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [scope.case_clause(paths)]
-    if f.node_path:
-        under = select(Node.id).where(Node.path.like(f.node_path + "%"))
-        where.append(or_(Case.grid_id.in_(under), Case.level_node_id.in_(under)))
+    where: list[ColumnElement[bool]] = scope.case_where(paths, within=f.node_path)
     if f.status == "open":
         where.append(Case.status.in_([str(s) for s in OPEN_STATUSES]))
     elif f.status == "closed":
@@ -102,8 +99,10 @@ async def find(ctx: Ctx, paths: list[str], f: Filters, *, sort: str = "created",
     pages = max(1, -(-total // size))
     page = min(max(1, page), pages)
     col = SORTS.get(sort, Case.created_at)
-    order = [col.desc().nulls_last() if descending else col.asc().nulls_last(),
-             Case.id.desc() if descending else Case.id.asc()]
+    key = col.desc() if descending else col.asc()
+    if col is Case.deadline_at:  # the only nullable key: cases without a deadline last either way
+        key = key.nulls_last()
+    order = [key, Case.id.desc() if descending else Case.id.asc()]
     rows = await ctx.session.execute(select(Case).where(*where).order_by(*order)
                                      .limit(size).offset((page - 1) * size))
     return Page(list(rows.scalars()), total, page, pages)

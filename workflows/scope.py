@@ -1,7 +1,7 @@
 """What a person's staff roles let them see: the subtrees of the nodes they hold those roles on.
 
-One rule, two forms. `covers` answers for one node (the chat's `cases.can_view`), `case_clause`
-is the same rule as SQL for lists (the web console): a node is covered when its materialized
+One rule, two forms. `covers` answers for one node (the chat's `cases.can_view`); `case_where`
+(and `case_clause`) is the same rule as SQL for lists (the web console): a node is covered when its materialized
 path (`Node.path`, "/<root>/…/<id>/") starts with the path of a node where the person holds a
 staff role — the node itself or any ancestor, exactly what `tree.has_role(here=…, above=…)`
 walks up the parent ids to find.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy.orm import aliased
 
 from .context import Ctx
 from .models import Assignment, Case, Node
@@ -56,3 +57,18 @@ def case_clause(paths: list[str]) -> ColumnElement[bool]:
         return false()
     under = nodes_under(paths)
     return or_(Case.grid_id.in_(under), Case.level_node_id.in_(under))
+
+
+def case_where(paths: list[str], within: str | None = None) -> list[ColumnElement[bool]]:
+    """The same rule as WHERE conditions that join each case to its grid and holding node (two
+    aliases of `node`) — what a long list wants: the database walks the cases in the order asked
+    and checks two primary-key rows each, instead of collecting every id of the subtree first.
+    `within`: also inside this node path (a filter the caller has checked is in scope)."""
+    if not paths:
+        return [false()]
+    grid, held = aliased(Node), aliased(Node)
+    out = [grid.id == Case.grid_id, held.id == Case.level_node_id,
+           or_(*[grid.path.like(p + "%") for p in paths], *[held.path.like(p + "%") for p in paths])]
+    if within:
+        out.append(or_(grid.path.like(within + "%"), held.path.like(within + "%")))
+    return out

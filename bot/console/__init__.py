@@ -45,8 +45,9 @@ The signed-in person and their scope
 A page function gets a `Viewer`: `viewer.person` (workflows.models.Person), `viewer.ctx` (the
 request's transaction; ctx.via_channel is "console"), `viewer.t` (translator in their language),
 `viewer.paths` (node paths their staff roles cover: workflows.scope.staff_paths). Filter a query
-with `workflows.scope.case_clause(viewer.paths)` (cases) or `scope.nodes_under(viewer.paths)`
-(nodes); fetch one object by id with `await viewer.case(id)` / `await viewer.node(id)`, which
+with `.where(*workflows.scope.case_where(viewer.paths))` (cases; fast on long lists) or
+`scope.case_clause(viewer.paths)` (one condition), `scope.nodes_under(viewer.paths)` (node ids);
+workflows.case_list.find/conditions give the case list's filters; fetch one object by id with `await viewer.case(id)` / `await viewer.node(id)`, which
 answer 404 outside the scope. Never trust an id from the browser without one of these.
 """
 

@@ -236,7 +236,6 @@ class Console:
                     viewer = Viewer(ctx, person, sess, t, await scope.staff_paths(ctx, person.id), request)
                     # what the error page shows of the viewer, readable after a rollback expired the rows
                     shown = _Shown(_Named(person.name), sess.csrf, request)
-                    ctx.language = t.language
                     resp = await fn(viewer, request)
             except web.HTTPException:
                 raise
