@@ -5,7 +5,8 @@ Builds one district — 10 streets → 100 communities → 1,000 grids — with 
 of tests/history.py (bulk inserts; ~7.7 events a case) on a throwaway PostgreSQL (or SQLite with
 --sqlite), signs a district centre staff member in, and times real HTTP requests to the console
 on the one web server: the case list (first page, a deep page, filtered by state/overdue, by
-text), the Excel export of a filtered list, and one case's page. Prints the median and the worst
+text), the Excel export of a filtered list, one case's page, the map's page and GeoJSON, a grid's card,
+the dashboard and the tree/people page (every case given a point, every grid a box). Prints the median and the worst
 of --repeat runs of each.
 """
 
@@ -40,7 +41,7 @@ NOW = datetime(2026, 11, 27, 17, 0, tzinfo=SH)
 
 async def load(engine, cases: int) -> int:
     """The district and its history; returns the id of a district centre staff member."""
-    shape = Shape(fanout=(1, 10, 10, 10), cases=cases, days=365, workers=1)
+    shape = Shape(fanout=(1, 10, 10, 10), cases=cases, days=365, workers=1, boundaries=True)
     t = time.perf_counter()
     async with engine.begin() as c:
         await build(c, shape, NOW)
@@ -52,6 +53,9 @@ async def load(engine, cases: int) -> int:
         await s.flush()
         s.add(Assignment(person_id=staff.id, node_id=district, role="centre_staff"))
         n = (await s.execute(select(func.count()).select_from(Case))).scalar_one()
+        # every case located (somewhere in the lattice of grid boxes), for the map's points
+        await s.execute(text("UPDATE case_file SET latitude = 29.5 + (id % 317) * 0.001, "
+                             "longitude = 121.0 + (id % 313) * 0.001"))
     if engine.dialect.name == "postgresql":
         async with engine.connect() as c:
             await c.execution_options(isolation_level="AUTOCOMMIT")
@@ -82,10 +86,20 @@ async def measure(sm, staff_id: int, repeat: int) -> None:
         ("case list, one street", None),
         ("one case's page", f"/console/cases/{case_id}"),
         ("Excel export, open cases", "/console/cases.xlsx?status=open"),
+        ("map page", "/console/map"),
+        ("map: 1,000 grid boundaries (GeoJSON)", "/console/map/grids.geojson"),
+        ("map: open case points (GeoJSON, newest 5,000)", "/console/map/cases.geojson"),
+        ("map: overdue points of the last 30 days", "/console/map/cases.geojson?overdue=1&days=30"),
+        ("map: a grid's card and figures", None),
+        ("dashboard of the district", "/console/dashboard"),
+        ("dashboard figures block (the 5 s poll)", "/console/dashboard/figures"),
+        ("tree and people, the whole district", "/console/people"),
     ]
     async with sm() as s:
         street = (await s.execute(text("SELECT id FROM node WHERE level = 'street' ORDER BY id LIMIT 1"))).scalar_one()
+        grid = (await s.execute(text("SELECT id FROM node WHERE level = 'grid' ORDER BY id LIMIT 1"))).scalar_one()
     pages[5] = (pages[5][0], f"/console/cases?node={street}")
+    pages[12] = (pages[12][0], f"/console/map/grids/{grid}")
     async with aiohttp.ClientSession(server.base_url, cookies={"gridbot_console": raw}) as http:
         for what, path in pages:
             times = []

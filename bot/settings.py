@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     console_port: int | None = None
     console_session_hours: float = 12.0
     console_link_minutes: int = 10  # how long a /console sign-in link works
+    # the console's map tiles: a Leaflet URL template and its datum (wgs84 | gcj02 | bd09); none: blank
+    console_tile_url: str | None = None
+    console_tile_crs: str = "wgs84"
+    console_tile_attribution: str | None = None
+    console_tile_subdomains: str | None = None  # {s} in the URL: abc (OSM), 1234 (Amap), 01234567 (Tianditu)
 
     # delivery and scheduler
     delivery_poll_seconds: float = 1.0

@@ -71,6 +71,18 @@ def geometry_to_wgs84(geojson: dict, crs: str) -> dict:
     return json.loads(json.dumps(mapping(shapely.transform(shape(geojson), conv))))
 
 
+def geometry_from_wgs84(geojson: dict, crs: str) -> dict:
+    """A stored WGS-84 GeoJSON geometry → the same geometry in `crs`, for a map drawn on that datum."""
+    crs = check_crs(crs)
+    if crs == "wgs84":
+        return geojson
+
+    def conv(coords: np.ndarray) -> np.ndarray:  # rows of (lon, lat)
+        return np.array([from_wgs84(lat, lon, crs)[::-1] for lon, lat in coords])
+
+    return json.loads(json.dumps(mapping(shapely.transform(shape(geojson), conv))))
+
+
 def distance_metres(a: BaseGeometry, b: BaseGeometry) -> float:
     """Rough distance for warnings and tolerances (degrees scaled at the equator; enough for 'far')."""
     return a.distance(b) * METRES_PER_DEGREE

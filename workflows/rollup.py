@@ -392,3 +392,23 @@ async def figures_by(session: AsyncSession, node: Node | None, start: datetime, 
         return await figures_by_grid(session, node, start, end, now=now)
     grids = await subtree_grids(session, node.id if node else None)
     return await raw_figures(session, grids, start, end, by=by)
+
+
+async def figures_by_day(session: AsyncSession, node: Node, first: date, last: date):
+    """A node's indicators for each local day in [first, last] — up to today — in one query.
+
+    The same sums `figures` makes for whole days: stats_day holds every day exactly, today's row
+    included (kept up to date with the events), so a day's figures are its rows summed over the
+    subtree. Days with nothing to count map to an empty Stats. For the console's trends."""
+    from .routines.stats import Stats
+
+    grids = await subtree_grids(session, node.id)
+    sums = [func.coalesce(func.sum(getattr(StatsDay, f)), 0) for f in FIELDS]
+    rows = await session.execute(
+        select(StatsDay.day, *sums).where(StatsDay.grid_id.in_(grids), StatsDay.day >= first, StatsDay.day <= last)
+        .group_by(StatsDay.day))
+    out = {first + timedelta(days=i): Stats() for i in range((last - first).days + 1)}
+    for day, *vals in rows:
+        day = day if isinstance(day, date) else date.fromisoformat(str(day))
+        out[day] = Stats(**{f: int(v) for f, v in zip(FIELDS, vals, strict=True)})
+    return out

@@ -99,5 +99,8 @@ def mount(settings, office: Office, server: WebServer, on_commit=None) -> WebSer
     console = Console(office, url=console_url(settings, own or server), session_hours=settings.console_session_hours,
                       link_lifetime=timedelta(minutes=settings.console_link_minutes), on_commit=on_commit)
     console.routes(own or server)
+    from . import maps
+
+    maps.configure(settings)  # the map's tile provider and its datum
     log.info("web console at %s/console", console.url)
     return own

@@ -219,12 +219,18 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
     return result
 
 
-async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
-    """/stats in a bound group: this week so far for the group's node, and its grids below."""
-    loc = local_now(ctx, node.timezone)
-    start, _ = week_window(ctx, loc)
+async def week_so_far(ctx: Ctx, node: Node) -> tuple[datetime, datetime, Stats, list[tuple[Node, Stats]]]:
+    """This week so far (Monday 00:00 in the node's zone to now): the window and figures /stats
+    shows, and the console's dashboard and map card too."""
+    start, _ = week_window(ctx, local_now(ctx, node.timezone))
     end = ctx.now()
     total, rows = await node_stats(ctx, node, start, end)
+    return start, end, total, rows
+
+
+async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
+    """/stats in a bound group: this week so far for the group's node, and its grids below."""
+    start, end, total, rows = await week_so_far(ctx, node)
     title = t("【{node} 本周统计】{start} 至 {end}", node=node.name, start=start.strftime("%m-%d"),
               end=end.astimezone(zone(ctx, node.timezone)).strftime("%m-%d %H:%M"))
     text = stats_text(t, title, total)
