@@ -189,7 +189,11 @@ async def test_webhook_retries_in_order_and_never_twice(api: Api):
     await api.desk.press(LEADER, (await api.desk.person(WORKER)).name, group="CY-01")
 
     api.receiver.fail = 1  # the platform is down for the first attempt
-    await api.delivery.drain()  # waits out the short first backoff (1 s)
+    await api.delivery.drain()
+    # the next change waits behind the failed one (the key's head), so nothing else went meanwhile
+    assert [json.loads(b)["event"] for _, b in api.receiver.got] == ["registered"]
+    api.clock.advance(2)  # past the first backoff (1 s)
+    await api.delivery.drain()
     got = [(h["X-Gridbot-Delivery"], json.loads(b)["event"]) for h, b in api.receiver.got]
     # the failed one is retried first: the next change waited behind it
     assert [e for _, e in got] == ["registered", "registered", "dispatched"]
