@@ -129,15 +129,15 @@ class WeChatMpRuntime(EncryptedCallback):
         async with self._locks[inbound.chat_id]:  # one resident's messages in the order they came
             try:
                 await self._retrying(self._opened, inbound)
-                inbound.unionid = await self._unionid(inbound.user_id)
-                before = await self._last_outbox_id()
+                inbound.unionid = await self._retrying(self._unionid, inbound.user_id)
+                before = await self._retrying(self._last_outbox_id)
                 reply = await self.office.handle(inbound)
                 if reply.alert and not reply.duplicate and not reply.alert_in_chat:
-                    await self._say_alert(inbound, reply.alert, before)
+                    await self._retrying(self._say_alert, inbound, reply.alert, before)
             except Exception:
                 log.exception("wechat_mp message %s could not be handled", inbound.event_id)
 
-    async def _retrying(self, fn, *args) -> None:
+    async def _retrying(self, fn, *args):
         """A write of our own, retried while the database is locked (SQLite's one writer, a
         PostgreSQL deadlock) as the office retries its own: the callback was acknowledged, so
         giving up here would lose the message."""
