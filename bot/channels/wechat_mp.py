@@ -16,10 +16,12 @@ See docs/wechat.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.events import UnsubscribeEvent
@@ -27,6 +29,7 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from handlers.events import Inbound
+from handlers.office import LOCK_RETRY_SECONDS, _locked
 from workflows.models import Account, InboundSeen, Outbox
 from workflows.wechat_mp_models import ReplyWindow
 from workflows.wechat_people import unfollowed
@@ -125,14 +128,29 @@ class WeChatMpRuntime(EncryptedCallback):
         assert self.office is not None
         async with self._locks[inbound.chat_id]:  # one resident's messages in the order they came
             try:
-                await self._opened(inbound)
-                inbound.unionid = await self._unionid(inbound.user_id)
-                before = await self._last_outbox_id()
+                await self._retrying(self._opened, inbound)
+                inbound.unionid = await self._retrying(self._unionid, inbound.user_id)
+                before = await self._retrying(self._last_outbox_id)
                 reply = await self.office.handle(inbound)
                 if reply.alert and not reply.duplicate and not reply.alert_in_chat:
-                    await self._say_alert(inbound, reply.alert, before)
+                    await self._retrying(self._say_alert, inbound, reply.alert, before)
             except Exception:
                 log.exception("wechat_mp message %s could not be handled", inbound.event_id)
+
+    async def _retrying(self, fn, *args):
+        """A write of our own, retried while the database is locked (SQLite's one writer, a
+        PostgreSQL deadlock) as the office retries its own: the callback was acknowledged, so
+        giving up here would lose the message."""
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + LOCK_RETRY_SECONDS, 0.05
+        while True:
+            try:
+                return await fn(*args)
+            except OperationalError as e:
+                if not _locked(e) or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     async def _opened(self, inbound: Inbound) -> None:
         """The resident wrote: a fresh window; what was held for them, and what failed because they
@@ -167,9 +185,12 @@ class WeChatMpRuntime(EncryptedCallback):
         return str(info.get("unionid") or "") or None
 
     async def _unfollowed(self, openid: str) -> None:
+        await self._retrying(self._mark_unfollowed, openid)
+        log.info("wechat_mp %s unfollowed the account; messages to them are held until they follow again", openid)
+
+    async def _mark_unfollowed(self, openid: str) -> None:
         async with self.office.sessionmaker() as session, session.begin():
             await unfollowed(self.office.ctx(session), NAME, openid)
-        log.info("wechat_mp %s unfollowed the account; messages to them are held until they follow again", openid)
 
 
 def build(settings: Settings) -> WeChatMpRuntime:
