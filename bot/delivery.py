@@ -127,11 +127,6 @@ class Delivery:
         self._marker: asyncio.Task | None = None
         # per channel: chat → monotonic time before which its own windows let nothing start
         self._held_chats: dict[str, dict[str, float]] = {}
-        # PostgreSQL takes many writers at once: a mark is committed as soon as its send returns,
-        # which keeps the window in which a crash repeats a send at the round trip (SQLite, one
-        # writer, batches marks into the rounds' transactions instead; see _mark_sent)
-        bind = sessionmaker.kw.get("bind")
-        self._marks_at_once = getattr(getattr(bind, "dialect", None), "name", "") == "postgresql"
 
     def wake(self) -> None:
         self._wake.set()
@@ -435,9 +430,6 @@ class Delivery:
         so the next round's claiming transaction carries the marks queued since the last one (or,
         when no round comes within MARK_GAP, a transaction of their own). No mark waits for
         another row's send, and a chat's next row is claimed only after its mark is in."""
-        if self._marks_at_once:
-            await self._write(self._sent_many, [(row, sent)])
-            return
         done = asyncio.get_running_loop().create_future()
         self._marks.append((row, sent, done))
         self._wake.set()

@@ -41,6 +41,9 @@ def app_xml(inner: str, user: str = "u1") -> str:
     ("<xml><ToUserName>c</ToUserName><MsgType>text</MsgType><Content>hi</Content></xml>",
      "FromUserName is missing", None),
     (app_xml("<MsgType>image</MsgType><MsgId>1</MsgId>"), "without MediaId", "u1"),
+    # found by the fuzz on PostgreSQL: a 20,000-character MediaId, too long for media_item.ref
+    (app_xml(f"<MsgType>image</MsgType><MediaId>{'长' * 20_000}</MediaId><MsgId>1</MsgId>"), "no media id",
+     "u1"),
     (app_xml("<MsgType>location</MsgType><Location_X>abc</Location_X><Location_Y>1</Location_Y><MsgId>1</MsgId>"),
      "readable coordinates", "u1"),
     (app_xml("<MsgType>location</MsgType><Location_X>nan</Location_X><Location_Y>1</Location_Y><MsgId>1</MsgId>"),
@@ -65,6 +68,8 @@ def test_storable_text_and_what_is_nothing_for_the_office():
         assert inbound.text == "a\ufffdb"
     long, _ = to_inbound(app_xml(f"<MsgType>text</MsgType><Content>{'长' * 50_000}</Content><MsgId>6</MsgId>"))
     assert len(long.text) == 50_000  # the router answers "too long" (tested below over HTTP)
+    key, _ = to_inbound(app_xml(f"<MsgType>event</MsgType><Event>click</Event><EventKey>{'k' * 5000}</EventKey>"))
+    assert key.kind == "button" and len(key.event_id) <= 128  # inbound_seen keeps 128
     unknown, _ = to_inbound(app_xml("<MsgType>hologram</MsgType><MsgId>7</MsgId>"))
     assert unknown.kind == "unsupported"
     event, _ = to_inbound(app_xml("<MsgType>event</MsgType><Event>quantum</Event><EventKey>k</EventKey>"))
@@ -79,10 +84,16 @@ def test_storable_text_and_what_is_nothing_for_the_office():
     ({"origin": 3, "external_userid": "wm1", "msgtype": "text", "text": {"content": "x"}}, "msgid is missing",
      "wm1"),
     ({"origin": 3, "msgid": "m1", "external_userid": "wm1", "msgtype": "text", "text": 5}, "text is int", "wm1"),
+    ({"origin": 3, "msgid": "m" * 300, "external_userid": "wm1", "msgtype": "text"}, "msgid is 300 characters",
+     "wm1"),
+    ({"origin": 3, "msgid": "m1", "external_userid": "w" * 300, "msgtype": "text"}, "external_userid is 300",
+     None),
     ({"origin": 3, "msgid": "m1", "external_userid": "wm1", "msgtype": "text", "text": {"content": 12345}},
      "text.content is int", "wm1"),
     ({"origin": 3, "msgid": "m1", "external_userid": "wm1", "msgtype": "image", "image": {"media_id": None}},
      "without media_id", "wm1"),
+    ({"origin": 3, "msgid": "m1", "external_userid": "wm1", "msgtype": "voice", "voice": {"media_id": "m" * 600}},
+     "no media id", "wm1"),
     ({"origin": 3, "msgid": "m1", "external_userid": "wm1", "msgtype": "location",
       "location": {"latitude": "x", "longitude": 1}}, "readable coordinates", "wm1"),
 ])

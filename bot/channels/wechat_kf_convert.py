@@ -16,7 +16,7 @@ import math
 from handlers.events import Inbound, Media
 from workflows import geo
 
-from .wecom_validate import Unreadable, json_id, json_text
+from .wecom_validate import Unreadable, json_id, json_text, media_ref
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def to_inbound(msg: object) -> Inbound | None:
     if isinstance(kind, str) and kind in MEDIA_KINDS:
         media_id = json_text(_part(msg, kind, user).get("media_id"), f"{kind}.media_id", user)
         if media_id:
-            return Inbound(**base, media=[Media(kind=MEDIA_KINDS[kind], ref=media_id, channel=NAME)])
+            return Inbound(**base, media=[Media(kind=MEDIA_KINDS[kind], ref=media_ref(media_id, f"{kind}.media_id", user),
+                                                channel=NAME)])
         raise Unreadable(f"a {kind} message without media_id", user)
     if kind == "location":
         loc = _part(msg, "location", user)

@@ -7,24 +7,30 @@ checked at the edge (bot/channels/wecom_validate.py): what cannot be read raises
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from handlers.events import Inbound, Media
 from workflows import geo
 
-from .wecom_validate import Unreadable, digits, read_xml, text
+from .wecom_validate import Unreadable, digits, media_ref, read_xml, text
 
 NAME = "wecom"
 DATUM = "gcj02"  # the datum of the locations this channel receives
 IGNORED_EVENTS = {"enter_agent", "view", "location", "subscribe", "unsubscribe", "batch_job_result",
                   "change_contact", "open_approval_change", "taskcard_click"}
+MAX_EVENT_ID = 128
 USERID = re.compile(r"^[\w.@-]{1,64}$")  # what WeChat Work allows in a userid
 
 
 def event_id(raw: dict) -> str:
     if raw.get("MsgType") == "event":
-        return f"{raw.get('FromUserName')}:{raw.get('CreateTime')}:{raw.get('Event')}:{raw.get('EventKey') or ''}"
-    return str(raw.get("MsgId") or f"{raw.get('FromUserName')}:{raw.get('CreateTime')}:{raw.get('MsgType')}")
+        out = f"{raw.get('FromUserName')}:{raw.get('CreateTime')}:{raw.get('Event')}:{raw.get('EventKey') or ''}"
+    else:
+        out = str(raw.get("MsgId") or f"{raw.get('FromUserName')}:{raw.get('CreateTime')}:{raw.get('MsgType')}")
+    if len(out) > MAX_EVENT_ID:  # a long EventKey: the id is kept as its digest (inbound_seen holds 128)
+        out = "h:" + hashlib.sha256(out.encode("utf-8", "replace")).hexdigest()
+    return out
 
 
 def sender(raw: dict) -> str:
@@ -60,6 +66,7 @@ def to_inbound(xml: str) -> tuple[Inbound | None, dict]:
         media_id = text(raw, "MediaId", sender=user).strip()
         if not media_id:
             raise Unreadable(f"a {kind} message without MediaId", user)
+        media_ref(media_id, "MediaId", user)
         if kind == "image":
             return Inbound(**base, media=[Media(kind="photo", ref=media_id, channel=NAME)]), raw
         if kind == "voice":

@@ -25,6 +25,7 @@ from .telegram_validate import REPLACEMENT, clean
 # characters XML 1.0 forbids (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/U+FFFF), and NUL
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 EXCERPT = 300
+MAX_REF = 512  # media ids are stored as references (workflows/media_models.py: VARCHAR(512))
 
 
 class Unreadable(ValueError):
@@ -77,6 +78,13 @@ def digits(fields: dict, name: str, *, required: bool = False, sender: str | Non
     return value
 
 
+def media_ref(value: str, where: str, sender: str | None = None) -> str:
+    """A platform media id, as long as the media store can keep (PostgreSQL refused a longer one)."""
+    if len(value) > MAX_REF or not value.isprintable():
+        raise Unreadable(f"{where} is no media id ({len(value)} characters)", sender)
+    return value
+
+
 def json_text(value: Any, where: str, sender: str | None = None) -> str:
     """A JSON value that must be text (None is ''), made storable."""
     if value is None:
@@ -86,13 +94,16 @@ def json_text(value: Any, where: str, sender: str | None = None) -> str:
     return clean(value)[0]
 
 
-def json_id(value: Any, where: str, sender: str | None = None) -> str:
-    """An id that must be non-empty text (a number is taken as its digits)."""
+def json_id(value: Any, where: str, sender: str | None = None, *, limit: int = 100) -> str:
+    """An id that must be non-empty text (a number is taken as its digits), at most `limit`
+    characters (the tables keep ids in 128)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        value = str(value)
     out = json_text(value, where, sender).strip()
     if not out:
         raise Unreadable(f"{where} is missing", sender)
+    if len(out) > limit:
+        raise Unreadable(f"{where} is {len(out)} characters long", sender)
     return out
 
 
