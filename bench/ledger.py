@@ -3,7 +3,8 @@
 Builds the demo street in a fresh SQLite file, bulk-inserts N closed cases (with their
 registered/dispatched/accepted/resolved/verified events) spread over a year, then writes the
 事件台账 in a child process and reports its time and peak memory (ru_maxrss of that process,
-so loading the data does not count).
+so loading the data does not count), then the 考核表 of the same year (its rows per worker, team
+and department are counted from the raw rows).
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ async def build(url: str, n: int) -> None:
                 :who, :at, :at, :at, :closed, :closed, :dl, 0, 0, 0, 'satisfied', '[]', 1)"""), rows)
             await c.execute(text("""INSERT INTO case_event (case_id, at, actor_id, action, attachments, data)
                 VALUES (:case, :at, :actor, :action, '[]', '{}')"""), events)
+    async with sm() as s, s.begin():
+        from workflows import rollup
+
+        await rollup.rebuild(s)  # the 考核表's grid rows read the rollup
     await engine.dispose()
     print(f"  {n:,} cases and {n * len(STEPS):,} events loaded in {time.perf_counter() - t:.1f} s")
 
@@ -83,6 +88,17 @@ async def write(url: str, out: str) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  事件台账: {n:,} rows in {took:.1f} s ({n / took:,.0f} rows/s), "
           f"{os.path.getsize(out) / 2**20:.1f} MiB file, peak memory {peak:.0f} MiB")
+    # the 考核表 of the same year: grids from the rollup, workers/teams/departments from the raw rows
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    async with make_sessionmaker(engine)() as s:
+        ctx = Ctx(session=s)
+        node = (await s.execute(select(Node).where(Node.code == "SFQ"))).scalar_one()
+        rows = await write_xlsx(tr, await ledger(ctx, tr, "assessment", node, YEAR, YEAR + timedelta(days=364)),
+                                out + ".assessment.xlsx")
+    await engine.dispose()
+    print(f"  考核表 over the same year: {rows} rows (grids, workers, teams, departments) in "
+          f"{time.perf_counter() - t0:.1f} s")
 
 
 def main() -> None:

@@ -93,8 +93,11 @@ async def workers_by_grid(session: AsyncSession, grids: Select | list[int], star
     cov = await visit_coverage(session, grids, first, last, local_day(now), "grid_worker")
     if not cov:
         return {}
-    names = dict((await session.execute(select(Person.id, Person.name).where(
-        Person.id.in_({w for _, w in cov})))).all())
+    ids = sorted({w for _, w in cov})
+    names: dict[int, str] = {}
+    for i in range(0, len(ids), 5000):  # a city's workers: within SQLite's bound-parameter limit
+        names.update((await session.execute(select(Person.id, Person.name).where(
+            Person.id.in_(ids[i:i + 5000])))).all())
     out: dict[int, list[tuple[str, int, int]]] = {}
     for (g, w), (due, ontime) in cov.items():
         out.setdefault(g, []).append((names.get(w, ""), due, ontime))
