@@ -52,7 +52,8 @@ class Filters:
 
 
 def conditions(ctx: Ctx, paths: list[str], f: Filters) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = scope.case_where(paths, within=f.node_path)
+    dialect = ctx.session.bind.dialect.name if ctx.session.bind is not None else None
+    where: list[ColumnElement[bool]] = scope.case_where(paths, within=f.node_path, dialect=dialect)
     if f.status == "open":
         where.append(Case.status.in_([str(s) for s in OPEN_STATUSES]))
     elif f.status == "closed":
@@ -99,9 +100,9 @@ async def find(ctx: Ctx, paths: list[str], f: Filters, *, sort: str = "created",
     pages = max(1, -(-total // size))
     page = min(max(1, page), pages)
     col = SORTS.get(sort, Case.created_at)
+    # key and tie-breaker in one direction, no NULLS LAST: an index walks it (ix_case_deadline_at);
+    # cases without a deadline (not registered yet) come where the database puts NULLs
     key = col.desc() if descending else col.asc()
-    if col is Case.deadline_at:  # the only nullable key: cases without a deadline last either way
-        key = key.nulls_last()
     order = [key, Case.id.desc() if descending else Case.id.asc()]
     rows = await ctx.session.execute(select(Case).where(*where).order_by(*order)
                                      .limit(size).offset((page - 1) * size))

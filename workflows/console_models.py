@@ -8,7 +8,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime
+from .models import Base, Case, UTCDateTime
+
+# the console's case list sorted by deadline (migration 0020)
+Index("ix_case_deadline_at", Case.deadline_at)
 
 
 class ConsoleSession(Base):

@@ -1,4 +1,4 @@
-"""web console: sessions (the case list needs no new index: bench.console, 100,000 cases)
+"""web console: sessions; an index for the case list sorted by deadline
 
 Revision ID: 0020
 Revises: 0011
@@ -28,8 +28,10 @@ def upgrade() -> None:
                     sa.Column("expires_at", TS, nullable=False),
                     sa.Column("ended_at", TS))
     op.create_index("ix_console_session_person", "console_session", ["person_id"])
+    op.create_index("ix_case_deadline_at", "case_file", ["deadline_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_case_deadline_at", table_name="case_file")
     op.drop_index("ix_console_session_person", table_name="console_session")
     op.drop_table("console_session")
