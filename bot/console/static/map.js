@@ -21,6 +21,12 @@
   }
   map.createPane("cases").style.zIndex = 450; // points above the grid polygons, so both can be clicked
 
+  function text(s) {  // tooltips take HTML: names from the office's data go in as text
+    var span = document.createElement("span");
+    span.textContent = s;
+    return span;
+  }
+
   function colour(p) {
     if (p.card === "red") return "#c53030";
     if (p.card === "yellow") return "#d69e2e";
@@ -34,7 +40,7 @@
     style: function () { return { color: "#2c5282", weight: 2, fillColor: "#90cdf4", fillOpacity: 0.12,
                                   className: "grid-boundary" }; },
     onEachFeature: function (f, layer) {
-      layer.bindTooltip(f.properties.name, { sticky: true });
+      layer.bindTooltip(text(f.properties.name), { sticky: true });
       layer.on("click", function () {
         var url = cfg.card_url.replace("{id}", f.properties.id);
         if (window.htmx) htmx.ajax("GET", url, { target: "#grid-card", swap: "innerHTML" });
@@ -51,7 +57,7 @@
     },
     onEachFeature: function (f, layer) {
       var p = f.properties;
-      layer.bindTooltip(p.number + " · " + p.category + " · " + p.status_label);
+      layer.bindTooltip(text(p.number + " · " + p.category + " · " + p.status_label));
       layer.on("click", function () { window.location.href = cfg.case_url.replace("{id}", p.id); });
     },
   }).addTo(map);
