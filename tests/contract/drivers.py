@@ -714,53 +714,44 @@ class WeComDriver(_Base):
 KF_TOKEN = "kfcallbacktoken"
 
 
-class WeChatKfDriver(WeComDriver):
-    """Residents on personal WeChat through 微信客服, the grid's staff on WeChat Work, as one
-    `gridbot run` serves both: one web server with both callbacks, one delivery worker with both
-    adapters, one fake WeChat Work server that also speaks `kf/sync_msg` and `kf/send_msg`.
+class ResidentDoorDriver(WeComDriver):
+    """Residents on personal WeChat through one of the office's doors (微信客服 or the 公众号), the
+    grid's staff on WeChat Work, as one `gridbot run` serves both: one web server with both
+    callbacks, one delivery worker with both adapters. Residents only write privately: the group
+    actions are the staff's, on WeChat Work, exactly as in WeComDriver. A subclass says how the
+    door's fake is started and configured, how a resident's message reaches it, and what the
+    resident received."""
 
-    A resident's message is queued on the fake and announced by an encrypted `kf_msg_or_event`
-    callback; the runtime pulls it with sync_msg. "The same event twice" is the callback replayed
-    and the same msgid returned twice by sync_msg (as after a cursor that was not saved); a
-    repeat after a restart is that msgid once more. Buttons reach residents as msgmenu items,
-    pressed by writing back the item's id. Residents only write privately: the group actions are
-    the staff's, on WeChat Work, exactly as in WeComDriver."""
-
-    name = "wechat_kf"
     channel = "wecom"  # the staff's accounts and the grid's group
-    resident_channel = "wechat_kf"
+    resident_channel = ""
+    door_label = ""
 
     def __init__(self, sessionmaker) -> None:
         super().__init__(sessionmaker)
-        self.kf = None
+        self.door = None  # the resident channel's runtime
         self.server = None
-        self.kf_crypto = WeChatCrypto(KF_TOKEN, AES_KEY, CORP_ID)
-        self.kf_last: dict[str, dict] = {}  # who -> their last queued sync_msg message
+        self.last_message: dict[str, object] = {}  # who -> their last message, as _resident takes it
 
-    @property
-    def kf_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/wechat/kf/callback"
+    async def _start_fakes(self) -> None: ...
+
+    def _door_settings(self) -> dict: ...
 
     async def start(self) -> None:
         from bot.web import from_settings
 
-        from ..fakes.wechat_kf import KF_SECRET, OPEN_KFID, FakeWeChatKf
-
-        if self.api is None:
-            self.api = await FakeWeChatKf().start()
+        await self._start_fakes()
         settings = Settings(_env_file=None, wecom_corp_id=CORP_ID, wecom_agent_id=AGENT, wecom_secret=SECRET,
                             wecom_token=TOKEN, wecom_aes_key=AES_KEY, http_host="127.0.0.1", http_port=self.port,
-                            wecom_api_base_url=self.api.base_url, wechat_kf_secret=KF_SECRET,
-                            wechat_kf_token=KF_TOKEN, wechat_kf_aes_key=AES_KEY, wechat_kf_open_kfid=OPEN_KFID)
-        self.runtime, self.kf = build_channels(settings)
+                            wecom_api_base_url=self.api.base_url, **self._door_settings())
+        self.runtime, self.door = build_channels(settings)
         channels = frozenset({self.channel, self.resident_channel})
-        self.delivery = Delivery(self.sm, {self.channel: self.runtime.adapter, self.resident_channel: self.kf.adapter},
+        self.delivery = Delivery(self.sm, {self.channel: self.runtime.adapter, self.resident_channel: self.door.adapter},
                                  clock=self.clock, poll_seconds=0.05)
         for name in channels:
             self.delivery.limiters[name] = Limiter(())
         self.office = TrackingOffice(self.sm, clock=self.clock, channels=channels, on_commit=self.delivery.wake)
         self.server = from_settings(settings, self.sm, self.clock)
-        for c in (self.runtime, self.kf):
+        for c in (self.runtime, self.door):
             c.routes(self.server)
             await c.start(self.office)
         await self.server.start()
@@ -768,35 +759,36 @@ class WeChatKfDriver(WeComDriver):
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
-        for c in (self.runtime, self.kf):
+        for c in (self.runtime, self.door):
             if c is not None:
                 await c.stop()
-        self.runtime = self.kf = self.server = self.delivery = self.office = None
+        self.runtime = self.door = self.server = self.delivery = self.office = None
 
-    def userid(self, who: str) -> str:
-        if who not in self.userids:
-            self.userids[who] = who.lower() if who in self.staff else f"wmRes{next(self._seq)}"
-        return self.userids[who]
+    def _open_chats(self):
+        """Rows not held: a row held for a resident outside the 48-hour window holds the rows
+        behind it in that chat too (delivery keeps a chat's order)."""
+        later = self.clock.now() + timedelta(hours=1)
+        held = select(Outbox.chat_id).where(Outbox.channel == self.resident_channel, Outbox.status == "pending",
+                                            Outbox.not_before > later)
+        return (Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.not_before <= later,
+                ~and_(Outbox.channel == self.resident_channel, Outbox.chat_id.in_(held)))
 
     async def quiet(self) -> bool:
-        """Nothing due is waiting; a row held for a resident outside the 48-hour window is not due."""
+        """Nothing due is waiting; what is held for a resident outside the 48-hour window is not due."""
         async with self.sm() as s:
             n = await s.execute(select(func.count()).select_from(Outbox).where(
-                Outbox.channel.in_([self.channel, self.resident_channel]),
-                Outbox.status.in_(["pending", "sending"]),
-                Outbox.not_before <= self.clock.now() + timedelta(hours=1)))
+                Outbox.status.in_(["pending", "sending"]), *self._open_chats()))
             return n.scalar_one() == 0
 
     async def settle(self) -> None:
         for _ in range(3):
-            await self.kf.idle()
+            await self.door.idle()
             await self.runtime.idle()
             await self.delivery.drain()
             for _ in range(5):
                 async with self.sm() as s:
                     held = (await s.execute(select(func.min(Outbox.not_before)).where(
-                        Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.status == "pending",
-                        Outbox.not_before <= self.clock.now() + timedelta(hours=1)))).scalar()
+                        Outbox.status == "pending", *self._open_chats()))).scalar()
                 if held is None:
                     break
                 wait = (held - self.clock.now()).total_seconds()
@@ -807,6 +799,100 @@ class WeChatKfDriver(WeComDriver):
         assert await self.quiet()
 
     # ------------------------------------------------------------------ residents' messages
+
+    async def _deliver(self, who: str, message, times: int) -> None:
+        """Hands a resident's message to the door's fake `times` times (a replay after the first)."""
+        raise NotImplementedError
+
+    def _text(self, who: str, text: str, menu_id: str | None = None): ...
+
+    def _location(self, who: str, lat: float, lon: float): ...
+
+    def _menu(self, who: str, label: str) -> str: ...
+
+    async def _resident(self, who: str, message, times: int = 1) -> Reply | None:
+        before = len(self.office.handled)
+        await self._deliver(who, message, times)
+        self.last_message[who] = message
+        await self.settle()
+        new = self.office.handled[before:]
+        return new[0][1] if new else None
+
+    async def say(self, who: str, text: str, *, times: int = 1) -> None:
+        if who in self.staff:
+            return await super().say(who, text, times=times)
+        await self._resident(who, self._text(who, text), times)
+
+    async def location(self, who: str, lat: float, lon: float) -> None:
+        if who in self.staff:
+            return await super().location(who, lat, lon)
+        from workflows.geo import from_wgs84
+
+        await self._resident(who, self._location(who, *from_wgs84(lat, lon, "gcj02")))  # as a WeChat client reports
+
+    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
+                    times: int = 1) -> str | None:
+        if who in self.staff:
+            return await super().press(who, label, group=group, seen_by=seen_by, times=times)
+        assert group is None and seen_by in (None, who), f"a resident writes only privately to the {self.door_label}"
+        before = len(self.private_texts(who))
+        reply = await self._resident(who, self._text(who, label, self._menu(who, label)), times)
+        if reply is None or not reply.alert:
+            return None
+        shown = self.private_texts(who)[before:]  # no pop-ups: the answer arrives as a message
+        assert any(reply.alert in t for t in shown), (reply.alert, shown)
+        return reply.alert
+
+    # ------------------------------------------------------------------ what WeChat received
+
+    def _resident_texts(self, who: str) -> list[str]: ...
+
+    def private_texts(self, who: str) -> list[str]:
+        return super().private_texts(who) if who in self.staff else self._resident_texts(who)
+
+
+class WeChatKfDriver(ResidentDoorDriver):
+    """微信客服: one fake WeChat Work server that also speaks `kf/sync_msg` and `kf/send_msg`.
+
+    A resident's message is queued on the fake and announced by an encrypted `kf_msg_or_event`
+    callback; the runtime pulls it with sync_msg. "The same event twice" is the callback replayed
+    and the same msgid returned twice by sync_msg (as after a cursor that was not saved); a
+    repeat after a restart is that msgid once more. Buttons reach residents as msgmenu items,
+    pressed by writing back the item's id."""
+
+    name = "wechat_kf"
+    resident_channel = "wechat_kf"
+    door_label = "微信客服"
+
+    def __init__(self, sessionmaker) -> None:
+        super().__init__(sessionmaker)
+        self.kf_crypto = WeChatCrypto(KF_TOKEN, AES_KEY, CORP_ID)
+        self.kf_last: dict[str, dict] = {}  # who -> their last queued sync_msg message
+
+    @property
+    def kf(self):
+        return self.door
+
+    @property
+    def kf_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/wechat/kf/callback"
+
+    async def _start_fakes(self) -> None:
+        from ..fakes.wechat_kf import FakeWeChatKf
+
+        if self.api is None:
+            self.api = await FakeWeChatKf().start()
+
+    def _door_settings(self) -> dict:
+        from ..fakes.wechat_kf import KF_SECRET, OPEN_KFID
+
+        return {"wechat_kf_secret": KF_SECRET, "wechat_kf_token": KF_TOKEN, "wechat_kf_aes_key": AES_KEY,
+                "wechat_kf_open_kfid": OPEN_KFID}
+
+    def userid(self, who: str) -> str:
+        if who not in self.userids:
+            self.userids[who] = who.lower() if who in self.staff else f"wmRes{next(self._seq)}"
+        return self.userids[who]
 
     async def kf_post(self, token: str) -> None:
         from ..fakes.wechat_kf import OPEN_KFID
@@ -822,8 +908,8 @@ class WeChatKfDriver(WeComDriver):
             await r.read()
             assert r.status == 200, r.status
 
-    async def _resident(self, who: str, msgtype: str, body: dict, times: int = 1) -> Reply | None:
-        before = len(self.office.handled)
+    async def _deliver(self, who: str, message, times: int) -> None:
+        msgtype, body = message
         token = self.api.resident_writes(self.userid(who), msgtype, body)
         msg = self.api.messages[-1]
         for _ in range(times - 1):  # the very same message (msgid) again, and the callback replayed
@@ -831,43 +917,20 @@ class WeChatKfDriver(WeComDriver):
         for _ in range(times):
             await self.kf_post(token)
         self.kf_last[who] = msg
-        await self.settle()
-        new = self.office.handled[before:]
-        return new[0][1] if new else None
 
-    async def say(self, who: str, text: str, *, times: int = 1) -> None:
-        if who in self.staff:
-            return await super().say(who, text, times=times)
-        await self._resident(who, "text", {"content": text}, times)
+    def _text(self, who: str, text: str, menu_id: str | None = None):
+        return "text", {"content": text, **({"menu_id": menu_id} if menu_id else {})}
 
-    async def location(self, who: str, lat: float, lon: float) -> None:
-        if who in self.staff:
-            return await super().location(who, lat, lon)
-        from workflows.geo import from_wgs84
+    def _location(self, who: str, lat: float, lon: float):
+        return "location", {"latitude": lat, "longitude": lon, "name": "现场", "address": ""}
 
-        lat, lon = from_wgs84(lat, lon, "gcj02")  # what a WeChat client reports
-        await self._resident(who, "location", {"latitude": lat, "longitude": lon, "name": "现场", "address": ""})
-
-    def _menu(self, userid: str, label: str) -> str:
+    def _menu(self, who: str, label: str) -> str:
+        userid = self.userid(who)
         for call in reversed(self.api.sent_to(userid)):
             for item in call.body.get("msgmenu", {}).get("list", []):
                 if item.get("click", {}).get("content") == label:
                     return item["click"]["id"]
         raise AssertionError(f"no menu item {label!r} sent to {userid}")
-
-    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
-                    times: int = 1) -> str | None:
-        if who in self.staff:
-            return await super().press(who, label, group=group, seen_by=seen_by, times=times)
-        assert group is None and seen_by in (None, who), "a resident writes only privately to 微信客服"
-        before = len(self.private_texts(who))
-        reply = await self._resident(who, "text", {"content": label, "menu_id": self._menu(self.userid(who), label)},
-                                     times)
-        if reply is None or not reply.alert:
-            return None
-        shown = self.private_texts(who)[before:]  # no pop-ups: the answer arrives as a message
-        assert any(reply.alert in t for t in shown), (reply.alert, shown)
-        return reply.alert
 
     async def repeat_last(self, who: str) -> None:
         if who in self.staff:
@@ -881,11 +944,7 @@ class WeChatKfDriver(WeComDriver):
         await self.settle()
         assert len(self.office.handled) > before, "the repeated message did not reach the office"
 
-    # ------------------------------------------------------------------ what WeChat received
-
-    def private_texts(self, who: str) -> list[str]:
-        if who in self.staff:
-            return super().private_texts(who)
+    def _resident_texts(self, who: str) -> list[str]:
         out = []
         for c in self.api.sent_to(self.userid(who)):
             b = c.body
@@ -909,64 +968,44 @@ class WeChatKfDriver(WeComDriver):
 # ====================================================================== 公众号 (Official Account)
 
 
-class WeChatMpDriver(WeComDriver):
-    """Residents on personal WeChat through the office's 公众号, the grid's staff on WeChat Work, as
-    one `gridbot run` serves both: one web server with both callbacks, one delivery worker with both
-    adapters; a fake WeChat Work server for the staff and a fake 公众号 platform (tests/fakes/wechat_mp)
-    that posts the residents' messages in safe mode (encrypted with wechatpy's crypto) and takes the
-    客服消息 we send. Buttons reach residents as msgmenu items, pressed by the text WeChat sends back
-    with the item's bizmsgmenuid. "The same event twice" is the very same callback (MsgId) posted
-    twice, as WeChat retries an answer it did not get within 5 seconds."""
+class WeChatMpDriver(ResidentDoorDriver):
+    """The office's 公众号: a fake WeChat Work server for the staff and a fake 公众号 platform
+    (tests/fakes/wechat_mp) that posts the residents' messages in safe mode (encrypted with
+    wechatpy's crypto) and takes the 客服消息 we send. Buttons reach residents as msgmenu items,
+    pressed by the text WeChat sends back with the item's bizmsgmenuid. "The same event twice" is
+    the very same callback (MsgId) posted twice, as WeChat retries an answer it did not get within
+    5 seconds."""
 
     name = "wechat_mp"
-    channel = "wecom"  # the staff's accounts and the grid's group
     resident_channel = "wechat_mp"
+    door_label = "公众号"
 
     def __init__(self, sessionmaker) -> None:
         super().__init__(sessionmaker)
-        self.mp = None  # the 公众号 runtime
         self.mp_api = None  # the fake 公众号 platform
-        self.server = None
-        self.mp_last: dict[str, str] = {}  # who -> plain XML of their last callback
         self.mp_settings: dict = {}  # more WECHAT_MP_* settings for the next start (tests/test_wechat_mp.py)
+
+    @property
+    def mp(self):
+        return self.door
 
     @property
     def mp_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/wechat/mp/callback"
 
-    async def start(self) -> None:
-        from bot.web import from_settings
-
-        from ..fakes.wechat_mp import APP_ID, APP_SECRET, MP_AES_KEY, MP_TOKEN, FakeOfficialAccount
+    async def _start_fakes(self) -> None:
+        from ..fakes.wechat_mp import FakeOfficialAccount
 
         if self.api is None:
             self.api = await FakeWeCom().start()
             self.mp_api = await FakeOfficialAccount().start()
-        mp = {"wechat_mp_app_id": APP_ID, "wechat_mp_secret": APP_SECRET, "wechat_mp_token": MP_TOKEN,
-              "wechat_mp_aes_key": MP_AES_KEY, "wechat_mp_api_base_url": self.mp_api.base_url, **self.mp_settings}
-        settings = Settings(_env_file=None, wecom_corp_id=CORP_ID, wecom_agent_id=AGENT, wecom_secret=SECRET,
-                            wecom_token=TOKEN, wecom_aes_key=AES_KEY, http_host="127.0.0.1", http_port=self.port,
-                            wecom_api_base_url=self.api.base_url, **mp)
-        self.runtime, self.mp = build_channels(settings)
-        channels = frozenset({self.channel, self.resident_channel})
-        self.delivery = Delivery(self.sm, {self.channel: self.runtime.adapter, self.resident_channel: self.mp.adapter},
-                                 clock=self.clock, poll_seconds=0.05)
-        for name in channels:
-            self.delivery.limiters[name] = Limiter(())
-        self.office = TrackingOffice(self.sm, clock=self.clock, channels=channels, on_commit=self.delivery.wake)
-        self.server = from_settings(settings, self.sm, self.clock)
-        for c in (self.runtime, self.mp):
-            c.routes(self.server)
-            await c.start(self.office)
-        await self.server.start()
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-        for c in (self.runtime, self.mp):
-            if c is not None:
-                await c.stop()
-        self.runtime = self.mp = self.server = self.delivery = self.office = None
+    def _door_settings(self) -> dict:
+        from ..fakes.wechat_mp import APP_ID, APP_SECRET, MP_AES_KEY, MP_TOKEN
+
+        return {"wechat_mp_app_id": APP_ID, "wechat_mp_secret": APP_SECRET, "wechat_mp_token": MP_TOKEN,
+                "wechat_mp_aes_key": MP_AES_KEY, "wechat_mp_api_base_url": self.mp_api.base_url,
+                **self.mp_settings}
 
     async def close(self) -> None:
         await super().close()
@@ -978,103 +1017,35 @@ class WeChatMpDriver(WeComDriver):
             self.userids[who] = who.lower() if who in self.staff else f"oRes{next(self._seq):06d}"
         return self.userids[who]
 
-    def _open_chats(self):
-        """Rows not held: a row held for a resident outside the 48-hour window holds the rows
-        behind it in that chat too (delivery keeps a chat's order)."""
-        later = self.clock.now() + timedelta(hours=1)
-        held = select(Outbox.chat_id).where(Outbox.channel == self.resident_channel, Outbox.status == "pending",
-                                            Outbox.not_before > later)
-        return (Outbox.channel.in_([self.channel, self.resident_channel]), Outbox.not_before <= later,
-                ~and_(Outbox.channel == self.resident_channel, Outbox.chat_id.in_(held)))
-
-    async def quiet(self) -> bool:
-        """Nothing due is waiting; what is held for a resident outside the 48-hour window is not due."""
-        async with self.sm() as s:
-            n = await s.execute(select(func.count()).select_from(Outbox).where(
-                Outbox.status.in_(["pending", "sending"]), *self._open_chats()))
-            return n.scalar_one() == 0
-
-    async def settle(self) -> None:
-        for _ in range(3):
-            await self.mp.idle()
-            await self.runtime.idle()
-            await self.delivery.drain()
-            for _ in range(5):
-                async with self.sm() as s:
-                    held = (await s.execute(select(func.min(Outbox.not_before)).where(
-                        Outbox.status == "pending", *self._open_chats()))).scalar()
-                if held is None:
-                    break
-                wait = (held - self.clock.now()).total_seconds()
-                if wait > 0:  # a rate-limit hold: let the time pass
-                    self.clock.advance(wait + 0.01)
-                    self.waited += wait
-                await self.delivery.drain()
-        assert await self.quiet()
-
-    # ------------------------------------------------------------------ residents' messages
-
-    async def _resident(self, who: str, plain: str, times: int = 1) -> Reply | None:
-        before = len(self.office.handled)
+    async def _deliver(self, who: str, message, times: int) -> None:
         for _ in range(times):  # WeChat posts the very same callback again when it got no answer in time
-            status, answer = await self.mp_api.push(self.mp_url, plain)
+            status, answer = await self.mp_api.push(self.mp_url, message)
             assert status == 200 and answer == "success", (status, answer)
-        self.mp_last[who] = plain
-        await self.settle()
-        new = self.office.handled[before:]
-        return new[0][1] if new else None
 
-    async def say(self, who: str, text: str, *, times: int = 1) -> None:
-        if who in self.staff:
-            return await super().say(who, text, times=times)
-        await self._resident(who, self.mp_api.xml(self.userid(who), "text", f"<Content>{cdata(text)}</Content>"),
-                             times)
+    def _text(self, who: str, text: str, menu_id: str | None = None):
+        menu = f"<bizmsgmenuid>{cdata(menu_id)}</bizmsgmenuid>" if menu_id else ""
+        return self.mp_api.xml(self.userid(who), "text", f"<Content>{cdata(text)}</Content>{menu}")
 
-    async def location(self, who: str, lat: float, lon: float) -> None:
-        if who in self.staff:
-            return await super().location(who, lat, lon)
-        from workflows.geo import from_wgs84
+    def _location(self, who: str, lat: float, lon: float):
+        return self.mp_api.xml(self.userid(who), "location", f"<Location_X>{lat}</Location_X>"
+                               f"<Location_Y>{lon}</Location_Y><Scale>15</Scale><Label>{cdata('现场')}</Label>")
 
-        lat, lon = from_wgs84(lat, lon, "gcj02")  # what a WeChat client reports
-        await self._resident(who, self.mp_api.xml(
-            self.userid(who), "location", f"<Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y>"
-            f"<Scale>15</Scale><Label>{cdata('现场')}</Label>"))
-
-    def _menu(self, openid: str, label: str) -> str:
+    def _menu(self, who: str, label: str) -> str:
+        openid = self.userid(who)
         for call in reversed(self.mp_api.sent_to(openid)):
             for item in call.body.get("msgmenu", {}).get("list", []):
                 if item.get("content") == label:
                     return item["id"]
         raise AssertionError(f"no menu item {label!r} sent to {openid}")
 
-    async def press(self, who: str, label: str, *, group: str | None = None, seen_by: str | None = None,
-                    times: int = 1) -> str | None:
-        if who in self.staff:
-            return await super().press(who, label, group=group, seen_by=seen_by, times=times)
-        assert group is None and seen_by in (None, who), "a resident writes only privately to the 公众号"
-        before = len(self.private_texts(who))
-        openid = self.userid(who)
-        reply = await self._resident(who, self.mp_api.xml(
-            openid, "text", f"<Content>{cdata(label)}</Content>"
-            f"<bizmsgmenuid>{cdata(self._menu(openid, label))}</bizmsgmenuid>"), times)
-        if reply is None or not reply.alert:
-            return None
-        shown = self.private_texts(who)[before:]  # no pop-ups: the answer arrives as a message
-        assert any(reply.alert in t for t in shown), (reply.alert, shown)
-        return reply.alert
-
     async def repeat_last(self, who: str) -> None:
         if who in self.staff:
             return await super().repeat_last(who)
         before = len(self.office.handled)
-        await self._resident(who, self.mp_last[who])
+        await self._resident(who, self.last_message[who])
         assert len(self.office.handled) > before, "the repeated message did not reach the office"
 
-    # ------------------------------------------------------------------ what WeChat received
-
-    def private_texts(self, who: str) -> list[str]:
-        if who in self.staff:
-            return super().private_texts(who)
+    def _resident_texts(self, who: str) -> list[str]:
         return self.mp_api.texts_to(self.userid(who))
 
     def fail_next_send(self, who: str) -> None:
