@@ -63,6 +63,7 @@ class Scheduler:
         self.is_leader = False
         self._lock_conn: AsyncConnection | None = None
         self._leader_task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # sweeps APScheduler started and that have not ended
         self.catch_up = True
 
     @property
@@ -82,6 +83,19 @@ class Scheduler:
             if self.office is not None and self.office.on_commit:
                 self.office.on_commit()  # wake the delivery worker
 
+    async def _scheduled(self, name: str) -> None:
+        """A run started by APScheduler, tracked so that stop() can cancel it and wait for it
+        while the database is still open: a sweep cancelled only after engine.dispose() never
+        finishes, and the process hangs on exit (Ctrl-C at the minute a sweep starts)."""
+        task = asyncio.current_task()
+        self._running.add(task)
+        try:
+            await self.run_job(name)
+        except asyncio.CancelledError:
+            return  # stopped mid-run: nothing to report (APScheduler would log it as a failure)
+        finally:
+            self._running.discard(task)
+
     async def run_all(self) -> None:
         """Every sweep once, now (the terminal runs this after its clock is moved)."""
         for name in SWEEPS:
@@ -95,7 +109,7 @@ class Scheduler:
         for name, trig in triggers(self.settings.timezone).items():
             # next_run_time=now: every sweep runs once at start — the catch-up after a restart
             first = {"next_run_time": datetime.now(UTC) + timedelta(seconds=1)} if catch_up else {}
-            self.aps.add_job(self.run_job, trig, args=[name], id=name, name=name, **first)
+            self.aps.add_job(self._scheduled, trig, args=[name], id=name, name=name, **first)
         self.aps.start(paused=True)
         if self.engine.dialect.name != "postgresql":
             self._become_leader()
@@ -156,6 +170,11 @@ class Scheduler:
                 await self._leader_task
         if self.aps is not None and self.aps.running:
             self.aps.shutdown(wait=False)
+        running = list(self._running)
+        for task in running:
+            task.cancel()  # its transaction rolls back; the next run does it again
+        if running:
+            await asyncio.wait(running, timeout=10)
         self._leader_task = None
         self.is_leader = False
         if self._lock_conn is not None:
