@@ -58,6 +58,20 @@ async def finish(d: Driver, who: str = WORKER, result: str = "已更换灯泡，
     await d.press(who, "提交结果")
 
 
+async def report_blocked_fire_exit(d: Driver, phone: str | None = None) -> None:
+    """An urgent 消防安全隐患 (due the same day) inside CY-01, with or without a phone number."""
+    await d.say(RESIDENT, "/report")
+    await d.press(RESIDENT, "消防安全隐患")
+    await d.say(RESIDENT, "楼道堆满杂物堵住消防通道")
+    await d.press(RESIDENT, "下一步")
+    await d.location(RESIDENT, *INSIDE_CY01)
+    if phone:
+        await d.say(RESIDENT, phone)
+    else:
+        await d.press(RESIDENT, "跳过")
+    await d.press(RESIDENT, "提交")
+
+
 def last(texts: list[str]) -> str:
     assert texts, "nothing received"
     return texts[-1]
@@ -214,13 +228,7 @@ async def test_when_one_team_member_takes_the_case_the_others_know(d: Driver):
 
 async def test_the_task_card_has_what_the_worker_needs_and_only_he_may_call(d: Driver):
     await staffed(d)
-    await d.say(RESIDENT, "/report")
-    await d.press(RESIDENT, "消防安全隐患")
-    await d.say(RESIDENT, "楼道堆满杂物堵住消防通道")
-    await d.press(RESIDENT, "下一步")
-    await d.location(RESIDENT, *INSIDE_CY01)
-    await d.say(RESIDENT, "139-1234-5678")
-    await d.press(RESIDENT, "提交")
+    await report_blocked_fire_exit(d, phone="139-1234-5678")
     case = await latest_case(d)
     await dispatch_to_worker(d)
     card = mentions(d.private_texts(WORKER), "【待办】", case.number)[-1]
@@ -285,13 +293,7 @@ async def case_deadline(d: Driver, number: str) -> str:
 async def test_what_the_resident_is_promised_is_the_deadline_everyone_sees(d: Driver):
     await staffed(d)
     # an urgent 消防安全隐患: same day (立说立办); the promise at report is what registration sets
-    await d.say(RESIDENT, "/report")
-    await d.press(RESIDENT, "消防安全隐患")
-    await d.say(RESIDENT, "楼道堆满杂物堵住消防通道")
-    await d.press(RESIDENT, "下一步")
-    await d.location(RESIDENT, *INSIDE_CY01)
-    await d.press(RESIDENT, "跳过")
-    await d.press(RESIDENT, "提交")
+    await report_blocked_fire_exit(d)
     urgent = (await latest_case(d)).number
     at_report = promised(d.private_texts(RESIDENT), r"一般在 (\S+ \S+) 前办结")
     await d.press(LEADER, "立案", group=GRID)
