@@ -107,20 +107,30 @@ def _value(key: str, value: Any) -> Any:
     return value
 
 
+def _data_row(src: _TableSource, keys: list[str], hints: dict, header_row: int, n: int,
+              cells: list[Any]) -> list[Any] | None:
+    """A row's cells padded to the header, or None for a row that holds no item: blank, the
+    template's hint row, or one with cells beyond the header (recorded as an error)."""
+    cells = cells + [None] * (len(keys) - len(cells))
+    if all(c in (None, "") for c in cells):
+        return None
+    if n == header_row + 1 and all(c in (None, "", hints.get(k)) for k, c in zip(keys, cells, strict=False)):
+        return None  # the template's hint row
+    if len(cells) > len(keys) and any(c not in (None, "") for c in cells[len(keys):]):
+        src.found.append((n, f"{src.name}{'' if src.sheet is None else f', sheet {src.sheet!r}'}, row {n}: "
+                             f"{len(cells)} cells but only {len(keys)} columns have a header"))
+        return None
+    return cells
+
+
 def _items(src: _TableSource, kind: str, header_row: int, rows: list[tuple[int, list[Any]]]) -> list[dict]:
     """Rows -> checked items of `kind` (the same parser the YAML import uses)."""
     out, seen = [], set()
     keys = list(src.columns)
     hints = HINTS.get(kind, {})
     for n, cells in rows:
-        cells = [_plain(c) for c in cells] + [None] * (len(keys) - len(cells))
-        if all(c in (None, "") for c in cells):
-            continue
-        if n == header_row + 1 and all(c in (None, "", hints.get(k)) for k, c in zip(keys, cells, strict=False)):
-            continue  # the template's hint row
-        if len(cells) > len(keys) and any(c not in (None, "") for c in cells[len(keys):]):
-            src.found.append((n, f"{src.name}{'' if src.sheet is None else f', sheet {src.sheet!r}'}, row {n}: "
-                                 f"{len(cells)} cells but only {len(keys)} columns have a header"))
+        cells = _data_row(src, keys, hints, header_row, n, [_plain(c) for c in cells])
+        if cells is None:
             continue
         row = {k: _value(k, c) for k, c in zip(keys, cells, strict=False) if c not in (None, "")}
         if kind == "people":
@@ -329,16 +339,10 @@ def _care_items(src: _TableSource, header_row: int, rows: list[tuple[int, list[A
                               "one value per household")
 
     for n, raw in rows:
-        cells = [c.date() if k == "first_due" and isinstance(c, datetime) else _plain(c)
-                 for k, c in zip(keys, raw, strict=False)] + [_plain(c) for c in raw[len(keys):]]
-        cells += [None] * (len(keys) - len(cells))
-        if all(c in (None, "") for c in cells):
-            continue
-        if n == header_row + 1 and all(c in (None, "", hints.get(k)) for k, c in zip(keys, cells, strict=False)):
-            continue  # the template's hint row
-        if len(cells) > len(keys) and any(c not in (None, "") for c in cells[len(keys):]):
-            src.found.append((n, f"{src.name}{'' if src.sheet is None else f', sheet {src.sheet!r}'}, row {n}: "
-                                 f"{len(cells)} cells but only {len(keys)} columns have a header"))
+        cells = _data_row(src, keys, hints, header_row, n,
+                          [c.date() if k == "first_due" and isinstance(c, datetime) else _plain(c)
+                           for k, c in zip(keys, raw, strict=False)] + [_plain(c) for c in raw[len(keys):]])
+        if cells is None:
             continue
         row = {k: c for k, c in zip(keys, cells, strict=False) if c not in (None, "")}
         code = row.get("household")
