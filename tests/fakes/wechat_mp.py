@@ -100,13 +100,8 @@ class FakeOfficialAccount(FakeWeCom):
             return {"errcode": 40000, "errmsg": "not an Official Account path"}
         if query.get("access_token") not in self.valid_tokens:
             return {"errcode": 42001, "errmsg": "access_token expired"}
-        for n, (fpath, code, msg, after) in enumerate(self._fail):
-            if fpath == path:
-                if after > 0:
-                    self._fail[n][3] -= 1
-                    break
-                del self._fail[n]
-                return {"errcode": code, "errmsg": msg}
+        if (failed := self._planned_failure(path)) is not None:
+            return failed
         if path == "media/get":
             return {"errcode": 40007, "errmsg": "invalid media_id"}
         if path in ("message/custom/send", "message/template/send"):

@@ -78,6 +78,17 @@ class FakeWeCom:
         for n in range(times):
             self._fail.append([path, errcode, errmsg, after if n == 0 else 0])
 
+    def _planned_failure(self, path: str) -> dict | None:
+        """The errcode answer fail_next planned for this call of path, if any."""
+        for n, (fpath, code, msg, after) in enumerate(self._fail):
+            if fpath == path:
+                if after > 0:
+                    self._fail[n][3] -= 1
+                    return None
+                del self._fail[n]
+                return {"errcode": code, "errmsg": msg}
+        return None
+
     def add_media(self, data: bytes, content_type: str = "image/jpeg") -> str:
         """A file a member sent; its media_id is what the callback carries."""
         media_id = f"MEDIA{next(self._msgids)}"
@@ -170,13 +181,8 @@ class FakeWeCom:
             return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
         if query.get("access_token") not in self.valid_tokens:
             return {"errcode": 42001, "errmsg": "access_token expired"}
-        for n, (fpath, code, msg, after) in enumerate(self._fail):
-            if fpath == path:
-                if after > 0:
-                    self._fail[n][3] -= 1
-                    break
-                del self._fail[n]
-                return {"errcode": code, "errmsg": msg}
+        if (failed := self._planned_failure(path)) is not None:
+            return failed
         if path == "media/get":
             return {"errcode": 40007, "errmsg": "invalid media_id"}
         if path in ("message/send", "appchat/send"):
