@@ -199,13 +199,15 @@ class TwoSenders:
     duplicated: int
     most_in_one_second: int  # sends the server accepted in any 1 s, both processes together
     seconds: float
+    rate: float = 0.0  # accepted sends a second, first to last, both together
+    min_chat_spacing: float = 0.0  # the closest two accepted sends to one chat (s)
 
 
 async def two_senders(sm, url: str, tg, framework: str, *, trial_no: int, burst: int = 300, chats: int = 100,
                       log_dir: str, timeout: float = 180.0) -> TwoSenders:
     """Two `gridbot run` processes on one database deliver one burst: the claim (`pending` →
-    `sending` in one UPDATE) gives every row to one of them. Each process paces itself: the
-    overall window is per process, so together they may reach twice the platform's rate."""
+    `sending` in one UPDATE) gives every row to one of them. The live senders split the chats and
+    the bot's overall window (bot/senders.py), so together they keep to the platform's rate."""
     import bisect
 
     texts = await write_burst(sm, trial_no, burst, chats, 700_000 + trial_no * 1000)
@@ -234,8 +236,15 @@ async def two_senders(sm, url: str, tg, framework: str, *, trial_no: int, burst:
     got = accepted(tg, wanted)
     times = sorted(c.at for c in tg.calls_of("sendMessage") if c.status == 200 and c.params.get("text") in wanted)
     most = max((bisect.bisect_right(times, t + 1.0 - 1e-9) - i for i, t in enumerate(times)), default=0)
+    per_chat: dict[str, list[float]] = {}
+    for c in tg.calls_of("sendMessage"):
+        if c.status == 200 and c.params.get("text") in wanted:
+            per_chat.setdefault(str(c.params["chat_id"]), []).append(c.at)
+    spacing = min((b - a for ts in per_chat.values() for a, b in zip(sorted(ts), sorted(ts)[1:], strict=False)),
+                  default=0.0)
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
     return TwoSenders(burst, len(wanted - set(got)), sum(n - 1 for n in got.values() if n > 1), most,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, rate, spacing)
 
 
 async def _main(args) -> int:
@@ -264,10 +273,12 @@ async def _main(args) -> int:
                 if args.two_processes:
                     for n in range(args.trials):
                         t2 = await two_senders(make_sessionmaker(engine), url, tg, framework, trial_no=n,
-                                               log_dir=tmp)
+                                               burst=args.burst, chats=args.chats, log_dir=tmp,
+                                               timeout=max(180.0, args.burst / 10))
                         lost += t2.lost
                         print(f"{framework:8} {args.db:10} trial {n + 1:2}: two processes, {t2.burst} rows: lost "
-                              f"{t2.lost}, duplicated {t2.duplicated}, most accepted in 1 s {t2.most_in_one_second}"
+                              f"{t2.lost}, duplicated {t2.duplicated}, most accepted in 1 s {t2.most_in_one_second}, "
+                              f"rate {t2.rate:.1f}/s, closest two to one chat {t2.min_chat_spacing:.2f} s"
                               f" ({t2.seconds:.1f} s, load {os.getloadavg()[0]:.1f})", flush=True)
                     continue
                 if args.unreachable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from alembic.config import Config
@@ -19,6 +20,10 @@ class SchemaOutOfDate(RuntimeError):
     pass
 
 
+def _shard(chat_id: str | None) -> int:
+    return zlib.crc32((chat_id or "").encode()) & 0x7FFFFFFF
+
+
 def make_engine(url: str, **kw) -> AsyncEngine:
     engine = create_async_engine(url, **kw)
     if engine.dialect.name == "sqlite":
@@ -33,6 +38,8 @@ def make_engine(url: str, **kw) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
+            # the chat shard of bot/senders.py (PostgreSQL has hashtext)
+            dbapi_conn.create_function("gridbot_shard", 1, _shard, deterministic=True)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001

@@ -37,6 +37,7 @@ from .channels.base import (
     TransientError,
 )
 from .ratelimit import Limiter
+from .senders import HEARTBEAT, Senders, Share, shard
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +128,46 @@ class Delivery:
         self._marker: asyncio.Task | None = None
         # per channel: chat → monotonic time before which its own windows let nothing start
         self._held_chats: dict[str, dict[str, float]] = {}
+        # with run(): the live senders of this bot split its chats and overall windows (senders.py)
+        self.senders: Senders | None = None
+        self.share = Share()
+        # per channel: chats whose earlier sends (another process's, or before a restart) have been
+        # read into the limiter since the chats were last dealt out
+        self._seeded: dict[str, set[str]] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         self._running = True
+        self.senders = Senders(self.sessionmaker)
         try:
+            await self._beat()
+            if self.share.count > 1:
+                # others are sending: let them see this process before it takes its chats
+                await asyncio.sleep(HEARTBEAT * 1.5)
+                await self._beat()
             await self._rounds()
         finally:
             self._running = False
+            try:
+                await self.senders.leave()
+            except Exception as e:  # the database is gone: the row runs out on its own (TTL)
+                log.warning("delivery: leaving the senders failed: %s", e)
+
+    async def _beat(self) -> None:
+        """Refresh this sender's heartbeat; when the live senders change, deal the chats afresh."""
+        try:
+            share = await self.senders.beat()
+        except (DBAPIError, OSError) as e:  # a lock or a lost connection: keep the last share
+            log.warning("delivery heartbeat failed: %s", e)
+            return
+        if share != self.share:
+            log.info("delivery: %d sender(s), this one sends to chat shard %d", share.count, share.index)
+            self.share = share
+            for limiter in self.limiters.values():
+                limiter.share(share.count)
+            self._seeded.clear()
 
     async def _rounds(self) -> None:
         while not self._stopping:
@@ -148,6 +179,8 @@ class Delivery:
             if gap > 0:
                 await asyncio.sleep(gap)
             self._last_round = time.monotonic()
+            if self.senders is not None and self.senders.due():
+                await self._beat()
             try:
                 _started, wait = await self.deliver_due()
             except (DBAPIError, OSError) as e:  # a lock or a lost connection: the next round retries
@@ -296,6 +329,10 @@ class Delivery:
                  .order_by(Outbox.priority, Outbox.id).limit(limit))
         if blocked:
             heads = heads.where(Outbox.chat_id.not_in(blocked))
+        share = self.share
+        if share.count > 1:
+            heads = heads.where(shard(self.sessionmaker.kw["bind"].dialect.name, Outbox.chat_id) % share.count
+                                == share.index)
         marks = self._take_marks()
         try:
             async with self.sessionmaker() as session, session.begin():
@@ -310,12 +347,38 @@ class Delivery:
                         .returning(Outbox),
                         execution_options={"synchronize_session": False})
                     rows = list(claimed.scalars())
+                    if self.senders is not None:
+                        await self._seed(session, channel, rows)
         except BaseException:
             self._marks_failed(marks)
             raise
         self._marks_done(marks)
         rows.sort(key=lambda r: (r.priority, r.id))
         return rows
+
+    async def _seed(self, session: AsyncSession, channel: str, rows: list[Outbox]) -> None:
+        """Count in the limiter what the chats of these rows were sent lately by someone else:
+        the process that had them before the senders changed, or this bot before a restart. Read
+        in the claiming transaction, after which no other process sends to these chats."""
+        seeded = self._seeded.setdefault(channel, set())
+        if len(seeded) > 200_000:  # bounded memory; a chat read again costs one small query
+            seeded.clear()
+        fresh = {r.chat_id: r.is_group for r in rows if r.chat_id not in seeded}
+        if not fresh:
+            return
+        limiter = self.limiters[channel]
+        now = self.clock.now()
+        since = now - timedelta(seconds=limiter.longest_chat_span())
+        ages: dict[str, list[float]] = {}
+        for chat_id, sent_at in await session.execute(
+                select(Outbox.chat_id, Outbox.sent_at).where(
+                    Outbox.channel == channel, Outbox.chat_id.in_(list(fresh)), Outbox.status == "sent",
+                    Outbox.sent_at >= since)):
+            ages.setdefault(chat_id, []).append(max(0.0, (now - sent_at).total_seconds()))
+        for chat_id, is_group in fresh.items():
+            if chat_id in ages:
+                limiter.seed(chat_id, is_group, ages[chat_id])
+            seeded.add(chat_id)
 
     async def _due_waiting(self) -> bool:
         """A due row that is its chat's head: a row behind a held one (a WeChat reply window, a

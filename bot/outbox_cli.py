@@ -18,6 +18,7 @@ from workflows.clock import SystemClock
 from workflows.models import Outbox
 from workflows.outbox import BULK, CARD, REPLY
 
+from .senders import live_senders
 from .settings import Settings
 
 PRIORITY_NAMES = {REPLY: "replies", CARD: "cards", BULK: "bulk"}
@@ -65,7 +66,8 @@ async def summary(session: AsyncSession, now: datetime, since: timedelta) -> dic
     sent = dict((await session.execute(
         select(Outbox.channel, func.count()).where(Outbox.status == "sent", Outbox.sent_at >= now - since)
         .group_by(Outbox.channel))).all())
-    return {"waiting": waiting, "due": due, "failures": failures, "sent": sent}
+    senders = [s.host for s in await live_senders(session)]
+    return {"waiting": waiting, "due": due, "failures": failures, "sent": sent, "senders": senders}
 
 
 def render(data: dict, now: datetime, since: timedelta) -> str:
@@ -88,6 +90,9 @@ def render(data: dict, now: datetime, since: timedelta) -> str:
                 lines.append(f"  {ch:<16} {n:>6}  {key}")
     else:
         lines.append(f"no failures in the last {hours:g} h")
+    senders = data.get("senders", [])
+    lines.append(f"delivery workers running: {len(senders)}" + (f" ({', '.join(senders)}; each sends to 1/"
+                 f"{len(senders)} of the chats at 1/{len(senders)} of the overall rate)" if senders else ""))
     return "\n".join(lines)
 
 

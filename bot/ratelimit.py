@@ -32,9 +32,34 @@ class Limiter:
         self.jitter = jitter
         # reserved send times per (scope key, window), ascending (a key is never overtaken)
         self._slots: dict[tuple, deque[float]] = defaultdict(deque)
+        self.senders = 1  # processes sharing the overall windows (bot/senders.py)
 
     def span(self, w: Window) -> float:
-        return w.seconds * (1 + self.margin) + (0.0 if w.scope == "global" else self.jitter)
+        if w.scope == "global":  # this process's 1/n of the bot's overall rate
+            return w.seconds * (1 + self.margin) * self.senders
+        return w.seconds * (1 + self.margin) + self.jitter
+
+    def share(self, senders: int) -> None:
+        """Take 1/senders of each overall window and forget every chat's sends: the chats are
+        dealt out afresh, and `seed` brings back the sends of the chats this process now has."""
+        self.senders = max(1, senders)
+        for key in [k for k in self._slots if k[0] != "global"]:
+            del self._slots[key]
+
+    def longest_chat_span(self) -> float:
+        return max((self.span(w) for w in self.windows if w.scope != "global"), default=0.0)
+
+    def seed(self, chat_id: str, is_group: bool, ages: list[float]) -> None:
+        """Count sends made `ages` seconds ago (by another process, or before a restart) in this
+        chat's own windows."""
+        now = self._now()
+        for w, key in self._keys(chat_id, is_group):
+            if w.scope == "global":
+                continue
+            span = self.span(w)
+            past = [now - a for a in ages if a < span]
+            if past:
+                self._slots[key] = deque(sorted([*self._slots.get(key, ()), *past]))
 
     def _keys(self, chat_id: str, is_group: bool) -> list[tuple[Window, tuple]]:
         out = []

@@ -416,6 +416,17 @@ class Outbox(Base):
     priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
+class DeliverySender(Base):
+    """A running delivery worker: the platform's limits are per bot, so the live senders split the
+    chats and the overall window between them (bot/senders.py)."""
+
+    __tablename__ = "delivery_sender"
+    sender_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CardMessage(Base):
     """Where a card was posted, so later versions edit it in place."""
 
