@@ -166,12 +166,27 @@ class Inbox:
                     .order_by(InboxUpdate.update_id).limit(100))).all()
             if not rows:
                 return
-            for update_id, payload in rows:
-                if self._stopping:
-                    return
-                await self._handle_one(update_id, payload)
+            # the handled rows go in one delete per batch, not one transaction each: a crash
+            # before it makes them repeats, which the office's `inbound_seen` makes harmless
+            handled: list[int] = []
+            try:
+                for update_id, payload in rows:
+                    if self._stopping:
+                        return
+                    if await self._handle_one(update_id, payload):
+                        handled.append(update_id)
+            finally:
+                if handled:
+                    await self._forget(handled)
 
-    async def _handle_one(self, update_id: int, payload: dict) -> None:
+    async def _forget(self, update_ids: list[int]) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(delete(InboxUpdate).where(
+                InboxUpdate.channel == self.channel, InboxUpdate.update_id.in_(update_ids),
+                InboxUpdate.status == "pending"))
+
+    async def _handle_one(self, update_id: int, payload: dict) -> bool:
+        """Handle one stored update; True when its row is to be deleted (not kept as unreadable)."""
         wrong = problem(payload)
         parsed = None
         if wrong is None:
@@ -185,16 +200,13 @@ class Inbox:
                     await self.unreadable(update_id, payload)
                 except Exception:
                     log.exception("telegram: answering unreadable update %s failed", update_id)
-            return
+            return False
         try:
             await self.handle(parsed)
         except Exception:
             # the office answers its own failures; this is the library's wiring failing
             log.exception("telegram: update %s failed in the handler", update_id)
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(delete(InboxUpdate).where(
-                InboxUpdate.channel == self.channel, InboxUpdate.update_id == update_id,
-                InboxUpdate.status == "pending"))
+        return True
 
 
 # ---------------------------------------------------------------- long polling

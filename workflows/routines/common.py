@@ -53,16 +53,27 @@ async def pg_insert_unnest(ctx: Ctx, table: str, columns: tuple[tuple[str, str],
     """One INSERT … SELECT FROM unnest(arrays) for any number of rows (PostgreSQL): a handful of
     parameters instead of one per value, so neither compiling nor sending grows with the rows."""
     names = [c for c, _ in columns]
-    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in columns)
-    sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) {tail}"
     for part in chunks(rows, 50_000):
-        params = {}
+        # a column with one value in every row (the time, the status, the priority …) goes as one
+        # parameter, not an array: asyncpg's per-element encoding was a large share of a burst
+        params, same = {}, set()
         for c, t in columns:
-            if t == "jsonb":
-                params[c] = [json.dumps(r[c], ensure_ascii=False) if r[c] is not None else None for r in part]
-            else:
-                params[c] = [r[c] for r in part]
+            values = [_param(r[c], t) for r in part]  # scalars and JSON text: hashable
+            if len(set(values)) == 1:
+                same.add(c)
+            params[c] = values[0] if c in same else values
+        varying = [(c, t) for c, t in columns if c not in same]
+        picks = ", ".join(f"CAST(:{c} AS {t})" if c in same else f"v.{c}" for c, t in columns)
+        source = (f"unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in varying)}) AS v({', '.join(c for c, _ in varying)})"
+                  if varying else f"generate_series(1, {len(part)})")
+        sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT {picks} FROM {source} {tail}"
         await ctx.session.execute(text(sql), params)
+
+
+def _param(value, sql_type: str):
+    if sql_type == "jsonb":
+        return json.dumps(value, ensure_ascii=False) if value is not None else None
+    return value
 
 
 def chunks(rows: list, size: int = CHUNK) -> Iterable[list]:
