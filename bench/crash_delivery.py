@@ -240,8 +240,8 @@ async def two_senders(sm, url: str, tg, framework: str, *, trial_no: int, burst:
     for c in tg.calls_of("sendMessage"):
         if c.status == 200 and c.params.get("text") in wanted:
             per_chat.setdefault(str(c.params["chat_id"]), []).append(c.at)
-    spacing = min((b - a for ts in per_chat.values() for a, b in zip(sorted(ts), sorted(ts)[1:], strict=False)),
-                  default=0.0)
+    gaps = [b - a for ts in map(sorted, per_chat.values()) for a, b in zip(ts, ts[1:], strict=False)]
+    spacing = min(gaps, default=0.0)
     rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
     return TwoSenders(burst, len(wanted - set(got)), sum(n - 1 for n in got.values() if n > 1), most,
                       time.perf_counter() - t0, rate, spacing)
