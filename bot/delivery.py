@@ -130,7 +130,6 @@ class Delivery:
         self._held_chats: dict[str, dict[str, float]] = {}
         # with run(): the live senders of this bot split its chats and overall windows (senders.py)
         self.senders: Senders | None = None
-        self.share = Share()
         # per channel: chats whose earlier sends (another process's, or before a restart) have been
         # read into the limiter since the chats were last dealt out
         self._seeded: dict[str, set[str]] = {}
@@ -155,16 +154,21 @@ class Delivery:
             except Exception as e:  # the database is gone: the row runs out on its own (TTL)
                 log.warning("delivery: leaving the senders failed: %s", e)
 
+    @property
+    def share(self) -> Share:
+        """This process's part of the bot's chats and rate (all of it without run())."""
+        return self.senders.share if self.senders is not None else Share()
+
     async def _beat(self) -> None:
         """Refresh this sender's heartbeat; when the live senders change, deal the chats afresh."""
+        before = self.senders.share
         try:
             share = await self.senders.beat()
         except (DBAPIError, OSError) as e:  # a lock or a lost connection: keep the last share
             log.warning("delivery heartbeat failed: %s", e)
             return
-        if share != self.share:
+        if share != before:
             log.info("delivery: %d sender(s), this one sends to chat shard %d", share.count, share.index)
-            self.share = share
             for limiter in self.limiters.values():
                 limiter.share(share.count)
             self._seeded.clear()
