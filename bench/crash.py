@@ -63,6 +63,9 @@ class Process:
         self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=self.env, cwd=ROOT,
                                      stdout=out, stderr=subprocess.STDOUT)
         out.close()
+        if os.environ.get("BENCH_PYSPY"):
+            subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r", "250",
+                              "-f", "raw", "-o", os.environ["BENCH_PYSPY"], "--pid", str(self.proc.pid)])
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

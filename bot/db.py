@@ -25,6 +25,10 @@ def _shard(chat_id: str | None) -> int:
 
 
 def make_engine(url: str, **kw) -> AsyncEngine:
+    if url.startswith("sqlite+aiosqlite:") and "module" not in kw:
+        from .sqlite_driver import dbapi
+
+        kw["module"] = dbapi()  # one trip to aiosqlite's thread per statement, not four
     engine = create_async_engine(url, **kw)
     if engine.dialect.name == "sqlite":
 

@@ -11,6 +11,7 @@ cards before bulk (see workflows/outbox.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,7 @@ STATUS_RETRY_SECONDS = 60.0  # a status write after a send is retried this long 
 STOP_GRACE = 5.0
 
 
+@functools.cache  # built once: an aliased ORM expression costs milliseconds to build, every round
 def _before_it():
     """Another row of the same chat is in flight or comes before this one (bulk after the rest,
     then by id): this row is not its chat's head."""
@@ -123,6 +125,7 @@ class Delivery:
         self._tasks: dict[int, asyncio.Task] = {}  # outbox id → its send task
         self._lease_checked = 0.0
         self._last_round = 0.0
+        self._busy = False  # the last round started sends or some are in flight
         self._running = False  # run() is looping: its rounds carry the sent marks
         self._marks: list[tuple[Outbox, Sent, asyncio.Future]] = []
         self._marker: asyncio.Task | None = None
@@ -178,15 +181,17 @@ class Delivery:
             # cleared before the round, so a commit that lands during the round is not forgotten
             self._wake.clear()
             # under load every finished send wakes the loop: rounds (a window query each) at most
-            # every BUSY_GAP; an idle worker answers a wake-up at once
+            # every BUSY_GAP; a worker whose last round had nothing to do answers a wake-up at once
+            # (a reply to an idle bot would otherwise wait up to BUSY_GAP)
             gap = BUSY_GAP - (time.monotonic() - self._last_round)
-            if gap > 0:
+            if gap > 0 and self._busy:
                 await asyncio.sleep(gap)
             self._last_round = time.monotonic()
             if self.senders is not None and self.senders.due():
                 await self._beat()
             try:
-                _started, wait = await self.deliver_due()
+                started, wait = await self.deliver_due()
+                self._busy = started > 0 or bool(self._tasks)
             except (DBAPIError, OSError) as e:  # a lock or a lost connection: the next round retries
                 log.warning("delivery round failed: %s", e)
                 wait = self.poll_seconds
