@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflows import media, wechat_people
@@ -16,6 +16,7 @@ from workflows.context import Ctx
 from workflows.i18n import T
 from workflows.models import Account, InboundSeen, Person
 from workflows.outbox import Msg, to_chat
+from workflows.routines.common import dialect_insert
 
 from . import router
 from .events import Inbound, Reply
@@ -133,12 +134,11 @@ async def _take_media(turn: Turn) -> bool:
 async def _seen_before(ctx: Ctx, inbound: Inbound) -> bool:
     if not inbound.event_id:
         return False
-    try:
-        async with ctx.session.begin_nested():
-            ctx.session.add(InboundSeen(channel=inbound.channel, event_id=inbound.event_id, at=ctx.now()))
-    except IntegrityError:
-        return True
-    return False
+    # one statement, no savepoint: a repeat inserts nothing (a concurrent twin waits on the key)
+    added = await ctx.session.execute(
+        dialect_insert(ctx)(InboundSeen).values(channel=inbound.channel, event_id=inbound.event_id, at=ctx.now())
+        .on_conflict_do_nothing(index_elements=["channel", "event_id"]))
+    return added.rowcount == 0
 
 
 async def identify(ctx: Ctx, inbound: Inbound) -> Person | None:

@@ -427,6 +427,17 @@ class DeliverySender(Base):
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class Lease(Base):
+    """A job only one process of a bot may do at a time (polling Telegram and handling its inbox),
+    held by one process until `until` and renewed by it (bot/lease.py)."""
+
+    __tablename__ = "lease"
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CardMessage(Base):
     """Where a card was posted, so later versions edit it in place."""
 

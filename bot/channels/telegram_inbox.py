@@ -27,12 +27,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflows.clock import Clock
 from workflows.inbox_models import InboxUpdate
+from workflows.routines.common import dialect_insert
 
+from ..lease import RENEW as LEASE_RENEW
+from ..lease import Lease
 from .telegram_validate import clean, problem
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 EXCERPT = 300  # characters of an unreadable update that go to the log
+IDLE_LOOK = 1.0  # seconds between looks at the inbox when nothing woke the worker
 
 # parse(raw) -> something to handle, raising when the update cannot be read; handle(parsed);
 # unreadable(update_id, raw) tells the sender, when they can be made out, that it was not understood
@@ -90,24 +94,17 @@ class Inbox:
                 log.warning("telegram: update %s had lone surrogates or NUL characters, replaced: %s",
                             u["update_id"], excerpt(u2))
             stored.append(u2)
-        try:
-            await self._insert(stored)
-        except IntegrityError:  # the same id came in twice at once (two webhook calls): one by one
-            for u in stored:
-                with contextlib.suppress(IntegrityError):
-                    await self._insert([u])
+        await self._insert(stored)
         self._wake.set()
 
     async def _insert(self, updates: list[dict]) -> None:
+        now = self.clock.now()
+        rows = {u["update_id"]: {"channel": self.channel, "update_id": u["update_id"], "payload": u,
+                                 "status": "pending", "received_at": now} for u in updates}
         async with self.sessionmaker() as session, session.begin():
-            ids = [u["update_id"] for u in updates]
-            have = set((await session.execute(select(InboxUpdate.update_id).where(
-                InboxUpdate.channel == self.channel, InboxUpdate.update_id.in_(ids)))).scalars())
-            for u in updates:
-                if u["update_id"] not in have:
-                    have.add(u["update_id"])
-                    session.add(InboxUpdate(channel=self.channel, update_id=u["update_id"], payload=u,
-                                            status="pending", received_at=self.clock.now()))
+            # one statement; an id stored already (a repeat fetch, two webhook calls) is skipped
+            await session.execute(dialect_insert(session)(InboxUpdate).values(list(rows.values()))
+                                  .on_conflict_do_nothing(index_elements=["channel", "update_id"]))
 
     async def put_unreadable(self, update_id: int, payload: Any, error: str) -> bool:
         """Keep an update that cannot be read, for inspection; logs it the first time only.
@@ -148,7 +145,10 @@ class Inbox:
 
     async def _work(self) -> None:
         while not self._stopping:
-            await self._wake.wait()
+            # a look every IDLE_LOOK seconds without a wake-up: updates another process of the bot
+            # stored (a webhook behind one address reaching either) are handled here (bot/lease.py)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_LOOK)
             self._wake.clear()
             try:
                 await self._handle_pending()
@@ -369,6 +369,10 @@ class Intake:
         self._handler: Callable[[web.Request], Awaitable[web.Response]] | None = None
         self._server = None
         self._own_server: WebhookServer | None = None
+        self.lease: Lease | None = None
+        self._leading: asyncio.Task | None = None
+        self._active = False  # this process holds the lease: it polls and handles
+        self._standing_by = False
 
     @property
     def path(self) -> str:
@@ -385,21 +389,63 @@ class Intake:
                     set_webhook: Callable[[], Awaitable[Any]]) -> None:
         self.office = office
         self.inbox = Inbox(office.sessionmaker, office.clock, parse, handle, unreadable=self._tell_sender)
-        self.inbox.start()  # what a crash left stored goes first
         s = self.settings
-        if s.telegram_webhook_url:
+        if s.telegram_webhook_url:  # every process stores what reaches it; the lease holder handles
             if self._server is None:
                 self._own_server = WebhookServer(self.inbox, self.path, s.telegram_webhook_secret,
                                                  s.telegram_webhook_listen, s.telegram_webhook_port)
                 await self._own_server.start()
             await set_webhook()
-        else:
-            self.poller = Poller(self.inbox, bot_api_url(s.telegram_api_base_url, s.telegram_bot_token),
-                                 timeout=self.poll_timeout, allowed_updates=self.allowed_updates)
-            await self.poller.start()
+        self.lease = Lease(office.sessionmaker, "telegram:" + s.telegram_bot_token.split(":", 1)[0])
+        await self._lead()  # a lone process polls from the start, not after the first renewal
+        self._leading = asyncio.create_task(self._keep_leading())
+
+    async def _keep_leading(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW)
+            await self._lead()
+
+    async def _lead(self) -> None:
+        """One try: take or renew the lease, and poll and handle while it is ours."""
+        try:
+            held = await self.lease.acquire()
+        except (DBAPIError, OSError) as e:  # the database is away: the next try decides
+            log.warning("telegram: the inbox lease could not be renewed (%s)", e)
+            return
+        if held and not self._active:
+            if self._standing_by:
+                log.info("telegram: this process now polls and handles the bot's updates")
+            self.inbox.start()  # what a crash left stored goes first
+            if not self.settings.telegram_webhook_url:
+                s = self.settings
+                self.poller = Poller(self.inbox, bot_api_url(s.telegram_api_base_url, s.telegram_bot_token),
+                                     timeout=self.poll_timeout, allowed_updates=self.allowed_updates)
+                await self.poller.start()
+            self._active, self._standing_by = True, False
+        elif not held and self._active:
+            log.warning("telegram: %s took over the bot's updates; this process stands by", self.lease.other)
+            await self._stand_down()
+        elif not held and not self._standing_by:
+            log.info("telegram: %s polls and handles the bot's updates; this process stands by",
+                     self.lease.other)
+            self._standing_by = True
+
+    async def _stand_down(self) -> None:
+        if self.poller is not None:
+            await self.poller.stop()
+            self.poller = None
+        if self.inbox is not None:
+            await self.inbox.stop()
+        self._active = False
 
     async def stop(self) -> None:
-        """Stop taking updates, then finish the one in hand; the rest waits, stored, for the next start."""
+        """Stop taking updates, then finish the one in hand; the rest waits, stored, for the next
+        start (here or in another process of the bot, which takes the lease at its next try)."""
+        if self._leading is not None:
+            self._leading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leading
+            self._leading = None
         if self.poller is not None:
             await self.poller.stop()
             self.poller = None
@@ -408,6 +454,12 @@ class Intake:
             self._own_server = None
         if self.inbox is not None:
             await self.inbox.stop()
+        self._active = False
+        if self.lease is not None:
+            try:
+                await self.lease.release()
+            except (DBAPIError, OSError) as e:  # it runs out on its own (TTL)
+                log.warning("telegram: releasing the inbox lease failed: %s", e)
 
     async def _tell_sender(self, update_id: int, raw: Any) -> None:
         """An update we cannot read is answered like an unsupported message, when its sender can

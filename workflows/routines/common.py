@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..context import Ctx
 from ..i18n import T
@@ -40,8 +41,10 @@ def at_local(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(h, m), tz)
 
 
-def dialect_insert(ctx: Ctx):
-    return postgresql.insert if ctx.session.bind.dialect.name == "postgresql" else sqlite.insert
+def dialect_insert(ctx: Ctx | AsyncSession):
+    """The insert with ON CONFLICT of the database behind a context or a session."""
+    session = ctx if isinstance(ctx, AsyncSession) else ctx.session
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
 
 
 def is_pg(ctx: Ctx) -> bool:
