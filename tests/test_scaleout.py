@@ -115,3 +115,73 @@ async def test_a_restarted_sender_counts_the_groups_recent_sends(sessionmaker, t
         assert "-100777" in d2._held("telegram")
     finally:
         await _stop(d2, task2, b2)
+
+
+async def test_two_processes_share_inbound_one_polls_the_other_takes_over(sessionmaker, db_url, tmp_path):
+    """Two `gridbot run` of one bot on one PostgreSQL: the lease holder alone polls and handles
+    (the fake answers a second concurrent getUpdates with 409, as Telegram does: none happen);
+    every update is answered once; after a kill -9 of the holder the other takes over."""
+    import os
+    import signal
+
+    from bench.crash import Process
+    from workflows.models import InboundSeen, Lease
+
+    from .fakes.telegram_api import Person
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("scale-out is for PostgreSQL (SQLite is one writer on one machine)")
+    server = await FakeTelegram().start()
+    procs = [Process(db_url, server, "ptb", str(tmp_path)) for _ in range(2)]
+    for i, p in enumerate(procs):
+        p.log_dir = str(tmp_path / f"p{i}")
+        os.makedirs(p.log_dir)
+        p.start()
+
+    async def holder() -> str | None:
+        async with sessionmaker() as s:
+            row = (await s.execute(select(Lease))).scalar_one_or_none()
+            return row.host if row is not None else None
+
+    async def senders() -> int:
+        async with sessionmaker() as s:
+            return (await s.execute(select(func.count()).select_from(DeliverySender))).scalar_one()
+
+    async def handled(ids: list[int]) -> int:
+        async with sessionmaker() as s:
+            return (await s.execute(select(func.count()).select_from(InboundSeen).where(
+                InboundSeen.event_id.in_([str(i) for i in ids])))).scalar_one()
+
+    def answered_once(people: list[Person]) -> bool:
+        return all(len(server.sent_to(p.id)) == 1 for p in people)
+
+    try:
+        async def both_up() -> bool:
+            return await senders() == 2 and await holder() is not None
+
+        await until(both_up, 90)
+        first = [Person(610_000 + i, f"居民{i}") for i in range(30)]
+        ids = [server.say(p, "/start") for p in first]
+        await until(lambda: answered_once(first), 60)
+        assert await handled(ids) == len(ids)
+        assert server.conflicts == 0, "two processes polled at once"
+        host = await holder()
+        lead = next(p for p in procs if host.endswith(f":{p.proc.pid}"))
+        other = procs[1 - procs.index(lead)]
+        lead.signal(signal.SIGKILL)
+        await lead.wait()
+        later = [Person(620_000 + i, f"居民{i}") for i in range(10)]
+        ids = [server.say(p, "/start") for p in later]
+        await until(lambda: answered_once(later), 60)  # the holder's process is gone: taken at once
+        assert (await holder()).endswith(f":{other.proc.pid}")
+        assert answered_once(first)  # nothing of the first burst handled again
+        # the killed process's last getUpdates, still waiting on the server, ended by the new poller
+        assert server.conflicts <= 1
+    finally:
+        for p in procs:
+            if p.proc is not None and p.proc.poll() is None:
+                p.signal(signal.SIGTERM)
+        for p in procs:
+            if p.proc is not None:
+                await p.wait()
+        await server.stop()

@@ -66,6 +66,8 @@ class FakeTelegram:
         self._queries = itertools.count(1)
         self._failures: dict[str, list[tuple[int, dict]]] = {}
         self._new_update = asyncio.Event()
+        self._poller: object | None = None  # the getUpdates call now waiting
+        self.conflicts = 0  # getUpdates calls ended by another poller (409)
         self._runner: web.AppRunner | None = None
         self._closing = False
         self.port = 0
@@ -233,7 +235,12 @@ class FakeTelegram:
         return {"id": BOT_ID, "is_bot": True, "first_name": "Gridbot", "username": BOT_USERNAME,
                 "can_join_groups": True, "can_read_all_group_messages": True, "supports_inline_queries": False}
 
-    async def _api_getUpdates(self, p: dict) -> list[dict]:
+    async def _api_getUpdates(self, p: dict) -> list[dict] | web.Response:
+        # as on the real server, a second poller ends the first one's waiting call with 409
+        me = object()
+        if self._poller is not None:
+            self._new_update.set()
+        self._poller = me
         offset = int(p.get("offset") or 0)
         if offset:  # everything below the offset is confirmed and forgotten, as on the real server
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
@@ -244,6 +251,13 @@ class FakeTelegram:
                 await asyncio.wait_for(self._new_update.wait(), deadline - time.monotonic())
             except TimeoutError:
                 break
+            if self._poller is not me:
+                self.conflicts += 1
+                return _answer(409, {"ok": False, "error_code": 409, "description":
+                                     "Conflict: terminated by other getUpdates request; make sure that only "
+                                     "one bot instance is running"})
+        if self._poller is me:
+            self._poller = None
         return self.updates[: int(p.get("limit") or 100)]
 
     async def _api_deleteWebhook(self, p: dict) -> bool:
