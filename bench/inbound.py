@@ -11,7 +11,11 @@ process):
   with send_message) on the same queue size: updates/s until the server has every echo;
 - idle latency: with nothing else queued, one `/my` at a time (20 of them), from the push to the
   server receiving gridbot's answer (fetch, handling, the outbox commit, delivery's wake-up and
-  the send): p50 and p99.
+  the send; the server's clock, not the bench's polling): p50 and p99;
+- time inside our handling: Office.handle of the same `/my` in this process (up to 1,000), p50
+  and p99.
+BENCH_PYSPY=FILE attaches py-spy (from PyPI, not a dependency) to `gridbot run` and writes its raw
+samples there.
 Prints the ratio of the two rates (the target is ≥ 0.8) and the load average beside each figure.
 """
 
@@ -122,6 +126,25 @@ async def echo_bot(tg, n: int, users: int) -> dict:
     return {"rate": rate, "load": load0}
 
 
+async def handling(sm, n: int, users: int) -> dict:
+    """Time inside our handling: Office.handle of the same `/my` in this process, on the same
+    database once `gridbot run` has stopped (identify, access, the query, the reply's outbox row,
+    the commit), one at a time."""
+    from handlers.events import Inbound
+    from handlers.office import Office
+
+    office = Office(sm, channels=frozenset({"telegram"}))
+    took = []
+    for i in range(n):
+        chat = str(600_000 + i % users)
+        t = time.perf_counter()
+        await office.handle(Inbound(channel="telegram", chat_id=chat, user_id=chat, is_group=False,
+                                    event_id=f"bench-handling-{i}", kind="message", text="/my"))
+        took.append(time.perf_counter() - t)
+    took.sort()
+    return {"p50": took[len(took) // 2], "p99": took[int(len(took) * 0.99)], "load": os.getloadavg()[0]}
+
+
 async def _main(args) -> int:
     from bot.db import make_engine, make_sessionmaker, upgrade
     from tests.fakes.telegram_api import FakeTelegram
@@ -139,6 +162,7 @@ async def _main(args) -> int:
         try:
             echo = await echo_bot(tg, args.updates, args.users)
             full = await full_stack(make_sessionmaker(engine), url, tg, args.framework, args.updates, args.users, tmp)
+            inside = await handling(make_sessionmaker(engine), min(args.updates, 1000), args.users)
         finally:
             await tg.stop()
             await engine.dispose()
@@ -150,6 +174,8 @@ async def _main(args) -> int:
     print(f"  bare PTB echo bot       {echo['rate']:7.1f} updates/s (load {echo['load']:.1f})")
     print(f"  gridbot run             {full['rate']:7.1f} updates/s (load {full['load']:.1f})")
     print(f"  ratio                   {full['rate'] / echo['rate']:7.2f} (target >= 0.8)")
+    print(f"  inside our handling     p50 {inside['p50'] * 1000:.1f} ms, p99 {inside['p99'] * 1000:.1f} ms "
+          f"(target p99 < 30 ms; load {inside['load']:.1f})")
     print(f"  idle answer, end to end p50 {full['p50'] * 1000:.0f} ms, p99 (max of 20) {full['p99'] * 1000:.0f} ms "
           f"(load {os.getloadavg()[0]:.1f})")
     return 0
