@@ -9,7 +9,7 @@ exactly what `allowed` lets through, so what a person is offered is what they ma
 
 from __future__ import annotations
 
-from sqlalchemy import exists, literal, select, union_all
+from sqlalchemy import bindparam, exists, literal, select, union_all
 
 from workflows.models import Assignment, GroupBinding, Node, TeamGrid, TeamMember
 from workflows.tree import ancestors, descendants
@@ -32,12 +32,16 @@ def commands_for(roles: set[str], where: str) -> list[registry.Command]:
 async def roles(turn: Turn) -> set[str]:
     if turn.person is None:
         return set()
-    # one statement: this runs for every command
-    rows = await turn.session.execute(union_all(
-        select(Assignment.role).where(Assignment.person_id == turn.person.id),
-        # on a handler team, whether or not the import gave a node role too
-        select(literal("team_member")).where(exists().where(TeamMember.person_id == turn.person.id))))
+    rows = await turn.session.execute(_ROLES, {"person": turn.person.id})
     return {str(r) for r in rows.scalars()}
+
+
+# built once, one statement: it runs for every command (building an expression costs about as
+# much as running it)
+_ROLES = union_all(
+    select(Assignment.role).where(Assignment.person_id == bindparam("person")),
+    # on a handler team, whether or not the import gave a node role too
+    select(literal("team_member")).where(exists().where(TeamMember.person_id == bindparam("person"))))
 
 
 async def allowed(turn: Turn, cmd: registry.Command) -> bool:

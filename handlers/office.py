@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -141,11 +141,15 @@ async def _seen_before(ctx: Ctx, inbound: Inbound) -> bool:
     return added.rowcount == 0
 
 
+# built once: every event runs it (building the expression costs about as much as running it)
+_ACCOUNT = select(Account).where(Account.channel == bindparam("channel"),
+                                 Account.external_id == bindparam("external_id"))
+
+
 async def identify(ctx: Ctx, inbound: Inbound) -> Person | None:
     """The person behind the sender; a first private message makes a resident of them."""
     account = (await ctx.session.execute(
-        select(Account).where(Account.channel == inbound.channel, Account.external_id == inbound.user_id)
-    )).scalar_one_or_none()
+        _ACCOUNT, {"channel": inbound.channel, "external_id": inbound.user_id})).scalar_one_or_none()
     if account is not None:
         # An event never moves the account's private chat: only the linking commands set it
         # (workflows.accounts.link). Pressing a button on someone else's card — the terminal
