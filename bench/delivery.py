@@ -232,8 +232,14 @@ def main() -> None:
     if args.serve_fake:
         asyncio.run(serve_fake(args.every_429))
         return
+    run_and_print("bench.delivery", args.db, lambda url: bench(args, url))
+
+
+def run_and_print(name: str, db: str, bench_fn, width: int = 42) -> None:
+    """Run a bench coroutine on a fresh database (a throwaway PostgreSQL server, or a SQLite file)
+    and print its figures."""
     server = None
-    if args.db == "postgresql":
+    if db == "postgresql":
         from tests.pg import PostgresServer
 
         server = PostgresServer().start()
@@ -242,13 +248,13 @@ def main() -> None:
         url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='gridbot-bench-')}/delivery.db"
     try:
         started = datetime.now(UTC)
-        result = asyncio.run(bench(args, url))
+        result = asyncio.run(bench_fn(url))
     finally:
         if server is not None:
             server.stop()
-    print(f"bench.delivery {started:%Y-%m-%d %H:%M} UTC")
+    print(f"{name} {started:%Y-%m-%d %H:%M} UTC")
     for k, v in result.items():
-        print(f"  {k:<42} {v:.3f}" if isinstance(v, float) else f"  {k:<42} {v}")
+        print(f"  {k:<{width}} {v:.3f}" if isinstance(v, float) else f"  {k:<{width}} {v}")
 
 
 if __name__ == "__main__":

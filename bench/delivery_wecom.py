@@ -25,13 +25,12 @@ import asyncio
 import bisect
 import os
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.delivery import run_and_print  # noqa: E402
 from bot.channels.base import Window  # noqa: E402
 from bot.channels.wecom_api import WeComAPI  # noqa: E402
 from bot.channels.wecom_send import WeComAdapter  # noqa: E402
@@ -155,25 +154,7 @@ def main() -> None:
     p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--timeout", type=float, default=1800)
     args = p.parse_args()
-    server = None
-    if args.db == "postgresql":
-        from tests.pg import PostgresServer
-
-        server = PostgresServer().start()
-        url = server.url("postgres")
-    else:
-        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='gridbot-bench-')}/delivery.db"
-    try:
-        started = datetime.now(UTC)
-        result = asyncio.run(bench(args, url))
-    finally:
-        if server is not None:
-            server.stop()
-    print(f"bench.delivery_wecom {started:%Y-%m-%d %H:%M} UTC")
-    for k, v in result.items():
-        if v is None:
-            continue
-        print(f"  {k:<72} {v:.3f}" if isinstance(v, float) else f"  {k:<72} {v}")
+    run_and_print("bench.delivery_wecom", args.db, lambda url: bench(args, url), width=72)
 
 
 if __name__ == "__main__":

@@ -446,15 +446,10 @@ class Intake:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leading
             self._leading = None
-        if self.poller is not None:
-            await self.poller.stop()
-            self.poller = None
+        await self._stand_down()
         if self._own_server is not None:
             await self._own_server.stop()
             self._own_server = None
-        if self.inbox is not None:
-            await self.inbox.stop()
-        self._active = False
         if self.lease is not None:
             try:
                 await self.lease.release()
