@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.clock import SystemClock
-from workflows.models import Outbox
+from workflows.inbox_models import InboxUpdate
+from workflows.models import Lease, Outbox
 from workflows.outbox import BULK, CARD, REPLY
 
 from .senders import live_senders
@@ -67,7 +68,13 @@ async def summary(session: AsyncSession, now: datetime, since: timedelta) -> dic
         select(Outbox.channel, func.count()).where(Outbox.status == "sent", Outbox.sent_at >= now - since)
         .group_by(Outbox.channel))).all())
     senders = [s.host for s in await live_senders(session)]
-    return {"waiting": waiting, "due": due, "failures": failures, "sent": sent, "senders": senders}
+    inbox = {channel: (n, oldest) for channel, n, oldest in await session.execute(
+        select(InboxUpdate.channel, func.count(), func.min(InboxUpdate.received_at))
+        .where(InboxUpdate.status == "pending").group_by(InboxUpdate.channel))}
+    holders = {row.name: row.host for row in (await session.execute(
+        select(Lease).where(Lease.until >= datetime.now(UTC)))).scalars()}
+    return {"waiting": waiting, "due": due, "failures": failures, "sent": sent, "senders": senders,
+            "inbox": inbox, "holders": holders}
 
 
 def render(data: dict, now: datetime, since: timedelta) -> str:
@@ -93,6 +100,11 @@ def render(data: dict, now: datetime, since: timedelta) -> str:
     senders = data.get("senders", [])
     lines.append(f"delivery workers running: {len(senders)}" + (f" ({', '.join(senders)}; each sends to 1/"
                  f"{len(senders)} of the chats at 1/{len(senders)} of the overall rate)" if senders else ""))
+    # the way in: updates stored and not yet handled, and which process polls and handles them
+    for channel, (n, oldest) in sorted(data.get("inbox", {}).items()):
+        lines.append(f"inbound {channel}: {n} stored, not yet handled (oldest {age(now - oldest)})")
+    for name, host in sorted(data.get("holders", {}).items()):
+        lines.append(f"inbound {name}: polled and handled by {host}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from bot.delivery import Delivery
 from bot.outbox_cli import render, summary
 from handlers.events import Inbound
 from handlers.office import Office
+from workflows.inbox_models import InboxUpdate
 from workflows.models import Outbox
 from workflows.outbox import BULK, CARD, REPLY, Msg, outbox_values
 
@@ -211,6 +212,8 @@ async def test_the_outbox_command_shows_waiting_age_and_failures(sessionmaker):
                                      error="forbidden: bot was blocked by the user")))
         s.add(Outbox(**outbox_values(now, "telegram", "8004", Msg("y"), status="failed",
                                      error="forbidden: bot was blocked by the user")))
+        s.add(InboxUpdate(channel="telegram", update_id=77, payload={"update_id": 77}, status="pending",
+                          received_at=now))  # stored, not handled: no process holds the inbox
     clock.advance(600)
     from datetime import timedelta
 
@@ -220,6 +223,7 @@ async def test_the_outbox_command_shows_waiting_age_and_failures(sessionmaker):
     assert line.split()[1:5] == ["2", "2", "0", "10m"]
     assert "bulk 1" in line and "replies 1" in line
     assert "2  failed: forbidden: bot was blocked by the user" in shown
+    assert "inbound telegram: 1 stored, not yet handled (oldest 10m)" in shown
 
 
 async def test_wecom_counts_every_call_against_the_members_window(sessionmaker):

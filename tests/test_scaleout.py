@@ -5,7 +5,7 @@ and the live senders of one bot split its chats and its overall rate (bot/sender
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -166,6 +166,10 @@ async def test_two_processes_share_inbound_one_polls_the_other_takes_over(sessio
         assert await handled(ids) == len(ids)
         assert server.conflicts == 0, "two processes polled at once"
         host = await holder()
+        async with sessionmaker() as s:  # what an operator sees in `gridbot outbox`
+            now = datetime.now(UTC)
+            shown = render(await summary(s, now, timedelta(hours=1)), now, timedelta(hours=1))
+        assert f"polled and handled by {host}" in shown and "delivery workers running: 2" in shown
         lead = next(p for p in procs if host.endswith(f":{p.proc.pid}"))
         other = procs[1 - procs.index(lead)]
         lead.signal(signal.SIGKILL)
