@@ -189,3 +189,69 @@ async def test_two_processes_share_inbound_one_polls_the_other_takes_over(sessio
             if p.proc is not None:
                 await p.wait()
         await server.stop()
+
+
+async def test_two_processes_behind_one_webhook_address_each_update_handled_once(sessionmaker, db_url, tmp_path):
+    """With the webhook, whichever process an update reaches stores it (200 after the commit);
+    the lease holder handles it — also what reached the other one — once."""
+    import itertools
+    import os
+    import signal
+
+    import aiohttp
+
+    from bench.crash import Process
+    from workflows.models import Lease
+
+    from .fakes.telegram_api import Person
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("scale-out is for PostgreSQL (SQLite is one writer on one machine)")
+    server = await FakeTelegram().start()
+    procs = [Process(db_url, server, "ptb", str(tmp_path)) for _ in range(2)]
+    for i, p in enumerate(procs):
+        p.env.update(TELEGRAM_WEBHOOK_URL="https://bot.example.org/tg/hook", TELEGRAM_WEBHOOK_SECRET="s3cret")
+        p.log_dir = str(tmp_path / f"p{i}")
+        os.makedirs(p.log_dir)
+        p.start()
+
+    async def holder() -> str | None:
+        async with sessionmaker() as s:
+            row = (await s.execute(select(Lease))).scalar_one_or_none()
+            return row.host if row is not None else None
+
+    ids = itertools.count(5000)
+    people = [Person(630_000 + i, f"居民{i}") for i in range(20)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def post(proc: Process, update: dict) -> int:
+                url = f"http://127.0.0.1:{proc.env['HTTP_PORT']}/tg/hook"
+                async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}) as r:
+                    return r.status
+
+            async def both_up() -> bool:
+                if await holder() is None:
+                    return False
+                try:
+                    return all([await post(p, {"update_id": next(ids)}) == 200 for p in procs])
+                except aiohttp.ClientError:
+                    return False
+
+            await until(both_up, 90)
+            host = await holder()
+            other = next(p for p in procs if not host.endswith(f":{p.proc.pid}"))
+            for n, person in enumerate(people):  # alternately to each process, as a balancer would
+                update = {"update_id": next(ids), **server.message_update(person, text="/start")}
+                assert await post(procs[n % 2], update) == 200
+            assert await post(other, update) == 200  # Telegram sending one again: no second answer
+            await until(lambda: all(server.sent_to(p.id) for p in people), 30)
+            await asyncio.sleep(1.5)  # a second answer, were there one, would be out by now
+            assert all(len(server.sent_to(p.id)) == 1 for p in people)
+    finally:
+        for p in procs:
+            if p.proc is not None and p.proc.poll() is None:
+                p.signal(signal.SIGTERM)
+        for p in procs:
+            if p.proc is not None:
+                await p.wait()
+        await server.stop()
