@@ -403,7 +403,10 @@ class Intake:
     async def _keep_leading(self) -> None:
         while True:
             await asyncio.sleep(LEASE_RENEW)
-            await self._lead()
+            try:
+                await self._lead()
+            except Exception:  # e.g. the poller's first call failed: try again, never stop renewing
+                log.exception("telegram: taking or renewing the inbox lease failed")
 
     async def _lead(self) -> None:
         """One try: take or renew the lease, and poll and handle while it is ours."""
