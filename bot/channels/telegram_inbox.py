@@ -419,12 +419,17 @@ class Intake:
             if self._standing_by:
                 log.info("telegram: this process now polls and handles the bot's updates")
             self.inbox.start()  # what a crash left stored goes first
-            if not self.settings.telegram_webhook_url:
-                s = self.settings
-                self.poller = Poller(self.inbox, bot_api_url(s.telegram_api_base_url, s.telegram_bot_token),
-                                     timeout=self.poll_timeout, allowed_updates=self.allowed_updates)
-                await self.poller.start()
             self._active, self._standing_by = True, False
+        if held and self.poller is None and not self.settings.telegram_webhook_url:
+            s = self.settings
+            poller = Poller(self.inbox, bot_api_url(s.telegram_api_base_url, s.telegram_bot_token),
+                            timeout=self.poll_timeout, allowed_updates=self.allowed_updates)
+            try:
+                await poller.start()
+            except BaseException:  # the Bot API unreachable at start: the next try starts it
+                await poller.stop()
+                raise
+            self.poller = poller
         elif not held and self._active:
             log.warning("telegram: %s took over the bot's updates; this process stands by", self.lease.other)
             await self._stand_down()
