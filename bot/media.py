@@ -101,12 +101,16 @@ class MediaLibrary:
     async def blob_or_wait(self, m: dict) -> Blob | None:
         """The bytes to upload; RetryLater while a just-arrived attachment is being fetched
         (Delivery then holds the message a few seconds); None when it cannot be had."""
-        blob = await self.blob(m)
-        if blob is None and m.get("item"):
+        item = None
+        if m.get("item"):
             async with self.sessionmaker() as session:
                 item = await media.item_of(session, m)
-            if item is not None and item.status == "pending" and item.received_at > self.clock.now() - FETCH_WAIT:
-                raise RetryLater(RETRY_SECONDS, f"attachment {item.id} not fetched yet")
+        # the bytes are looked for after the status: a fetch that finishes in between is found
+        # here (read the other way round, the photo was missed and the card went without it)
+        blob = await self.blob(m)
+        if blob is None and item is not None and item.status == "pending" \
+                and item.received_at > self.clock.now() - FETCH_WAIT:
+            raise RetryLater(RETRY_SECONDS, f"attachment {item.id} not fetched yet")
         return blob
 
     async def blob(self, m: dict) -> Blob | None:
