@@ -119,27 +119,19 @@ async def test_two_processes_share_inbound_one_polls_the_other_takes_over(sessio
     """Two `gridbot run` of one bot on one PostgreSQL: the lease holder alone polls and handles
     (the fake answers a second concurrent getUpdates with 409, as Telegram does: none happen);
     every update is answered once; after a kill -9 of the holder the other takes over."""
-    import os
     import signal
 
-    from bench.crash import Process
-    from workflows.models import InboundSeen, Lease
+    from workflows.models import InboundSeen
 
     from .fakes.telegram_api import Person
 
     if not db_url.startswith("postgresql"):
         pytest.skip("scale-out is for PostgreSQL (SQLite is one writer on one machine)")
     server = await FakeTelegram().start()
-    procs = [Process(db_url, server, "ptb", str(tmp_path)) for _ in range(2)]
-    for i, p in enumerate(procs):
-        p.log_dir = str(tmp_path / f"p{i}")
-        os.makedirs(p.log_dir)
-        p.start()
+    procs = _two_runs(db_url, server, tmp_path)
 
     async def holder() -> str | None:
-        async with sessionmaker() as s:
-            row = (await s.execute(select(Lease))).scalar_one_or_none()
-            return row.host if row is not None else None
+        return await _holder(sessionmaker)
 
     async def senders() -> int:
         async with sessionmaker() as s:
@@ -180,12 +172,7 @@ async def test_two_processes_share_inbound_one_polls_the_other_takes_over(sessio
         # the killed process's last getUpdates, still waiting on the server, ended by the new poller
         assert server.conflicts <= 1
     finally:
-        for p in procs:
-            if p.proc is not None and p.proc.poll() is None:
-                p.signal(signal.SIGTERM)
-        for p in procs:
-            if p.proc is not None:
-                await p.wait()
+        await _stop_all(procs)
         await server.stop()
 
 
@@ -193,30 +180,21 @@ async def test_two_processes_behind_one_webhook_address_each_update_handled_once
     """With the webhook, whichever process an update reaches stores it (200 after the commit);
     the lease holder handles it — also what reached the other one — once."""
     import itertools
-    import os
-    import signal
 
     import aiohttp
 
     from bench.crash import Process
-    from workflows.models import Lease
 
     from .fakes.telegram_api import Person
 
     if not db_url.startswith("postgresql"):
         pytest.skip("scale-out is for PostgreSQL (SQLite is one writer on one machine)")
     server = await FakeTelegram().start()
-    procs = [Process(db_url, server, "ptb", str(tmp_path)) for _ in range(2)]
-    for i, p in enumerate(procs):
-        p.env.update(TELEGRAM_WEBHOOK_URL="https://bot.example.org/tg/hook", TELEGRAM_WEBHOOK_SECRET="s3cret")
-        p.log_dir = str(tmp_path / f"p{i}")
-        os.makedirs(p.log_dir)
-        p.start()
+    procs = _two_runs(db_url, server, tmp_path, TELEGRAM_WEBHOOK_URL="https://bot.example.org/tg/hook",
+                      TELEGRAM_WEBHOOK_SECRET="s3cret")
 
     async def holder() -> str | None:
-        async with sessionmaker() as s:
-            row = (await s.execute(select(Lease))).scalar_one_or_none()
-            return row.host if row is not None else None
+        return await _holder(sessionmaker)
 
     ids = itertools.count(5000)
     people = [Person(630_000 + i, f"居民{i}") for i in range(20)]
@@ -246,10 +224,40 @@ async def test_two_processes_behind_one_webhook_address_each_update_handled_once
             await asyncio.sleep(1.5)  # a second answer, were there one, would be out by now
             assert all(len(server.sent_to(p.id)) == 1 for p in people)
     finally:
-        for p in procs:
-            if p.proc is not None and p.proc.poll() is None:
-                p.signal(signal.SIGTERM)
-        for p in procs:
-            if p.proc is not None:
-                await p.wait()
+        await _stop_all(procs)
         await server.stop()
+
+
+def _two_runs(db_url: str, server: FakeTelegram, tmp_path, **env: str) -> list:
+    """Two `gridbot run` of one bot on one database, each with its own log directory."""
+    import os
+
+    from bench.crash import Process
+
+    procs = [Process(db_url, server, "ptb", str(tmp_path)) for _ in range(2)]
+    for i, p in enumerate(procs):
+        p.env.update(env)
+        p.log_dir = str(tmp_path / f"p{i}")
+        os.makedirs(p.log_dir)
+        p.start()
+    return procs
+
+
+async def _stop_all(procs: list) -> None:
+    import signal
+
+    for p in procs:
+        if p.proc is not None and p.proc.poll() is None:
+            p.signal(signal.SIGTERM)
+    for p in procs:
+        if p.proc is not None:
+            await p.wait()
+
+
+async def _holder(sessionmaker) -> str | None:
+    """The host:pid holding the inbox lease."""
+    from workflows.models import Lease
+
+    async with sessionmaker() as s:
+        row = (await s.execute(select(Lease))).scalar_one_or_none()
+        return row.host if row is not None else None
