@@ -37,7 +37,7 @@ from workflows import rollup, tree  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.context import Ctx  # noqa: E402
 from workflows.i18n import T  # noqa: E402
-from workflows.models import Case, Node  # noqa: E402
+from workflows.models import Case, CaseDeadline, Node  # noqa: E402
 from workflows.routines import reports  # noqa: E402
 from workflows.routines.stats import Stats, raw_figures  # noqa: E402
 from workflows.routines.sweeps import run_sweep  # noqa: E402
@@ -191,8 +191,9 @@ async def run(url: str, shape: Shape, args) -> None:
             ["in_progress", "closed"])).order_by(Case.status.desc(), Case.id).limit(args.due))).scalars())
         for i in range(0, len(ids), 10_000):
             await s.execute(update(Case).where(Case.id.in_(ids[i:i + 10_000])).values(
-                status="in_progress", closed_at=None, rating=None, deadline_at=NOW - timedelta(minutes=5),
-                deadline_stage=2, next_check_at=NOW - timedelta(minutes=5)))
+                status="in_progress", closed_at=None, rating=None, deadline_at=NOW - timedelta(minutes=5)))
+            await s.execute(update(CaseDeadline).where(CaseDeadline.case_id.in_(ids[i:i + 10_000])).values(
+                stage=2, next_check_at=NOW - timedelta(minutes=5)))
         await rollup.apply_cases(s, ids)  # the rollup follows the changed cases
     n_due = len(ids)
     t = time.perf_counter()

@@ -51,7 +51,7 @@ async def load(engine, grids: int, n_cases: int, held: int) -> None:
         await c.execute(text("""
             INSERT INTO case_file (number, grid_id, level_node_id, category_id, description, status, urgency,
                 source, anonymous, attachments, created_at, registered_at, deadline_at,
-                deadline_stage, rework_count, reopen_count, card_nodes, version)
+                rework_count, reopen_count, card_nodes, version)
             SELECT 'B-' || i, g.first + i % :grids,
                    CASE WHEN i <= :held THEN (SELECT id FROM node WHERE code = 'ST') ELSE g.first + i % :grids END,
                    (SELECT id FROM category LIMIT 1), 'bench',
@@ -60,7 +60,7 @@ async def load(engine, grids: int, n_cases: int, held: int) -> None:
                    'normal', 'resident', false, '[]', CAST(:now AS timestamptz) - interval '1 minute' * (i % 5000),
                    CAST(:now AS timestamptz) - interval '1 minute' * (i % 5000),
                    CAST(:now AS timestamptz) + interval '72 hours' - interval '1 minute' * (i % 5000),
-                   0, 0, 0, '[]', 1
+                   0, 0, '[]', 1
             FROM generate_series(1, :cases) i
             CROSS JOIN (SELECT min(id) AS first FROM node WHERE level = 'grid') g
         """), {"grids": grids, "cases": n_cases, "held": held, "now": NOW})

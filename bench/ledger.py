@@ -57,10 +57,10 @@ async def build(url: str, n: int) -> None:
                                    "action": action})
             await c.execute(text("""INSERT INTO case_file (id, number, grid_id, level_node_id, category_id,
                 description, status, urgency, source, anonymous, attachments, assignee_id, created_at, registered_at,
-                dispatched_at, resolved_at, closed_at, deadline_at, deadline_stage, rework_count, reopen_count,
+                dispatched_at, resolved_at, closed_at, deadline_at, rework_count, reopen_count,
                 rating, card_nodes, version)
                 VALUES (:id, :number, :grid, :grid, :cat, '路灯不亮了，已经三天', 'closed', 'normal', 'resident', 0, '[]',
-                :who, :at, :at, :at, :closed, :closed, :dl, 0, 0, 0, 'satisfied', '[]', 1)"""), rows)
+                :who, :at, :at, :at, :closed, :closed, :dl, 0, 0, 'satisfied', '[]', 1)"""), rows)
             await c.execute(text("""INSERT INTO case_event (case_id, at, actor_id, action, attachments, data)
                 VALUES (:case, :at, :actor, :action, '[]', '{}')"""), events)
     async with sm() as s, s.begin():

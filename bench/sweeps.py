@@ -101,10 +101,10 @@ async def load(engine, grids: int, workers: int, cases: int, due_percent: float)
         await c.execute(text("""
             INSERT INTO case_file (number, grid_id, level_node_id, category_id, description, status, urgency,
                 source, anonymous, attachments, assignee_id, created_at, registered_at, deadline_at,
-                deadline_stage, next_check_at, rework_count, reopen_count, card_nodes, version)
+                rework_count, reopen_count, card_nodes, version)
             SELECT 'B-' || i, g.first + i % :grids, g.first + i % :grids, (SELECT id FROM category LIMIT 1),
                    'bench', 'in_progress', 'normal', 'resident', false, '[]', p.first + i % :people,
-                   r.reg, r.reg, r.reg + interval '72 hours', 0, r.reg + interval '36 hours', 0, 0, '[]', 1
+                   r.reg, r.reg, r.reg + interval '72 hours', 0, 0, '[]', 1
             FROM generate_series(1, :cases) i
             CROSS JOIN (SELECT min(id) AS first FROM node WHERE level = 'grid') g
             CROSS JOIN (SELECT min(id) AS first FROM person) p
@@ -112,6 +112,8 @@ async def load(engine, grids: int, workers: int, cases: int, due_percent: float)
                                             THEN CAST(:now AS timestamptz) - interval '36 hours 30 seconds'
                                             ELSE CAST(:now AS timestamptz) - interval '1 hour' * (i % 35) END AS reg) r
         """), {"grids": grids, "people": grids * workers, "cases": cases, "every": every, "now": NOW})
+        await c.execute(text("""INSERT INTO case_deadline (case_id, stage, next_check_at)
+            SELECT id, 0, registered_at + interval '36 hours' FROM case_file"""))
     t2 = time.perf_counter()
     async with make_sessionmaker(engine)() as s, s.begin():
         await rollup.rebuild(s)  # every case has its rollup contribution, as cases.report makes it
@@ -130,11 +132,14 @@ async def make_due(engine, n: int, stage: str = "yellow") -> None:
     else:
         times = ("interval '37 hours'", "interval '35 hours'", 0)
     async with engine.begin() as c:
-        await c.execute(text(f"""UPDATE case_file SET registered_at = CAST(:now AS timestamptz) - {times[0]},
-            deadline_at = CAST(:now AS timestamptz) + {times[1]}, next_check_at = CAST(:now AS timestamptz) - interval '1 hour',
-            deadline_stage = {times[2]}
-            WHERE id IN (SELECT id FROM case_file WHERE deadline_stage = 0 ORDER BY id LIMIT :n)"""),
+        await c.execute(text(f"""UPDATE case_deadline SET next_check_at = CAST(:now AS timestamptz) - interval '1 hour',
+            stage = {times[2]}
+            WHERE case_id IN (SELECT case_id FROM case_deadline WHERE stage = 0 ORDER BY case_id LIMIT :n)"""),
                         {"now": NOW, "n": n})
+        await c.execute(text(f"""UPDATE case_file SET registered_at = CAST(:now AS timestamptz) - {times[0]},
+            deadline_at = CAST(:now AS timestamptz) + {times[1]}
+            WHERE id IN (SELECT case_id FROM case_deadline WHERE next_check_at = CAST(:now AS timestamptz) - interval '1 hour')"""),
+                        {"now": NOW})
     async with engine.connect() as c:
         await c.execute(text("COMMIT"))
         await c.execute(text("VACUUM ANALYZE case_file"))

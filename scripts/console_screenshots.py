@@ -137,6 +137,7 @@ async def main(out: Path, chromium: str) -> None:
     from bot.db import make_engine, make_sessionmaker, upgrade
     from bot.web import WebServer
     from handlers.office import Office
+    from workflows import deadlines
     from workflows.clock import FixedClock
     from workflows.importer import load_demo
     from workflows.models import Case, Person
@@ -159,7 +160,7 @@ async def main(out: Path, chromium: str) -> None:
     try:
         link = await sign_in_link(office, sm, WHO)
         async with sm() as s:
-            case_id = (await s.execute(select(Case.id).where(Case.deadline_stage >= 3).order_by(Case.id))).scalar()
+            case_id = (await s.execute(select(Case.id).where(deadlines.carded(deadlines.YELLOW)).order_by(Case.id))).scalar()
             name = (await s.execute(select(Person.name).where(Person.code == WHO))).scalar_one()
         out.mkdir(parents=True, exist_ok=True)
         async with async_playwright() as p:

@@ -131,6 +131,7 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
     first = now - timedelta(days=shape.days)
     span = (now - first).total_seconds()
     case_rows: list[tuple] = []
+    deadline_rows: list[tuple] = []  # (case id, stage): the card each registered case holds
     event_rows: list[tuple] = []
     eid = 0
     filler = max(0.0, shape.events_per_case - 5.2)  # besides report, register, dispatch, resolve, close
@@ -142,9 +143,11 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
 
     async def flush_cases() -> None:
         await _copy(conn, "case_file", CASE_COLUMNS, iter(case_rows))
+        await _copy(conn, "case_deadline", ["case_id", "stage"], iter(deadline_rows))
         await _copy(conn, "case_event", ["id", "case_id", "at", "action", "attachments", "data"], iter(event_rows))
         out.counts["events"] = out.counts.get("events", 0) + len(event_rows)
         case_rows.clear()
+        deadline_rows.clear()
         event_rows.clear()
 
     for cid in range(1, shape.cases + 1):
@@ -168,10 +171,14 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
                 event(cid, closed - timedelta(hours=1), "resolve")
                 event(cid, closed, "close")
             end = closed or now
+            stage = 0
             if end > deadline:
                 event(cid, deadline, "yellow_card")
+                stage = 3
                 if end > deadline + timedelta(hours=24):
                     event(cid, deadline + timedelta(hours=24), "red_card")
+                    stage = 4
+            deadline_rows.append((cid, stage))
         elif rnd.random() < 0.5:
             status = "declined"
         more = filler
@@ -180,7 +187,7 @@ async def build(conn: AsyncConnection, shape: Shape, now: datetime) -> Built:
             more -= 1
         case_rows.append((cid, f"S{g}-{cid}", g, g, 1, "generated", status, "normal", "resident", False, "[]",
                           ts(created), ts(registered) if registered else None, ts(deadline) if deadline else None,
-                          ts(closed) if closed else None, 0, rework, 0, rating, "[]", 1))
+                          ts(closed) if closed else None, rework, 0, rating, "[]", 1))
         if len(case_rows) >= CHUNK:
             await flush_cases()
     await flush_cases()
@@ -233,4 +240,4 @@ def _box(x: int, y: int) -> str:
 
 CASE_COLUMNS = ["id", "number", "grid_id", "level_node_id", "category_id", "description", "status", "urgency",
                 "source", "anonymous", "attachments", "created_at", "registered_at", "deadline_at", "closed_at",
-                "deadline_stage", "rework_count", "reopen_count", "rating", "card_nodes", "version"]
+                "rework_count", "reopen_count", "rating", "card_nodes", "version"]

@@ -3,11 +3,17 @@ migration (or the other way round) fails here, not on an office's database after
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select, text
 
 import workflows.all_models  # noqa: F401  (every table registered on the metadata)
-from workflows.models import Base
+from bot.db import alembic_config, make_engine, make_sessionmaker
+from workflows.models import Base, CaseDeadline
 
 
 def _diff(connection) -> list:
@@ -19,3 +25,34 @@ async def test_migrated_schema_matches_the_models(engine):
     async with engine.connect() as conn:
         diff = await conn.run_sync(_diff)
     assert diff == [], "\n".join(map(str, diff))
+
+
+async def test_deadline_checks_move_to_their_table_and_back(db_url):
+    """0031 moves a case's stage and next check out of case_file; downgrading puts them back."""
+    config = alembic_config(db_url)
+    await asyncio.to_thread(command.downgrade, config, "0030")
+    due = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as c:
+            await c.execute(text("INSERT INTO node (id, code, name, level) VALUES (1, 'G', '网格', 'grid')"))
+            await c.execute(text("INSERT INTO category (id, code, name, time_limit_hours, split, urgency, sort) "
+                                 "VALUES (1, 'M', '市政设施', 72, 'public', 'normal', 0)"))
+            for cid, stage, nxt, dl in ((1, 3, due, due), (2, 0, None, None)):
+                await c.execute(text(
+                    "INSERT INTO case_file (id, number, grid_id, level_node_id, category_id, description, status, "
+                    "urgency, source, anonymous, attachments, created_at, deadline_at, deadline_stage, next_check_at, "
+                    "rework_count, reopen_count, card_nodes, version) VALUES (:id, :n, 1, 1, 1, 'x', 'in_progress', "
+                    "'normal', 'resident', false, '[]', :at, :dl, :stage, :nxt, 0, 0, '[]', 1)"),
+                    {"id": cid, "n": f"N{cid}", "at": due, "dl": dl, "stage": stage, "nxt": nxt})
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with make_sessionmaker(engine)() as s:
+            rows = (await s.execute(select(CaseDeadline).order_by(CaseDeadline.case_id))).scalars().all()
+            assert [(r.case_id, r.stage, r.next_check_at) for r in rows] == [(1, 3, due)]  # 2: never registered
+        await asyncio.to_thread(command.downgrade, config, "0030")
+        async with engine.connect() as c:
+            back = (await c.execute(text("SELECT id, deadline_stage FROM case_file ORDER BY id"))).all()
+        assert [tuple(r) for r in back] == [(1, 3), (2, 0)]
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")

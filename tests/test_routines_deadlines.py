@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from workflows import cases
-from workflows.models import Case, CaseEvent
+from workflows.models import Case, CaseDeadline, CaseEvent
 from workflows.routines import leave as leaves
 
 from .test_routines_world import World
@@ -47,9 +47,9 @@ async def test_reminders_cards_and_supervision(w: World):
     assert r.counts["red_card"] == 1
     assert "红牌督办" in (await w.texts("g:CY-01"))[-1]
     assert "【督办】" in (await w.texts("g:CY"))[-1]  # the level above the grid
-    c = await w.case(case.id)
-    assert c.deadline_stage == 4 and c.next_check_at is None
     async with w.sm() as s:
+        checks = await s.get(CaseDeadline, case.id)
+        assert checks.stage == 4 and checks.next_check_at is None
         actions = list((await s.execute(select(CaseEvent.action).where(CaseEvent.case_id == case.id)
                                         .order_by(CaseEvent.id))).scalars())
     assert actions[-4:] == ["remind_50", "remind_80", "yellow_card", "red_card"]

@@ -21,7 +21,7 @@ from bot.db import make_engine, make_sessionmaker
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from workflows.clock import FixedClock
-from workflows.models import Case, CaseEvent, Outbox
+from workflows.models import Case, CaseDeadline, CaseEvent, Outbox
 from workflows.routines.models import RoutineMark, SweepRun
 from workflows.routines.sweeps import SWEEPS
 
@@ -48,12 +48,14 @@ async def pg_world(pg_server, pg_template, clock):
 async def _many_due_cases(w: World, n: int) -> datetime:
     reg = local(2026, 11, 20, 9)
     async with w.sm() as s, s.begin():
-        for i in range(n):
-            s.add(Case(number=f"XH-20261120-{i:05d}", grid_id=w.nodes["CY-01"], level_node_id=w.nodes["CY-01"],
-                       category_id=w.cats["市政设施"], description="x", status="in_progress",
-                       assignee_id=w.ids["CY01-W1" if i % 2 else "CY01-W2"], created_at=reg, registered_at=reg,
-                       deadline_at=reg + timedelta(hours=72), deadline_stage=0,
-                       next_check_at=reg + timedelta(hours=36), card_nodes=[], attachments=[], version=1))
+        cases = [Case(number=f"XH-20261120-{i:05d}", grid_id=w.nodes["CY-01"], level_node_id=w.nodes["CY-01"],
+                      category_id=w.cats["市政设施"], description="x", status="in_progress",
+                      assignee_id=w.ids["CY01-W1" if i % 2 else "CY01-W2"], created_at=reg, registered_at=reg,
+                      deadline_at=reg + timedelta(hours=72), card_nodes=[], attachments=[], version=1)
+                 for i in range(n)]
+        s.add_all(cases)
+        await s.flush()
+        s.add_all(CaseDeadline(case_id=c.id, stage=0, next_check_at=reg + timedelta(hours=36)) for c in cases)
     return reg
 
 
@@ -84,7 +86,7 @@ async def test_two_processes_send_everything_once(pg_world: World):
                                        .group_by(Outbox.person_id))).all()
         marks = (await s.execute(select(func.count()).select_from(RoutineMark)
                                  .where(RoutineMark.kind == "patrol_remind"))).scalar_one()
-        stages = (await s.execute(select(Case.deadline_stage, func.count()).group_by(Case.deadline_stage))).all()
+        stages = (await s.execute(select(CaseDeadline.stage, func.count()).group_by(CaseDeadline.stage))).all()
     assert runs == {name: 2 for name in runs} and len(runs) == len(SWEEPS) and hosts == 2
     assert len(events) == N_CASES and all(n == 1 for _, n in events)
     assert remind_msgs == N_CASES

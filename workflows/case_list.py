@@ -15,11 +15,11 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 
 from . import scope
 from .context import Ctx
+from .deadlines import RED, YELLOW, carded
 from .ledgers import window
 from .models import OPEN_STATUSES, Case, CaseEvent, CaseStatus
 
 PAGE_SIZE = 50
-YELLOW, RED = 3, 4  # Case.deadline_stage of the deadline sweep (routines/deadlines.py)
 CLOSED_STATUSES = (CaseStatus.closed, CaseStatus.declined, CaseStatus.cancelled, CaseStatus.merged)
 SORTS = {
     "created": Case.created_at,
@@ -65,9 +65,9 @@ def conditions(ctx: Ctx, paths: list[str], f: Filters) -> list[ColumnElement[boo
     if f.overdue:
         where.append(and_(Case.status.in_([str(s) for s in OPEN_STATUSES]), Case.deadline_at < ctx.now()))
     if f.card == "red":
-        where.append(Case.deadline_stage >= RED)
+        where.append(carded(RED))
     elif f.card == "yellow":
-        where.append(Case.deadline_stage >= YELLOW)
+        where.append(carded(YELLOW))
     if f.source:
         where.append(Case.source == f.source)
     if f.channel:

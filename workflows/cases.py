@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from . import cards, media, rollup
 from .context import Ctx
-from .deadlines import compute_deadline, reset_checks
+from .deadlines import compute_deadline, reset_checks, stop_checks
 from .errors import Invalid, NotAllowed, NotFound, WrongState
 from .models import OPEN_STATUSES, Case, CaseEvent, CaseStatus, Category, Node, Person, Team, Urgency
 from .numbering import next_number
@@ -141,10 +141,10 @@ def _need_reporter(actor_id: int, case: Case) -> None:
         raise NotAllowed("只有该事件的上报人可以进行此操作。")
 
 
-def _set_deadline(ctx: Ctx, case: Case, category: Category, grid: Node, days: int | None = None) -> None:
+async def _set_deadline(ctx: Ctx, case: Case, category: Category, grid: Node, days: int | None = None) -> None:
     start = case.registered_at or ctx.now()
     case.deadline_at = compute_deadline(start, category, case.urgency, grid.timezone or ctx.timezone, days)
-    reset_checks(case)
+    await reset_checks(ctx, case)
 
 
 async def _register(ctx: Ctx, case: Case, actor_id: int, note: str | None = None) -> None:
@@ -152,7 +152,7 @@ async def _register(ctx: Ctx, case: Case, actor_id: int, note: str | None = None
     case.registered_at = ctx.now()
     category = await ctx.session.get(Category, case.category_id)
     grid = await get_node(ctx, case.grid_id)
-    _set_deadline(ctx, case, category, grid)
+    await _set_deadline(ctx, case, category, grid)
     await _event(ctx, case, actor_id, "registered", note)
 
 
@@ -200,7 +200,6 @@ async def report(
         attachments=list(attachments or []),
         created_at=now,
         card_nodes=[grid.id],
-        deadline_stage=0,
         rework_count=0,
         reopen_count=0,
         version=0,
@@ -226,7 +225,7 @@ async def register(ctx: Ctx, actor_id: int, case_id: int, *, urgency: str | None
     await _register(ctx, case, actor_id)
     if days:
         category = await ctx.session.get(Category, case.category_id)
-        _set_deadline(ctx, case, category, await get_node(ctx, case.grid_id), days)
+        await _set_deadline(ctx, case, category, await get_node(ctx, case.grid_id), days)
     await cards.refresh(ctx, case)
     await cards.tell_reporter(ctx, case, "registered")
     return case
@@ -471,7 +470,7 @@ async def verify(ctx: Ctx, actor_id: int, case_id: int, *, passed: bool, reason:
     if passed:
         case.status = S.closed
         case.closed_at = ctx.now()
-        case.next_check_at = None
+        await stop_checks(ctx, case)
         await _event(ctx, case, actor_id, "verified", reason)
         await cards.refresh(ctx, case)
         await cards.tell_verified(ctx, case)
@@ -530,7 +529,7 @@ async def _not_fixed(ctx: Ctx, case: Case, comment: str | None) -> None:
     case.registered_at = ctx.now()
     category = await ctx.session.get(Category, case.category_id)
     grid = await get_node(ctx, case.grid_id)
-    _set_deadline(ctx, case, category, grid)
+    await _set_deadline(ctx, case, category, grid)
     if case.reopen_count == 1:
         case.level_node_id = case.grid_id
         await _event(ctx, case, None, "reopened", comment)
@@ -606,7 +605,7 @@ async def move_category(ctx: Ctx, actor_id: int, case_id: int, category_id: int,
     old = await ctx.session.get(Category, case.category_id)
     case.category_id = category.id
     if case.registered_at is not None:
-        _set_deadline(ctx, case, category, await get_node(ctx, case.grid_id))
+        await _set_deadline(ctx, case, category, await get_node(ctx, case.grid_id))
     await _event(ctx, case, actor_id, "moved_category", reason, frm=old.name, to=category.name)
     await cards.refresh(ctx, case)
     return case

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from . import rollup
 from .cards import STATUS_LABELS
 from .context import Ctx
-from .map_layers import card_colour
-from .models import OPEN_STATUSES, Case, Category, Node
+from .deadlines import YELLOW, card_colour
+from .models import OPEN_STATUSES, Case, CaseDeadline, Category, Node
 from .routines.reports import week_so_far
 from .routines.stats import Stats
 from .tree import GRID_LEVELS, children
@@ -115,14 +115,14 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
         .join(Category, Category.id == Case.category_id).join(Node, Node.id == Case.grid_id)
         .where(in_subtree, Case.created_at >= now - timedelta(days=CATEGORY_DAYS))
         .group_by(Category.id, Category.name, Category.name_en).order_by(func.count().desc(), Category.name))
-    carded_q = (select(Case.id, Case.number, Case.status, Case.deadline_stage, Node.name, Case.deadline_at)
-                .join(Node, Node.id == Case.grid_id)
-                .where(in_subtree, Case.status.in_(open_), Case.deadline_stage >= 3))
+    carded_q = (select(Case.id, Case.number, Case.status, CaseDeadline.stage, Node.name, Case.deadline_at)
+                .join(Node, Node.id == Case.grid_id).join(CaseDeadline, CaseDeadline.case_id == Case.id)
+                .where(in_subtree, Case.status.in_(open_), CaseDeadline.stage >= YELLOW))
     carded_total = (await ctx.session.execute(
         select(func.count()).select_from(carded_q.subquery()))).scalar_one()
     carded = [Carded(cid, number, status, t(STATUS_LABELS.get(status, status)), card_colour(stage) or "", grid, dl)
               for cid, number, status, stage, grid, dl in await ctx.session.execute(
-                  carded_q.order_by(Case.deadline_stage.desc(), Case.deadline_at, Case.id).limit(CARDED_SHOWN))]
+                  carded_q.order_by(CaseDeadline.stage.desc(), Case.deadline_at, Case.id).limit(CARDED_SHOWN))]
     return Dashboard(
         node=node, now=now, today=days[-1][1], overdue_now=int(overdue), week_start=week_start, week=week,
         days=days, weeks=weeks, categories=[(en if english and en else name, int(n)) for name, en, n in cats],

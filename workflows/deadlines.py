@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import ColumnElement, select
+
 from .context import Ctx
-from .models import Case, Category, Node, Urgency
+from .models import Case, CaseDeadline, Category, Node, Urgency
 
 # share of the time limit at which each stage falls due: reminders, yellow card, red card
 STAGES = (0.5, 0.8, 1.0, 2.0)
 STAGE_NAMES = ("remind_50", "remind_80", "yellow_card", "red_card")
+YELLOW, RED = 3, 4  # the stage reached by a yellow card, by a red card
 SAME_DAY_MINIMUM = timedelta(hours=4)
 
 
@@ -50,6 +53,36 @@ def checkpoint(case: Case, stage: int) -> datetime | None:
     return case.registered_at + span * STAGES[stage]
 
 
-def reset_checks(case: Case) -> None:
-    case.deadline_stage = 0
-    case.next_check_at = checkpoint(case, 0)
+async def reset_checks(ctx: Ctx, case: Case) -> None:
+    """A new deadline: the sweep starts again from the first checkpoint."""
+    row = await ctx.session.get(CaseDeadline, case.id)
+    if row is None:
+        row = CaseDeadline(case_id=case.id)
+        ctx.session.add(row)
+    row.stage = 0
+    row.next_check_at = checkpoint(case, 0)
+
+
+async def stop_checks(ctx: Ctx, case: Case) -> None:
+    """The case is done: nothing more to check (the stage stays, as the card it got)."""
+    row = await ctx.session.get(CaseDeadline, case.id)
+    if row is not None:
+        row.next_check_at = None
+
+
+async def stage_of(ctx: Ctx, case_ids: list[int]) -> dict[int, int]:
+    """The stage each case has reached; cases never registered are absent (stage 0)."""
+    if not case_ids:
+        return {}
+    return dict((await ctx.session.execute(
+        select(CaseDeadline.case_id, CaseDeadline.stage).where(CaseDeadline.case_id.in_(case_ids)))).all())
+
+
+def card_colour(stage: int) -> str | None:
+    """The card a case holds now: the yellow card at stage YELLOW, the red at RED."""
+    return "red" if stage >= RED else "yellow" if stage >= YELLOW else None
+
+
+def carded(at_least: int) -> ColumnElement[bool]:
+    """Cases whose stage is at least a yellow (YELLOW) or red (RED) card, as a filter on Case."""
+    return Case.id.in_(select(CaseDeadline.case_id).where(CaseDeadline.stage >= at_least))

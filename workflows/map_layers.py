@@ -16,9 +16,10 @@ from sqlalchemy import Select, and_, func, select
 from . import geo, scope
 from .cards import STATUS_LABELS, mask_name, mask_phone
 from .context import Ctx
+from .deadlines import RED, YELLOW, card_colour
 from .errors import NotFound
 from .i18n import T
-from .models import OPEN_STATUSES, Case, Category, Node, Person
+from .models import OPEN_STATUSES, Case, CaseDeadline, Category, Node, Person
 from .notice_card import notice_card
 from .tree import GRID_LEVELS, can_dispatch, leaders_of, workers_of
 
@@ -54,11 +55,6 @@ class CaseFilter:
     node_ids: list[int] = field(default_factory=list)  # within these nodes' subtrees (still in scope)
 
 
-def card_colour(stage: int) -> str | None:
-    """The card a case holds now: deadline stages 3 and 4 are the yellow and red cards (deadlines.STAGES)."""
-    return "red" if stage >= 4 else "yellow" if stage >= 3 else None
-
-
 async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: CaseFilter | None = None,
                      t: T | None = None) -> dict:
     """The located cases in the scope `paths`, newest first, as GeoJSON points in `crs`.
@@ -69,8 +65,10 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
     f = filters or CaseFilter()
     now = ctx.now()
     q = (select(Case.id, Case.number, Case.status, Case.latitude, Case.longitude, Case.deadline_at,
-                Case.deadline_stage, Case.created_at, Case.grid_id, Category.name, Category.name_en, Node.name)
+                func.coalesce(CaseDeadline.stage, 0), Case.created_at, Case.grid_id, Category.name, Category.name_en,
+                Node.name)
          .join(Node, Node.id == Case.grid_id).join(Category, Category.id == Case.category_id)
+         .outerjoin(CaseDeadline, CaseDeadline.case_id == Case.id)
          .where(Case.latitude.is_not(None), Case.longitude.is_not(None), scope.case_clause(paths)))
     open_ = [str(s) for s in OPEN_STATUSES]
     if f.status == "open":
@@ -82,7 +80,7 @@ async def case_layer(ctx: Ctx, paths: list[str], crs: str = "wgs84", filters: Ca
     if f.overdue:
         q = q.where(Case.status.in_(open_), Case.deadline_at < now)
     if f.card:
-        q = q.where(Case.status.in_(open_), Case.deadline_stage >= (4 if f.card == "red" else 3))
+        q = q.where(Case.status.in_(open_), CaseDeadline.stage >= (RED if f.card == "red" else YELLOW))
     if f.category_id:
         q = q.where(Case.category_id == f.category_id)
     if f.since:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -257,7 +258,6 @@ class Category(Base):
 class Case(Base):
     __tablename__ = "case_file"
     __table_args__ = (
-        Index("ix_case_open_deadline", "status", "next_check_at"),
         Index("ix_case_reporter", "reporter_id"),
         # windows by time (the raw statistics, partial days of the rollup)
         Index("ix_case_created_at", "created_at"),
@@ -289,9 +289,6 @@ class Case(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # deadline sweep bookkeeping: stage reached (0 none, 1 = 50%, 2 = 80%, 3 yellow, 4 red)
-    deadline_stage: Mapped[int] = mapped_column(Integer, default=0)
-    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     rating: Mapped[str | None] = mapped_column(String(20))
@@ -299,6 +296,20 @@ class Case(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("case_file.id"))
     card_nodes: Mapped[list] = mapped_column(Json, default=list)  # nodes whose group shows its card
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class CaseDeadline(Base):
+    """The deadline sweep's bookkeeping for a registered case: the stage reached (0 none, 1 = 50 %,
+    2 = 80 %, 3 yellow card, 4 red card) and when it next falls due. Kept apart from case_file so
+    that a burst of checkpoints rewrites narrow rows with one index, not wide case rows with all of
+    theirs (a case row carries a dozen indexes; issue 15's burst spent most of its database time there)."""
+
+    __tablename__ = "case_deadline"
+    __table_args__ = (Index("ix_case_deadline_due", "next_check_at", postgresql_where=text("next_check_at IS NOT NULL"),
+                            sqlite_where=text("next_check_at IS NOT NULL")),)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CaseEvent(Base):

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from sqlalchemy import select
 
-from workflows import case_list, cases, maps, scope
+from workflows import case_list, cases, deadlines, maps, scope
 from workflows.cards import (
     ACTION_LABELS,
     STATUS_LABELS,
@@ -91,14 +91,14 @@ async def case_list_page(viewer: Viewer, request: web.Request) -> dict:
     node_ids = {c.grid_id for c in found.cases} | {c.level_node_id for c in found.cases}
     nodes = dict((await ctx.session.execute(select(Node.id, Node.name).where(Node.id.in_(node_ids)))).all())
     now = ctx.now()
+    stages = await deadlines.stage_of(ctx, [c.id for c in found.cases])
     rows = [{
         "id": c.id, "number": c.number, "created": local(ctx, c.created_at, "%Y-%m-%d %H:%M"),
         "category": cat_names.get(c.category_id, ""), "grid": nodes.get(c.grid_id, ""),
         "level": nodes.get(c.level_node_id, "") if c.level_node_id != c.grid_id else "",
         "status": t(STATUS_LABELS.get(c.status, c.status)), "status_code": c.status,
         "deadline": local(ctx, c.deadline_at, "%Y-%m-%d %H:%M") if c.deadline_at else "",
-        "overdue": cases.is_overdue(c, now), "card": "red" if c.deadline_stage >= case_list.RED else
-        ("yellow" if c.deadline_stage >= case_list.YELLOW else ""),
+        "overdue": cases.is_overdue(c, now), "card": deadlines.card_colour(stages.get(c.id, 0)) or "",
         "description": c.description[:80],
     } for c in found.cases]
     query = {k: v for k, v in q.items() if k not in ("page",)}

@@ -61,10 +61,13 @@ async def pg_insert_unnest(ctx: Ctx, table: str, columns: tuple[tuple[str, str],
         # parameter, not an array: asyncpg's per-element encoding was a large share of a burst
         params, same = {}, set()
         for c, t in columns:
-            values = [_param(r[c], t) for r in part]  # scalars and JSON text: hashable
-            if len(set(values)) == 1:
+            values = [r[c] for r in part]
+            if t == "jsonb":
+                values = _json_texts(values)
+            first = values[0]
+            if values.count(first) == len(values):  # one C loop; most columns of a burst are constant
                 same.add(c)
-            params[c] = values[0] if c in same else values
+            params[c] = first if c in same else values
         varying = [(c, t) for c, t in columns if c not in same]
         picks = ", ".join(f"CAST(:{c} AS {t})" if c in same else f"v.{c}" for c, t in columns)
         source = (f"unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in varying)}) AS v({', '.join(c for c, _ in varying)})"
@@ -73,10 +76,10 @@ async def pg_insert_unnest(ctx: Ctx, table: str, columns: tuple[tuple[str, str],
         await ctx.session.execute(text(sql), params)
 
 
-def _param(value, sql_type: str):
-    if sql_type == "jsonb":
-        return json.dumps(value, ensure_ascii=False) if value is not None else None
-    return value
+def _json_texts(values: list) -> list[str | None]:
+    """JSON text of each value; empty lists and dicts (most attachments, most data) without the encoder."""
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    return [None if v is None else ("[]" if v == [] else "{}" if v == {} else dumps(v)) for v in values]
 
 
 def chunks(rows: list, size: int = CHUNK) -> Iterable[list]:

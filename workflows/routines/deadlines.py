@@ -1,8 +1,9 @@
 """The deadline sweep (限时办结): reminders at 50% and 80%, yellow card at the limit, red card and
 supervision (督办) by the level above at twice the limit.
 
-One indexed query takes every open case whose next_check_at has come (ix_case_open_deadline),
-locking the rows with FOR UPDATE SKIP LOCKED on PostgreSQL so a second process skips them. Each
+One indexed query takes every case whose next check has come (case_deadline, ix_case_deadline_due),
+locking those rows with FOR UPDATE SKIP LOCKED on PostgreSQL so a second process skips them; a
+case no longer open has its checks stopped there. Each
 case jumps to the last checkpoint it has crossed — after downtime a case past its limit gets one
 yellow card, not two reminders and a card. The stage, the next check, the case events and the
 messages are written in bulk, in the sweep's transaction. A chat that would get more than
@@ -19,7 +20,7 @@ from .. import rollup
 from ..cards import local
 from ..context import Ctx
 from ..deadlines import STAGE_NAMES, STAGES
-from ..models import OPEN_STATUSES, Case, CaseEvent, Category, Node, Team, TeamMember
+from ..models import OPEN_STATUSES, Case, CaseDeadline, CaseEvent, Category, Node, Team, TeamMember
 from ..outbox import Msg
 from . import deadline_digest
 from .common import OutboxBatch, SweepResult, chunks, is_pg, pg_insert_unnest
@@ -51,17 +52,19 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) ->
     result = SweepResult()
     now = ctx.now()
     stmt = (
-        select(Case.id, Case.number, Case.registered_at, Case.deadline_at, Case.deadline_stage, Case.assignee_id,
-               Case.team_id, Case.grid_id, Case.level_node_id, Category.name)
+        select(Case.id, Case.number, Case.registered_at, Case.deadline_at, CaseDeadline.stage, Case.assignee_id,
+               Case.team_id, Case.grid_id, Case.level_node_id, Category.name, Case.status)
+        .select_from(CaseDeadline)
+        .join(Case, Case.id == CaseDeadline.case_id)
         .join(Category, Category.id == Case.category_id)
-        .where(Case.status.in_([str(s) for s in OPEN_STATUSES]), Case.next_check_at <= now)
+        .where(CaseDeadline.next_check_at <= now, CaseDeadline.next_check_at.is_not(None))
         # by grid: a burst larger than one batch gives each grid (and its people) all its cases in
         # one batch, so one digest, not one per batch; the index still finds the due rows
-        .order_by(Case.grid_id, Case.next_check_at, Case.id)
+        .order_by(Case.grid_id, CaseDeadline.next_check_at, Case.id)
         .limit(limit)
     )
     if ctx.session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Case, skip_locked=True)
+        stmt = stmt.with_for_update(of=CaseDeadline, skip_locked=True)
     due = (await ctx.session.execute(stmt)).all()
     result.add("due", len(due))
     if not due:
@@ -69,13 +72,14 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) ->
 
     updates, events = [], []
     acts: list[tuple] = []
+    open_ = {str(s) for s in OPEN_STATUSES}
     for row in due:
-        cid, number, reg, dl, stage, assignee, team, grid, level, cat = row
-        if reg is None or dl is None:
-            updates.append({"id": cid, "deadline_stage": stage, "next_check_at": None})
+        cid, number, reg, dl, stage, assignee, team, grid, level, cat, status = row
+        if reg is None or dl is None or status not in open_:  # closed some other way: stop checking
+            updates.append({"case_id": cid, "stage": stage, "next_check_at": None})
             continue
         new = reached(reg, dl, now, stage)
-        updates.append({"id": cid, "deadline_stage": new, "next_check_at": next_check(reg, dl, new)})
+        updates.append({"case_id": cid, "stage": new, "next_check_at": next_check(reg, dl, new)})
         if new == stage:
             continue  # the check time moved (e.g. a new deadline) — only reschedule
         action = STAGE_NAMES[new - 1]
@@ -87,15 +91,15 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) ->
 
     if is_pg(ctx):
         await ctx.session.execute(text(
-            "UPDATE case_file AS c SET deadline_stage = v.stage, next_check_at = v.nxt, version = c.version + 1 "
+            "UPDATE case_deadline AS d SET stage = v.stage, next_check_at = v.nxt "
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:stages AS int[]), CAST(:nxts AS timestamptz[])) "
-            "AS v(id, stage, nxt) WHERE c.id = v.id"),
-            {"ids": [u["id"] for u in updates], "stages": [u["deadline_stage"] for u in updates],
+            "AS v(id, stage, nxt) WHERE d.case_id = v.id"),
+            {"ids": [u["case_id"] for u in updates], "stages": [u["stage"] for u in updates],
              "nxts": [u["next_check_at"] for u in updates]})
         await pg_insert_unnest(ctx, "case_event", EVENT_PG, events)
     else:
         for part in chunks(updates, 5000):
-            await ctx.session.execute(update(Case), part)  # bulk UPDATE by primary key
+            await ctx.session.execute(update(CaseDeadline), part)  # bulk UPDATE by primary key
         for part in chunks(events, 5000):
             await ctx.session.execute(insert(CaseEvent), part)
     await rollup.add_cards(ctx.session, [(row[0], row[7], action, now) for action, row in acts
@@ -130,7 +134,7 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult, over: int) -> 
     def notice(kind: str, rid: int, action: str, cid: int, number: str, dl: datetime, compose, key: str) -> None:
         chats.setdefault((kind, rid), []).append(Notice(action, cid, number, dl, compose, key))
 
-    for action, (cid, number, _reg, dl, _stage, assignee, team, grid, level, cat) in acts:
+    for action, (cid, number, _reg, dl, _stage, assignee, team, grid, level, cat, _status) in acts:
         at = local(ctx, dl, "%m-%d %H:%M")
         who = [assignee] if assignee else ([leads[team]] if team and leads.get(team) else members.get(team, []))
         who = [covers.get(p, p) for p in who if p]
