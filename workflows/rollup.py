@@ -188,7 +188,9 @@ async def add_cards(session: AsyncSession, cards: list[tuple[int, int, str, date
     (A case reaches each card once, so one statement per card kind touches each case once.)"""
     if not cards:
         return
-    counts: Counter[tuple[int, date, str]] = Counter((g, local_day(at), CARD_FIELDS[a]) for _c, g, a, at in cards)
+    # a sweep's cards share one time: one zone conversion per distinct time, not three per card
+    day = {at: local_day(at) for at in {c[3] for c in cards}}.__getitem__
+    counts: Counter[tuple[int, date, str]] = Counter((g, day(at), CARD_FIELDS[a]) for _c, g, a, at in cards)
     per: dict[tuple[int, date], dict[str, int]] = {}
     for (g, d, f), n in counts.items():
         per.setdefault((g, d), {})[f] = n
@@ -196,7 +198,7 @@ async def add_cards(session: AsyncSession, cards: list[tuple[int, int, str, date
     pg = session.bind.dialect.name == "postgresql"
     missing: set[int] = set()
     for action in CARD_FIELDS:
-        rows = [(c, f"{CARD_FIELDS[a]}|{g}|{local_day(at).isoformat()}") for c, g, a, at in cards if a == action]
+        rows = [(c, f"{CARD_FIELDS[a]}|{g}|{day(at).isoformat()}") for c, g, a, at in cards if a == action]
         for i in range(0, len(rows), 50_000):
             part = rows[i:i + 50_000]
             if pg:
@@ -219,7 +221,7 @@ async def add_cards(session: AsyncSession, cards: list[tuple[int, int, str, date
             missing |= {c for c, _ in part if c not in done}
     if missing:  # never applied before (should not happen): remove this sweep's +1 again, then recompute
         back: Counter[tuple[int, date, str]] = Counter(
-            (g, local_day(at), CARD_FIELDS[a]) for c, g, a, at in cards if c in missing)
+            (g, day(at), CARD_FIELDS[a]) for c, g, a, at in cards if c in missing)
         undo: dict[tuple[int, date], dict[str, int]] = {}
         for (g, d, f), n in back.items():
             undo.setdefault((g, d), {})[f] = -n
