@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, select, text, update
+from sqlalchemy import String, cast, event, func, select, text, update
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,7 +37,9 @@ from workflows import rollup, tree  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.context import Ctx  # noqa: E402
 from workflows.i18n import T  # noqa: E402
-from workflows.models import Case, CaseDeadline, Node  # noqa: E402
+from workflows.media_models import MediaFile  # noqa: E402
+from workflows.media_store import DirectoryStore, use_store  # noqa: E402
+from workflows.models import Case, CaseDeadline, Node, Outbox  # noqa: E402
 from workflows.routines import reports  # noqa: E402
 from workflows.routines.stats import Stats, raw_figures  # noqa: E402
 from workflows.routines.sweeps import run_sweep  # noqa: E402
@@ -166,9 +168,19 @@ async def run(url: str, shape: Shape, args) -> None:
         row(f"finding the grid of a point, {n_grids:,} grids", f"{(time.perf_counter() - t) / len(pts) * 1000:.3f} ms "
             "(with the node load)", "< 1 ms")
 
+    async def stored() -> tuple[int, int]:
+        async with sm() as s:
+            return tuple((await s.execute(select(func.count(), func.coalesce(func.sum(MediaFile.size), 0)))).one())
+
+    files0, size0 = await stored()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     secs, counts, n = await timed_sweep(sm, "weekly_reports", NOW, stmts)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    files, size = await stored()
+    async with sm() as s:
+        inline = (await s.execute(select(func.coalesce(func.sum(func.length(cast(Outbox.payload, String))), 0))
+                                  .where(Outbox.dedupe_key.like("weekly_report:%")))).scalar_one()
+    counts = {**counts, "charts stored": files - files0, "chart KiB": round((size - size0) / 1024), "outbox payload KiB": round(inline / 1024)}
     row(f"weekly report sweep, {n_grids:,} grids", f"{secs:.1f} s, {n:,} statements, peak RSS {rss / 1024:.0f} MiB "
         f"(+{(rss - rss0) / 1024:.0f}) {counts}", "10,000 grids < 60 s, memory bounded")
     secs, counts, n = await timed_sweep(sm, "monthly_ranking", datetime(2026, 12, 1, 9, 0, tzinfo=SH), stmts)
@@ -218,6 +230,8 @@ async def main(args) -> None:
     shape = shape_for(scale, args.months)
     print(f"scale {scale}: {shape.grids:,} grids, {shape.cases:,} cases over {args.months} months "
           f"on {'SQLite' if args.sqlite else 'PostgreSQL'}, {os.cpu_count()} cores", flush=True)
+    media_dir = tempfile.TemporaryDirectory()  # the charts of /stats and the reports go to a media store
+    use_store(DirectoryStore(media_dir.name))
     if args.sqlite:
         with tempfile.TemporaryDirectory() as d:
             await run(f"sqlite+aiosqlite:///{d}/city.db", shape, args)
@@ -230,6 +244,7 @@ async def main(args) -> None:
             await run(server.url("city"), shape, args)
         finally:
             server.stop()
+    media_dir.cleanup()
     print("\n| what | measured | target |\n|---|---|---|")
     for what, measured, target in rows_out:
         print(f"| {what} | {measured} | {target} |")

@@ -115,3 +115,15 @@ def clock():
 async def session(sessionmaker):
     async with sessionmaker() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def media_store(tmp_path):
+    """Every process of gridbot configures a media store at start (bot.media.configure); so does
+    every test: a directory of its own. Tests that need a particular store set their own."""
+    from workflows.media_store import DirectoryStore, use_store
+
+    store = DirectoryStore(tmp_path / "media-store")
+    use_store(store)
+    yield store
+    use_store(None)

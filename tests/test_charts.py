@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 
 from PIL import Image
@@ -34,12 +33,14 @@ def test_equal_contents_are_drawn_once():
     assert len(drawn.drawn) == 2
 
 
-async def test_weekly_report_has_no_chart_for_a_grid_with_nothing_to_show(sessionmaker, clock):
+async def test_weekly_report_has_no_chart_for_a_grid_with_nothing_to_show(sessionmaker, clock, media_store):
     w = await World(sessionmaker, clock).setup()
     await _history(w)  # CY-01 has cases and a patrol; CY-02 nothing
     await w.sweep("weekly_reports", local(2026, 11, 27, 17, 0))
     async with sessionmaker() as s:
         rows = {r.chat_id: r.payload for r in (await s.execute(
             select(Outbox).where(Outbox.dedupe_key.like("weekly_report:%")))).scalars()}
-    assert base64.b64decode(rows["g:CY-01"]["media"][0]["data"])[:4] == b"\x89PNG"
+    chart = rows["g:CY-01"]["media"][0]
+    assert "data" not in chart  # the outbox row refers to the stored file, it does not carry it
+    assert (await media_store.get(chart["sha256"]))[:4] == b"\x89PNG"
     assert not rows["g:CY-02"].get("media") and "上报 0 件" in rows["g:CY-02"]["text"]

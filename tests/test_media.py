@@ -350,6 +350,27 @@ async def test_an_inline_chart_goes_to_telegram_and_wecom(world: World):
     assert [(t, data) for t, _, data in world.wx.uploads] == [("image", chart)]
 
 
+async def test_a_report_chart_is_stored_once_and_uploaded_once_per_platform(world: World):
+    """A sweep's charts (reports.ChartCache): the outbox rows refer to one stored file; Telegram
+    gets it uploaded once and its file_id for every other group, WeChat Work one upload too."""
+    from workflows.routines.reports import ChartCache
+    from workflows.routines.stats import Stats
+
+    drawn = ChartCache()
+    same = [drawn.stats(Stats(reported=3, closed=1), "week 2026-W48") for _ in range(3)]
+    async with world.sm() as s, s.begin():
+        await drawn.save(Ctx(session=s, clock=world.clock))
+    assert same[0] is same[1] and "data" not in same[0] and await world.count(MediaFile) == 1
+    for chat in (str(GROUP), "-100888", "-100889"):
+        await world.send("telegram", chat, [same[0]], is_group=True)
+    await world.send("wecom", "zhangwei", [same[0]])
+    await world.send("wecom", "sunli", [same[0]])
+    png = await world.store.get(same[0]["sha256"])
+    assert png[:4] == b"\x89PNG" and [u[1] for u in world.tg.uploads] == [png]
+    assert all(len(world.tg.calls_of("sendPhoto", chat=c)) == 1 for c in (GROUP, -100888, -100889))
+    assert [(t, data) for t, _, data in world.wx.uploads] == [("image", png)]
+
+
 async def test_housekeeping_keeps_every_case_photo(world: World):
     from workflows.routines import housekeeping
 

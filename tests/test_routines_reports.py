@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy import select
 
 from workflows import cases
 from workflows.models import Outbox
+from workflows.outbox import BULK
 from workflows.routines.models import Notice, ScreeningRecord
 
 from .test_routines_world import World, local
@@ -38,7 +38,7 @@ async def _history(w: World):
     await w.do(record_checkin, w.ids["CY01-W1"], w.nodes["CY-01"], answers=[])
 
 
-async def test_weekly_report_friday_17_once(w: World):
+async def test_weekly_report_friday_17_once(w: World, media_store):
     await _history(w)
     assert (await w.sweep("weekly_reports", local(2026, 11, 27, 16, 59))).acted == 0
     r = await w.sweep("weekly_reports", local(2026, 11, 27, 17, 0))
@@ -52,7 +52,8 @@ async def test_weekly_report_friday_17_once(w: World):
     assert "按期处置率 100.0%" in text and "结案率 50.0%" in text and "黄牌 1 张" in text
     assert "巡查完成 1 次" in text
     media = row.payload["media"][0]
-    assert media["kind"] == "photo" and base64.b64decode(media["data"])[:4] == b"\x89PNG"
+    assert media["kind"] == "photo" and (await media_store.get(media["sha256"]))[:4] == b"\x89PNG"
+    assert row.priority == BULK  # behind replies and cards
     assert (await w.sweep("weekly_reports", local(2026, 11, 27, 17, 5))).acted == 0
     # a restart on Saturday does not send it again; next Friday sends the next week
     assert (await w.sweep("weekly_reports", local(2026, 11, 28, 10, 0))).acted == 0
@@ -85,6 +86,10 @@ async def test_stats_on_demand_in_groups(w: World):
     await w.desk.send("CY-C", "/stats", group="CY")
     last = await w.desk.last("g:CY")
     assert "翠苑社区 本周统计" in last.text and "网格排名" in last.text and len(last.payload["media"]) == 2
+    # a grid with nothing this week gets the figures without a chart of zeros
+    await w.desk.send("CY02-L", "/stats", group="CY-02")
+    last = await w.desk.last("g:CY-02")
+    assert "翠苑二网格 本周统计" in last.text and "上报 0 件" in last.text and not last.payload.get("media")
 
 
 async def test_screening_reminders_and_dialogue(w: World):

@@ -15,6 +15,7 @@ A sender resolves any of them to bytes or to its own platform's id (bot/media.py
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -95,6 +96,27 @@ async def add_file(session: AsyncSession, sha: str, size: int, mime: str | None,
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     await session.execute(insert(MediaFile).values(sha256=sha, size=size, mime=mime, stored_at=now)
                           .on_conflict_do_nothing(index_elements=["sha256"]))
+
+
+async def store_files(ctx: Ctx, files: dict[str, bytes], mime: str) -> None:
+    """Many files made here, keyed by their sha256 (a sweep's charts), into the store and
+    media_file: written a few at a time in parallel (each write is fsynced), then one statement
+    for their rows. As with store_bytes, the bytes are in the store before the caller's commit."""
+    if not files:
+        return
+    store = current_store()
+    limit = asyncio.Semaphore(8)
+
+    async def put(sha: str, data: bytes) -> None:
+        async with limit:
+            await store.put(sha, data)
+
+    await asyncio.gather(*(put(sha, data) for sha, data in files.items()))
+    insert = pg_insert if ctx.session.bind.dialect.name == "postgresql" else sqlite_insert
+    rows = [{"sha256": sha, "size": len(data), "mime": mime, "stored_at": ctx.now()} for sha, data in files.items()]
+    for i in range(0, len(rows), 1000):
+        await ctx.session.execute(insert(MediaFile).values(rows[i:i + 1000])
+                                  .on_conflict_do_nothing(index_elements=["sha256"]))
 
 
 async def store_bytes(ctx: Ctx, data: bytes, kind: str, name: str, mime: str, *,

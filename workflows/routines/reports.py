@@ -1,23 +1,24 @@
 """Weekly reports to every grid group (Friday 17:00), the monthly ranking to every street group,
 and /stats on demand — text plus a PNG chart.
 
-Charts travel in the outbox payload as media {"kind": "photo", "data": <base64 PNG>,
-"mime": "image/png", "name": "...png"}: inline data, so any process on any host can deliver it.
+Charts are stored once per distinct content in the media store (media.store_bytes) and the
+outbox rows refer to the file ({"kind": "photo", "sha256": …}): 10,000 grids' weekly reports
+share a handful of pictures, and each platform gets each picture uploaded once (media_ref).
 Chart labels are ASCII (the machine may have no CJK font); the text carries the Chinese.
 """
 
 from __future__ import annotations
 
-import base64
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import defer
 
-from .. import charts, rollup
+from .. import charts, media, rollup
 from ..care_figures import add_visits, workers_by_grid
 from ..context import Ctx
 from ..i18n import T
+from ..media_store import sha256_of
 from ..models import GroupBinding, Level, Node
 from ..outbox import Msg
 from ..tree import GRID_LEVELS, REPATH_SQL
@@ -56,10 +57,6 @@ def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = 
     return charts.bar_chart(title, labels, values, ylabel)
 
 
-def photo(png: bytes, name: str) -> dict:
-    return {"kind": "photo", "data": base64.b64encode(png).decode("ascii"), "mime": "image/png", "name": name}
-
-
 STATS_LABELS = ["reported", "registered", "closed", "yellow", "red", "patrols", "missed"]
 
 
@@ -67,20 +64,21 @@ def stats_values(st: Stats) -> list[int]:
     return [st.reported, st.registered, st.closed, st.yellow, st.red, st.patrols_done, st.patrols_missed]
 
 
-def stats_chart(st: Stats, title: str) -> dict:
-    return photo(chart_png(title, STATS_LABELS, stats_values(st)), "stats.png")
-
-
 class ChartCache:
-    """One sweep's charts: each distinct content is drawn once, many grids share the picture."""
+    """One sweep's (or one answer's) charts: each distinct content is drawn once and stored once
+    (`save`, before the messages referring to them are written), many grids share the picture."""
 
     def __init__(self) -> None:
         self.drawn: dict[tuple, dict] = {}
+        self.files: dict[str, bytes] = {}  # sha256 → PNG, not yet saved
 
     def get(self, name: str, title: str, labels: list[str], values: list[float], ylabel: str = "") -> dict:
         key = (name, title, tuple(labels), tuple(values), ylabel)
         if key not in self.drawn:
-            self.drawn[key] = photo(chart_png(title, labels, values, ylabel), name)
+            png = chart_png(title, labels, values, ylabel)
+            sha = sha256_of(png)
+            self.files[sha] = png
+            self.drawn[key] = {"kind": "photo", "sha256": sha, "name": name, "mime": "image/png", "size": len(png)}
         return self.drawn[key]
 
     def stats(self, st: Stats, title: str) -> dict:
@@ -90,11 +88,9 @@ class ChartCache:
         return self.get("ranking.png", title, [n.code for n, _ in rows], [round(st.score(), 1) for _, st in rows],
                         "score")
 
-
-def ranking_chart(rows: list[tuple[Node, Stats]], title: str) -> dict:
-    labels = [n.code for n, _ in rows]
-    values = [round(st.score(), 1) for _, st in rows]
-    return photo(chart_png(title, labels, values, "score"), "ranking.png")
+    async def save(self, ctx: Ctx) -> None:
+        await media.store_files(ctx, self.files, "image/png")
+        self.files = {}
 
 
 def week_window(ctx: Ctx, local: datetime) -> tuple[datetime, datetime]:
@@ -153,6 +149,7 @@ async def weekly_sweep(ctx: Ctx) -> SweepResult:
 
         out.to_group(g.id, compose, f"weekly_report:{g.id}:{week}")
         result.add("reports")
+    await drawn.save(ctx)
     await out.flush()
     return result
 
@@ -215,6 +212,7 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
 
         out.to_group(street.id, compose, f"monthly_ranking:{street.id}:{month}")
         result.add("rankings")
+    await drawn.save(ctx)
     await out.flush()
     return result
 
@@ -237,7 +235,8 @@ async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
     if node.level in GRID_LEVELS:
         for line in visit_lines(t, (await workers_by_grid(ctx.session, [node.id], start, end, end)).get(node.id, [])):
             text += "\n" + line
-    media = [stats_chart(total, f"{node.code} this week")]
+    drawn = ChartCache()
+    media = [drawn.stats(total, f"{node.code} this week")] if any(stats_values(total)) else []  # nothing to draw
     if node.level not in GRID_LEVELS and rows:
         rows.sort(key=lambda r: (-r[1].score(), r[0].code))
         text += "\n" + t("—— 网格排名 ——")
@@ -245,5 +244,6 @@ async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
             text += "\n" + t("{i}. {grid}：得分 {score:.1f}", i=i, grid=g.name, score=st.score())
             if st.visits_due:
                 text += t("，走访按期 {v}", v=pct(st.visit_rate))
-        media.append(ranking_chart(rows[:20], f"{node.code} ranking"))
+        media.append(drawn.ranking(rows[:20], f"{node.code} ranking"))
+    await drawn.save(ctx)
     return Msg(text, media=media)
