@@ -93,7 +93,7 @@ def sending_time(reminders: int, rate: float = PLANNING_RATE) -> timedelta:
 async def _worker_count(ctx: Ctx) -> dict[int, int]:
     rows = await ctx.session.execute(
         select(Assignment.node_id, func.count()).where(Assignment.role == Role.worker).group_by(Assignment.node_id))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 async def remind_sweep(ctx: Ctx, rate: float = PLANNING_RATE) -> SweepResult:
