@@ -333,9 +333,11 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
     out: dict[int, Stats] = {}
 
     def merge(part: dict[int, Stats]) -> None:
-        for g, st in part.items():
-            out.setdefault(g, Stats())
-            out[g] += st
+        for g, st in part.items():  # each part's Stats are its own: the first is taken as it is
+            if g in out:
+                out[g] += st
+            else:
+                out[g] = st
 
     if now is not None and end >= now:
         # nothing is stamped after now and today's row is kept up to date: a window running to now

@@ -46,8 +46,10 @@ class Stats:
     visits_on_time: int = 0
 
     def __iadd__(self, other: Stats) -> Stats:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        # the attributes' dicts directly: /stats for a city adds 10,000 grids' figures
+        mine, theirs = self.__dict__, other.__dict__
+        for name in STATS_FIELDS:
+            mine[name] += theirs[name]
         return self
 
     @staticmethod
@@ -83,6 +85,9 @@ class Stats:
 
         return (40 * r(self.on_time_rate) + 30 * r(self.close_rate) + 30 * r(self.satisfaction)
                 - 5 * self.yellow - 10 * self.red - self.patrols_missed)
+
+
+STATS_FIELDS = tuple(f.name for f in fields(Stats))
 
 
 BY = ("grid", "assignee", "team")
