@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..clock import Clock, SystemClock
 from ..context import Ctx
-from . import deadlines, housekeeping, patrols, reports, screening, visits
+from . import collector, deadlines, housekeeping, patrols, reports, screening, visits
 from .common import SweepResult
 from .models import SweepRun
 from .points_sweep import sweep as points_sweep
@@ -67,7 +67,8 @@ async def run_sweep(sessionmaker: async_sessionmaker[AsyncSession], name: str, *
         try:
             async with sessionmaker() as session, session.begin():
                 ctx = Ctx(session=session, clock=clock, channels=channels, language=language, timezone=timezone)
-                result = await sweep.fn(ctx)
+                with collector.held_off():  # a burst's objects are freed by reference counting
+                    result = await sweep.fn(ctx)
                 session.add(SweepRun(name=name, as_of=clock.now(), started_at=started,
                                      finished_at=SystemClock().now(), host=HOST, acted=result.acted,
                                      result=result.as_dict()))
