@@ -180,11 +180,11 @@ async def grids_under(ctx: Ctx, node: Node) -> list:
     """The grids at and below the node (found by its path), in code order: (id, code, name) rows."""
     if node.level in GRID_LEVELS:
         return [node]
-    from ..rollup import subtree_grids
+    from ..rollup import core_rows, subtree_grids
 
-    ids = await subtree_grids(ctx.session, node.id)
-    rows = await ctx.session.execute(select(Node.id, Node.code, Node.name).where(Node.id.in_(ids)).order_by(Node.code))
-    return list(rows)
+    grids = await subtree_grids(ctx.session, node.id)  # the ids' query, asked for code and name too
+    return list(await core_rows(ctx.session, grids.with_only_columns(Node.id, Node.code, Node.name)
+                                .order_by(Node.code)))
 
 
 async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
