@@ -231,21 +231,20 @@ async def main(args) -> None:
     shape = shape_for(scale, args.months)
     print(f"scale {scale}: {shape.grids:,} grids, {shape.cases:,} cases over {args.months} months "
           f"on {'SQLite' if args.sqlite else 'PostgreSQL'}, {os.cpu_count()} cores", flush=True)
-    media_dir = tempfile.TemporaryDirectory()  # the charts of /stats and the reports go to a media store
-    use_store(DirectoryStore(media_dir.name))
-    if args.sqlite:
-        with tempfile.TemporaryDirectory() as d:
-            await run(f"sqlite+aiosqlite:///{d}/city.db", shape, args)
-    else:
-        server = PostgresServer().start()
-        try:
-            from bench.sweeps import psql
+    with tempfile.TemporaryDirectory() as media_dir:  # the charts of /stats and the reports go to a media store
+        use_store(DirectoryStore(media_dir))
+        if args.sqlite:
+            with tempfile.TemporaryDirectory() as d:
+                await run(f"sqlite+aiosqlite:///{d}/city.db", shape, args)
+        else:
+            server = PostgresServer().start()
+            try:
+                from bench.sweeps import psql
 
-            psql(server, "CREATE DATABASE city")
-            await run(server.url("city"), shape, args)
-        finally:
-            server.stop()
-    media_dir.cleanup()
+                psql(server, "CREATE DATABASE city")
+                await run(server.url("city"), shape, args)
+            finally:
+                server.stop()
     print("\n| what | measured | target |\n|---|---|---|")
     for what, measured, target in rows_out:
         print(f"| {what} | {measured} | {target} |")

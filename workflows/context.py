@@ -23,3 +23,12 @@ class Ctx:
 
     def now(self):
         return self.clock.now()
+
+
+async def core_rows(session: AsyncSession, query):
+    """The rows of a query of columns as Core rows, in the session's transaction (pending changes
+    flushed first, as the ORM's autoflush would): for queries returning many thousand rows (a
+    city's figures, a deadline burst), where the ORM's result machinery cost as much as the
+    database."""
+    await session.flush()
+    return await (await session.connection()).execute(query)

@@ -93,9 +93,15 @@ async def link(ctx: Ctx, case_id: int, attachments: list | None) -> None:
 
 async def add_file(session: AsyncSession, sha: str, size: int, mime: str | None, now: datetime) -> None:
     """The media_file row, once per content, even when two processes store the same bytes."""
+    await add_files(session, [{"sha256": sha, "size": size, "mime": mime, "stored_at": now}])
+
+
+async def add_files(session: AsyncSession, rows: list[dict]) -> None:
+    """media_file rows (sha256, size, mime, stored_at), a content already known left as it is;
+    a statement per 1,000."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(MediaFile).values(sha256=sha, size=size, mime=mime, stored_at=now)
-                          .on_conflict_do_nothing(index_elements=["sha256"]))
+    for i in range(0, len(rows), 1000):
+        await session.execute(insert(MediaFile).values(rows[i:i + 1000]).on_conflict_do_nothing(index_elements=["sha256"]))
 
 
 async def store_files(ctx: Ctx, files: dict[str, bytes], mime: str) -> None:
@@ -112,11 +118,8 @@ async def store_files(ctx: Ctx, files: dict[str, bytes], mime: str) -> None:
             await store.put(sha, data)
 
     await asyncio.gather(*(put(sha, data) for sha, data in files.items()))
-    insert = pg_insert if ctx.session.bind.dialect.name == "postgresql" else sqlite_insert
-    rows = [{"sha256": sha, "size": len(data), "mime": mime, "stored_at": ctx.now()} for sha, data in files.items()]
-    for i in range(0, len(rows), 1000):
-        await ctx.session.execute(insert(MediaFile).values(rows[i:i + 1000])
-                                  .on_conflict_do_nothing(index_elements=["sha256"]))
+    await add_files(ctx.session, [{"sha256": sha, "size": len(data), "mime": mime, "stored_at": ctx.now()}
+                                  for sha, data in files.items()])
 
 
 async def store_bytes(ctx: Ctx, data: bytes, kind: str, name: str, mime: str, *,

@@ -40,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .context import core_rows
 from .models import Base, Case, CaseEvent, CaseStatus, Node
 from .tree import GRID_LEVELS, path_of
 
@@ -316,14 +317,6 @@ async def subtree_grids(session: AsyncSession, node_id: int | None) -> Select:
     if node_id is None:
         return q
     return q.where(Node.path.like(await node_path(session, node_id) + "%"))  # ids and slashes: no wildcards
-
-
-async def core_rows(session: AsyncSession, query):
-    """The rows of a query of columns as Core rows, through the session's connection and
-    transaction (pending changes flushed first, as the ORM's autoflush would): a city's figures
-    are 10,000 rows, and the ORM's result machinery cost as much as the database."""
-    await session.flush()
-    return await (await session.connection()).execute(query)
 
 
 def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:

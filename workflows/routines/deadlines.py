@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, text, update
 
 from .. import rollup
 from ..cards import local
-from ..context import Ctx
+from ..context import Ctx, core_rows
 from ..deadlines import STAGE_NAMES, STAGES
 from ..models import OPEN_STATUSES, Case, CaseDeadline, CaseEvent, Category, Node, Team, TeamMember
 from ..outbox import Msg
@@ -65,8 +65,7 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) ->
     )
     if ctx.session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=CaseDeadline, skip_locked=True)
-    # through the session's connection: Core rows, without the ORM's result machinery (a burst reads 200,000)
-    due = (await (await ctx.session.connection()).execute(stmt)).all()
+    due = (await core_rows(ctx.session, stmt)).all()  # a burst reads 200,000
     result.add("due", len(due))
     if not due:
         return result

@@ -1,7 +1,7 @@
 """Weekly reports to every grid group (Friday 17:00), the monthly ranking to every street group,
 and /stats on demand — text plus a PNG chart.
 
-Charts are stored once per distinct content in the media store (media.store_bytes) and the
+Charts are stored once per distinct content in the media store (ChartCache.save) and the
 outbox rows refer to the file ({"kind": "photo", "sha256": …}): 10,000 grids' weekly reports
 share a handful of pictures, and each platform gets each picture uploaded once (media_ref).
 Chart labels are ASCII (the machine may have no CJK font); the text carries the Chinese.

@@ -21,7 +21,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy import case as when
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..context import Ctx
+from ..context import Ctx, core_rows
 from ..models import Case, CaseEvent, CaseStatus, Node
 from ..tree import GRID_LEVELS
 from .models import PatrolCheckin, RoutineMark
@@ -180,7 +180,7 @@ async def grids_under(ctx: Ctx, node: Node) -> list:
     """The grids at and below the node (found by its path), in code order: (id, code, name) rows."""
     if node.level in GRID_LEVELS:
         return [node]
-    from ..rollup import core_rows, subtree_grids
+    from ..rollup import subtree_grids
 
     grids = await subtree_grids(ctx.session, node.id)  # the ids' query, asked for code and name too
     return list(await core_rows(ctx.session, grids.with_only_columns(Node.id, Node.code, Node.name)
