@@ -92,6 +92,33 @@ async def test_stats_on_demand_in_groups(w: World):
     assert "翠苑二网格 本周统计" in last.text and "上报 0 件" in last.text and not last.payload.get("media")
 
 
+async def test_stats_in_a_district_group_ranks_its_streets(w: World):
+    """Above a street /stats ranks the node's children (a district its streets), each with the sum
+    of its grids; the week's total is the same as the street's when the other street is empty."""
+    from workflows.models import Assignment, GroupBinding, Node
+
+    await _history(w)
+    async with w.sm() as s, s.begin():
+        district = Node(code="SFQ", name="示范区", level="district")
+        s.add(district)
+        await s.flush()
+        s.add(Node(code="GD", name="古荡街道", level="street", parent_id=district.id))
+        (await s.get(Node, w.nodes["XH"])).parent_id = district.id  # 西湖街道 moves under the district
+        s.add(GroupBinding(node_id=district.id, channel="test", chat_id="g:SFQ", status="active", title="示范区",
+                           bound_at=w.clock.now()))
+        s.add(Assignment(person_id=w.ids["XH-C"], node_id=district.id, role="centre_staff"))
+    w.clock.set(local(2026, 11, 25, 12))
+    await w.desk.send("XH-C", "/stats", group="XH")
+    street = (await w.desk.last("g:XH")).text
+    await w.desk.send("XH-C", "/stats", group="SFQ")
+    last = await w.desk.last("g:SFQ")
+    assert "示范区 本周统计" in last.text and "下级排名" in last.text and "网格排名" not in last.text
+    # the empty street scores full marks (Stats.score: nothing late, nothing carded), 西湖 has a yellow card
+    assert "1. 古荡街道：得分 100.0" in last.text and "2. 西湖街道：得分 80.0" in last.text
+    assert "翠苑一网格" not in last.text and len(last.payload["media"]) == 2
+    assert "上报 2 件" in last.text and "上报 2 件" in street  # the district's week is its streets' sum
+
+
 async def test_screening_reminders_and_dialogue(w: World):
     r = await w.sweep("screening", local(2026, 11, 23, 9, 0))
     assert r.counts == {"dispute_hazard": 1}  # Monday: weekly at community level

@@ -19,7 +19,7 @@ from .deadlines import YELLOW, card_colour
 from .models import OPEN_STATUSES, Case, CaseDeadline, Category, Node
 from .routines.reports import week_so_far
 from .routines.stats import Stats
-from .tree import GRID_LEVELS, children
+from .tree import GRID_LEVELS
 
 TREND_DAYS = 14
 TREND_WEEKS = 8
@@ -65,24 +65,10 @@ def _rank_key(r: Ranked) -> tuple:
     return (on_time is None, -(on_time or 0), happy is None, -(happy or 0), r.node.code)
 
 
-async def ranking(ctx: Ctx, node: Node, grid_rows: list) -> list[Ranked]:
-    """Each child of the node (communities of a street, grids of a community …) with the sum of its
-    grids' figures; `grid_rows` are week_so_far's (grid, Stats) pairs for the whole subtree."""
-    kids = list(await children(ctx, node.id))
-    if not kids:
-        return []
-    per = {g.id: st for g, st in grid_rows}
-    paths = dict((await ctx.session.execute(
-        select(Node.id, Node.path).where(Node.id.in_(await rollup.subtree_grids(ctx.session, node.id))))).all())
-    out = []
-    for kid in kids:
-        st = Stats()
-        prefix = kid.path or f"/{kid.id}/"
-        for gid, path in paths.items():
-            if gid in per and (gid == kid.id or (path or "").startswith(prefix)):
-                st += per[gid]
-        out.append(Ranked(kid, st))
-    return sorted(out, key=_rank_key)
+def ranking(child_rows: list) -> list[Ranked]:
+    """Each child of the node (communities of a street, grids of a community …) with its
+    subtree's figures: week_so_far(by_child=True)'s (child, Stats) pairs."""
+    return sorted((Ranked(kid, st) for kid, st in child_rows), key=_rank_key)
 
 
 async def build(ctx: Ctx, t, node: Node) -> Dashboard:
@@ -104,7 +90,7 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
             if d in by_day:
                 st += by_day[d]
         weeks.append((m, st))
-    week_start, _end, week, rows = await week_so_far(ctx, node)
+    week_start, _end, week, rows = await week_so_far(ctx, node, by_child=node.level not in GRID_LEVELS)
 
     open_ = [str(s) for s in OPEN_STATUSES]
     overdue = (await ctx.session.execute(select(func.count()).select_from(Case).join(Node, Node.id == Case.grid_id)
@@ -126,7 +112,7 @@ async def build(ctx: Ctx, t, node: Node) -> Dashboard:
     return Dashboard(
         node=node, now=now, today=days[-1][1], overdue_now=int(overdue), week_start=week_start, week=week,
         days=days, weeks=weeks, categories=[(en if english and en else name, int(n)) for name, en, n in cats],
-        ranking=await ranking(ctx, node, rows) if node.level not in GRID_LEVELS else [],
+        ranking=ranking(rows) if node.level not in GRID_LEVELS else [],
         carded=carded, carded_total=int(carded_total))
 
 

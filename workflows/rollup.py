@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from .context import core_rows
 from .models import Base, Case, CaseEvent, CaseStatus, Node
@@ -328,7 +328,10 @@ def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
 
 
 async def _figures(session: AsyncSession, grids: Select, start: datetime, end: datetime,
-                   by_grid: bool, now: datetime | None = None) -> dict[int, Any]:
+                   by_grid: bool, now: datetime | None = None, under: int | None = None) -> dict[int, Any]:
+    """The sums behind figures/figures_by_grid/figures_by_child: the total under key 0, each
+    grid's (by_grid), or each child's of node `under` (its subtree's sum, grouped in the database
+    so a city's figures by district are 10 rows, not 10,000 grids' figures added in Python; pass by_grid with it)."""
     from .routines.stats import Stats, raw_figures
 
     out: dict[int, Stats] = {}
@@ -340,25 +343,59 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
             else:
                 out[g] = st
 
+    async def raw(a: datetime, b: datetime) -> dict[int, Stats]:
+        part = await raw_figures(session, grids, a, b, by_grid=by_grid)
+        return part if under is None else await _by_child(session, under, part)
+
     if now is not None and end >= now:
         # nothing is stamped after now and today's row is kept up to date: a window running to now
         # (or beyond) is today's row and the whole days before it, without any raw rows
         end = midnight(local_day(now) + timedelta(days=1))
     first, last = _whole_days(start, end)
     if first >= last:
-        merge(await raw_figures(session, grids, start, end, by_grid=by_grid))
+        merge(await raw(start, end))
         return out
     sums = [func.coalesce(func.sum(getattr(StatsDay, f)), 0) for f in FIELDS]
-    q = select(StatsDay.grid_id if by_grid else func.min(0), *sums).where(
-        StatsDay.grid_id.in_(grids), StatsDay.day >= first, StatsDay.day < last)
-    if by_grid:
-        q = q.group_by(StatsDay.grid_id)
+    days = (StatsDay.day >= first, StatsDay.day < last)
+    if under is not None:
+        grid, kid = aliased(Node), aliased(Node)
+        q = (select(kid.id, *sums).select_from(StatsDay).join(grid, grid.id == StatsDay.grid_id)
+             .join(kid, grid.path.like(kid.path + "%")).where(kid.parent_id == under, *days).group_by(kid.id))
+    elif by_grid:
+        q = select(StatsDay.grid_id, *sums).where(StatsDay.grid_id.in_(grids), *days).group_by(StatsDay.grid_id)
+    else:
+        q = select(func.min(0), *sums).where(StatsDay.grid_id.in_(grids), *days)
     merge({int(g or 0): Stats(**{f: int(v) for f, v in zip(FIELDS, vals, strict=True)})
            for g, *vals in await core_rows(session, q)})
     if start < midnight(first):
-        merge(await raw_figures(session, grids, start, midnight(first), by_grid=by_grid))
+        merge(await raw(start, midnight(first)))
     if midnight(last) < end:
-        merge(await raw_figures(session, grids, midnight(last), end, by_grid=by_grid))
+        merge(await raw(midnight(last), end))
+    return out
+
+
+async def child_of(session: AsyncSession, node_id: int, grid_ids: list[int]) -> dict[int, int]:
+    """{grid id: the child of node `node_id` whose subtree holds it} for the listed grids."""
+    kids = {path: kid for kid, path in await session.execute(
+        select(Node.id, Node.path).where(Node.parent_id == node_id))}
+    out: dict[int, int] = {}
+    for i in range(0, len(grid_ids), BATCH):  # within SQLite's bound-parameter limit
+        for gid, path in await session.execute(
+                select(Node.id, Node.path).where(Node.id.in_(grid_ids[i:i + BATCH]))):
+            for prefix, kid in kids.items():
+                if path and prefix and path.startswith(prefix):
+                    out[gid] = kid
+    return out
+
+
+async def _by_child(session: AsyncSession, node_id: int, per_grid: dict[int, Any]) -> dict[int, Any]:
+    """Per-grid figures added up per child of the node."""
+    from .routines.stats import Stats
+
+    out: dict[int, Stats] = {}
+    for gid, kid in (await child_of(session, node_id, list(per_grid))).items():
+        out.setdefault(kid, Stats())
+        out[kid] += per_grid[gid]
     return out
 
 
@@ -380,6 +417,16 @@ async def figures_by_grid(session: AsyncSession, node: Node | None, start: datet
     Grids with nothing to count are absent: use ``.get(grid_id) or Stats()``."""
     grids = await subtree_grids(session, node.id if node else None)
     return await _figures(session, grids, start, end, True, now)
+
+
+async def figures_by_child(session: AsyncSession, node: Node, start: datetime, end: datetime,
+                           now: datetime | None = None):
+    """Each child of the node with its subtree's indicators over [start, end) (a grid that is a
+    child counts itself): what a city's /stats ranks by district and the console by child.
+
+    Children with nothing to count are absent: use ``.get(child_id) or Stats()``."""
+    grids = await subtree_grids(session, node.id)  # also fills the paths of a bulk-loaded tree
+    return await _figures(session, grids, start, end, True, now, under=node.id)
 
 
 indicators = figures  # the name the first rollup commit gave it

@@ -201,3 +201,23 @@ async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tu
     for st in per.values():
         total += st
     return total, [(g, per.get(g.id) or Stats()) for g in grids]
+
+
+async def children_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
+    """The node's total and each child's figures (its subtree's sum, from rollup.figures_by_child),
+    with visit coverage: what a city's /stats ranks by district and the console by child."""
+    from .. import rollup
+    from ..care_figures import add_visits
+    from ..tree import children
+
+    kids = await children(ctx, node.id)
+    per = await rollup.figures_by_child(ctx.session, node, start, end, now=ctx.now())
+    visits = await add_visits(ctx.session, {}, await rollup.subtree_grids(ctx.session, node.id), start, end, ctx.now())
+    for gid, kid in (await rollup.child_of(ctx.session, node.id, list(visits))).items():
+        st = per.setdefault(kid, Stats())
+        st.visits_due += visits[gid].visits_due
+        st.visits_on_time += visits[gid].visits_on_time
+    total = Stats()
+    for st in per.values():
+        total += st
+    return total, [(k, per.get(k.id) or Stats()) for k in kids]
