@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from .context import core_rows
 from .models import Base, Case, CaseEvent, CaseStatus, Node
@@ -58,7 +58,9 @@ class StatsDay(Base):
     """One grid's figures on one day (in STATS_ZONE)."""
 
     __tablename__ = "stats_day"
-    __table_args__ = (Index("ix_stats_day_day", "day", "grid_id"),)  # a day range over many grids
+    # a day range over many grids; on PostgreSQL the figures ride in the index (migration 0032), so a
+    # city's week is an index-only scan, not a heap page per row
+    __table_args__ = (Index("ix_stats_day_day", "day", "grid_id", postgresql_include=list(FIELDS)),)
     grid_id: Mapped[int] = mapped_column(ForeignKey("node.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     reported: Mapped[int] = mapped_column(Integer, default=0)
@@ -358,9 +360,13 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
     sums = [func.coalesce(func.sum(getattr(StatsDay, f)), 0) for f in FIELDS]
     days = (StatsDay.day >= first, StatsDay.day < last)
     if under is not None:
-        grid, kid = aliased(Node), aliased(Node)
-        q = (select(kid.id, *sums).select_from(StatsDay).join(grid, grid.id == StatsDay.grid_id)
-             .join(kid, grid.path.like(kid.path + "%")).where(kid.parent_id == under, *days).group_by(kid.id))
+        prefix = await path_of(session, under)
+        kid = _child_id(session, prefix).label("kid")
+        # the prefix is written into the statement: with a bound LIKE pattern the planner cannot see
+        # that a city's prefix matches every grid and walks stats_day grid by grid (55,000 buffers)
+        in_subtree = Node.path.like(bindparam("prefix", prefix + "%", literal_execute=True))
+        q = (select(kid, *sums).select_from(StatsDay).join(Node, Node.id == StatsDay.grid_id)
+             .where(in_subtree, Node.id != under, *days).group_by(kid))
     elif by_grid:
         q = select(StatsDay.grid_id, *sums).where(StatsDay.grid_id.in_(grids), *days).group_by(StatsDay.grid_id)
     else:
@@ -374,17 +380,25 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
     return out
 
 
+def _child_id(session: AsyncSession, prefix: str):
+    """The id (as text) of the child of the node at `prefix` on a node's path below it: the
+    segment after the prefix. Grouping by it is one pass over the subtree's rows (matching each
+    grid against each child's path was 100,000 LIKEs for a city)."""
+    rest = func.substr(Node.path, len(prefix) + 1)
+    if session.bind.dialect.name == "postgresql":
+        return func.split_part(rest, "/", 1)
+    return func.substr(rest, 1, func.instr(rest, "/") - 1)
+
+
 async def child_of(session: AsyncSession, node_id: int, grid_ids: list[int]) -> dict[int, int]:
-    """{grid id: the child of node `node_id` whose subtree holds it} for the listed grids."""
-    kids = {path: kid for kid, path in await session.execute(
-        select(Node.id, Node.path).where(Node.parent_id == node_id))}
+    """{grid id: the child of node `node_id` whose subtree holds it} for the listed grids below it."""
+    prefix = await path_of(session, node_id)
     out: dict[int, int] = {}
     for i in range(0, len(grid_ids), BATCH):  # within SQLite's bound-parameter limit
         for gid, path in await session.execute(
                 select(Node.id, Node.path).where(Node.id.in_(grid_ids[i:i + BATCH]))):
-            for prefix, kid in kids.items():
-                if path and prefix and path.startswith(prefix):
-                    out[gid] = kid
+            if path and path.startswith(prefix) and (rest := path[len(prefix):]):
+                out[gid] = int(rest.split("/", 1)[0])
     return out
 
 
