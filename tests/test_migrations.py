@@ -56,3 +56,44 @@ async def test_deadline_checks_move_to_their_table_and_back(db_url):
     finally:
         await engine.dispose()
         await asyncio.to_thread(command.upgrade, config, "head")
+
+
+async def test_remembered_contributions_lose_their_cards_and_get_them_back(db_url):
+    """0033 strips the card keys from case_contribution (cards are read from the events now);
+    downgrading counts them back from the card events, on the case's grid and Shanghai day."""
+    import json
+
+    config = alembic_config(db_url)
+    await asyncio.to_thread(command.downgrade, config, "0032")
+    at = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)  # 01:00 on the 24th in Shanghai
+    own = {"reported|1|2026-11-20": 1, "registered|1|2026-11-20": 1}
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as c:
+            await c.execute(text("INSERT INTO node (id, code, name, level) VALUES (1, 'G', '网格', 'grid')"))
+            await c.execute(text("INSERT INTO category (id, code, name, time_limit_hours, split, urgency, sort) "
+                                 "VALUES (1, 'M', '市政设施', 72, 'public', 'normal', 0)"))
+            for cid in (1, 2):
+                await c.execute(text(
+                    "INSERT INTO case_file (id, number, grid_id, level_node_id, category_id, description, status, "
+                    "urgency, source, anonymous, attachments, created_at, rework_count, reopen_count, card_nodes, "
+                    "version) VALUES (:id, :n, 1, 1, 1, 'x', 'in_progress', 'normal', 'resident', false, '[]', :at, "
+                    "0, 0, '[]', 1)"), {"id": cid, "n": f"N{cid}", "at": at})
+            await c.execute(text("INSERT INTO case_event (case_id, at, action, attachments, data) "
+                                 "VALUES (1, :at, 'yellow_card', '[]', '{}')"), {"at": at})
+            for cid, contrib in ((1, {**own, "yellow|1|2026-11-24": 1}), (2, own)):
+                await c.execute(text("INSERT INTO case_contribution (case_id, contrib) VALUES (:id, :c)"),
+                                {"id": cid, "c": json.dumps(contrib)})
+
+        async def remembered() -> dict:
+            async with engine.connect() as c:
+                rows = (await c.execute(text("SELECT case_id, contrib FROM case_contribution ORDER BY case_id"))).all()
+            return {cid: json.loads(v) if isinstance(v, str) else v for cid, v in rows}
+
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await remembered() == {1: own, 2: own}
+        await asyncio.to_thread(command.downgrade, config, "0032")
+        assert await remembered() == {1: {**own, "yellow|1|2026-11-24": 1}, 2: own}
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")

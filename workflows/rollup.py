@@ -1,9 +1,9 @@
 """Indicators from a rollup per grid and day, kept in the same transaction as the events.
 
-Every case remembers what it contributes to the rollup (``case_contribution``: a map
-"field|grid|day" → count, computed from the case row and its card events). Each time an event
-is appended the case's contribution is computed again and only the difference is added to
-``stats_day`` — so reopening, merging, moving a case to another grid or escalating it all
+Every case remembers what its own row contributes to the rollup (``case_contribution``: a map
+"field|grid|day" → count); its yellow and red cards are its card events, counted on the grid the
+remembered map names. Each time an event is appended the case's contribution (row and cards) is
+computed again and only the difference is added to ``stats_day`` — so reopening, merging, moving a case to another grid or escalating it all
 leave the rollup equal to what the raw rows say. Patrol check-ins and missed patrols (the
 60-minute mark) add to their grid's day when they are recorded. ``rebuild`` recomputes
 everything from the raw rows (``gridbot stats rebuild``); ``routines.stats.raw_figures`` is
@@ -117,9 +117,18 @@ def contribution(case: Any, card_events: list[tuple[str, datetime]]) -> Counter[
             add("rated", case.closed_at)
         if case.rating in GOOD:
             add("satisfied", case.closed_at)
-    for action, at in card_events:
-        add(CARD_FIELDS[action], at)
+    out.update(card_counts(g, card_events))
     return out
+
+
+def card_counts(grid_id: int, card_events: list[tuple[str, datetime]]) -> Counter[str]:
+    """A case's yellow and red cards, on its grid and each card's day."""
+    return Counter(f"{CARD_FIELDS[action]}|{grid_id}|{local_day(at).isoformat()}" for action, at in card_events)
+
+
+def _grid_of(remembered: dict) -> int | None:
+    """The grid a remembered contribution was counted on (every key names it)."""
+    return int(next(iter(remembered)).split("|")[1]) if remembered else None
 
 
 def _insert(session: AsyncSession):
@@ -162,15 +171,22 @@ async def _apply_part(session: AsyncSession, case_ids: list[int]) -> None:
     delta: Counter[str] = Counter()
     new_rows, changed = [], []
     for cid, case in cases.items():
+        # remembered: the case's own figures; its cards are its card events, on the grid the
+        # remembered figures name (so a move takes them along) — the deadline sweep appends cards
+        # without rewriting 200,000 remembered maps (add_cards)
+        own = dict(contribution(case, []))
         new = contribution(case, cards[cid])
         old = olds.get(cid)
         if old is None:
-            new_rows.append({"case_id": cid, "contrib": dict(new)})
+            new_rows.append({"case_id": cid, "contrib": own})
             delta.update(new)
-        elif old != dict(new):
-            changed.append({"b_case_id": cid, "b_contrib": dict(new)})
+            continue
+        was = Counter(old) + card_counts(_grid_of(old) or case.grid_id, cards[cid])
+        if was != new:
             delta.update(new)
-            delta.subtract(Counter(old))
+            delta.subtract(was)
+        if old != own:
+            changed.append({"b_case_id": cid, "b_contrib": own})
     table = CaseContribution.__table__
     if new_rows:
         await session.execute(table.insert(), new_rows)
@@ -187,8 +203,8 @@ async def _apply_part(session: AsyncSession, case_ids: list[int]) -> None:
 
 async def add_cards(session: AsyncSession, cards: list[tuple[int, int, str, datetime]]) -> None:
     """Cards the deadline sweep just appended — (case id, grid id, action, at) — added set-based:
-    the grid's day and each case's remembered contribution get +1, without recomputing the case.
-    (A case reaches each card once, so one statement per card kind touches each case once.)"""
+    the grid's day gets +1, without recomputing the case. Remembered contributions hold no cards
+    (_apply_part reads them from the events), so 200,000 cards rewrite no per-case rows."""
     if not cards:
         return
     # a sweep's cards share one time: one zone conversion per distinct time, not three per card
@@ -198,30 +214,18 @@ async def add_cards(session: AsyncSession, cards: list[tuple[int, int, str, date
     for (g, d, f), n in counts.items():
         per.setdefault((g, d), {})[f] = n
     await add_counts(session, per)
-    pg = session.bind.dialect.name == "postgresql"
-    missing: set[int] = set()
-    for action in CARD_FIELDS:
-        rows = [(c, f"{CARD_FIELDS[a]}|{g}|{day(at).isoformat()}") for c, g, a, at in cards if a == action]
-        for i in range(0, len(rows), 50_000):
-            part = rows[i:i + 50_000]
-            if pg:
-                done = set((await session.execute(text(
-                    "UPDATE case_contribution AS c SET contrib = CAST(CAST(c.contrib AS jsonb) || jsonb_build_object("
-                    "v.k, coalesce(CAST(c.contrib ->> v.k AS int), 0) + 1) AS json) "
-                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[])) AS v(id, k) "
-                    "WHERE c.case_id = v.id RETURNING c.case_id"),
-                    {"ids": [c for c, _ in part], "keys": [k for _, k in part]})).scalars())
-            else:
-                ids = [c for c, _ in part]
-                done = set()
-                for j in range(0, len(ids), 5000):
-                    done |= set((await session.execute(select(CaseContribution.case_id).where(
-                        CaseContribution.case_id.in_(ids[j:j + 5000])))).scalars())
-                await session.execute(text(
-                    "UPDATE case_contribution SET contrib = json_set(contrib, '$.\"' || :k || '\"', "
-                    "coalesce(json_extract(contrib, '$.\"' || :k || '\"'), 0) + 1) WHERE case_id = :id"),
-                    [{"id": c, "k": k} for c, k in part if c in done])
-            missing |= {c for c, _ in part if c not in done}
+    # the cases' remembered contributions hold no cards (they are read from the events), so only a
+    # case never applied needs more: find those in one anti-join
+    ids = sorted({c for c, _g, _a, _at in cards})
+    if session.bind.dialect.name == "postgresql":
+        missing = set((await session.execute(text(
+            "SELECT v.id FROM unnest(CAST(:ids AS bigint[])) AS v(id) WHERE NOT EXISTS "
+            "(SELECT 1 FROM case_contribution c WHERE c.case_id = v.id)"), {"ids": ids})).scalars())
+    else:
+        missing = set(ids)
+        for j in range(0, len(ids), 5000):
+            missing -= set((await session.execute(select(CaseContribution.case_id).where(
+                CaseContribution.case_id.in_(ids[j:j + 5000])))).scalars())
     if missing:  # never applied before (should not happen): remove this sweep's +1 again, then recompute
         back: Counter[tuple[int, date, str]] = Counter(
             (g, day(at), CARD_FIELDS[a]) for c, g, a, at in cards if c in missing)
@@ -293,8 +297,9 @@ async def rebuild(session: AsyncSession) -> int:
         key = "field || '|' || grid_id || '|' || day"
     await session.execute(text(
         f"INSERT INTO case_contribution (case_id, contrib) SELECT case_id, {agg} FROM "
-        f"(SELECT case_id, {key} AS key, COUNT(*) AS n FROM ({keys}) AS k GROUP BY case_id, field, grid_id, day) "
-        "AS per GROUP BY case_id"))
+        f"(SELECT case_id, {key} AS key, COUNT(*) AS n FROM ({keys}) AS k "
+        f"WHERE field NOT IN ({', '.join(repr(f) for f in CARD_FIELDS.values())}) "  # cards: from the events
+        "GROUP BY case_id, field, grid_id, day) AS per GROUP BY case_id"))
     for field, table, where in (("patrols_done", PatrolCheckin.__tablename__, ""),
                                 ("patrols_missed", RoutineMark.__tablename__,
                                  f" WHERE kind = '{MISSED_KIND}' AND node_id IS NOT NULL")):
