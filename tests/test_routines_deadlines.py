@@ -101,3 +101,30 @@ async def test_many_cases_one_sweep(w: World):
     r = await w.sweep("deadlines", t0 + timedelta(hours=60))
     assert r.counts["due"] == 30 and r.counts["remind_80"] == 30
     assert len([t for t in await w.texts("p:CY01-W2") if "即将到期" in t]) == 30
+
+
+async def test_lanes_share_the_grids_and_act_once(w: World):
+    """On PostgreSQL the sweep runs in lanes (transactions at once), each over the grids with
+    id % LANES == i, so a grid's cases are all in one lane; SQLite runs one. Every case once."""
+    from workflows.routines.deadlines import LANES
+    from workflows.routines.models import SweepRun
+
+    ids = [(await dispatched(w, to="CY01-W2")).id for _ in range(6)]
+    for _ in range(4):
+        case = await w.do(cases.report, reporter_id=None, category_id=w.cats["市政设施"], description="井盖缺失",
+                          grid_id=w.nodes["CY-02"])
+        ids.append((await w.do(cases.dispatch, w.ids["CY02-L"], case.id, assignee_id=w.ids["CY02-W1"])).id)
+    async with w.sm() as s:
+        t0 = max([(await s.get(Case, i)).registered_at for i in ids])
+        pg = s.bind.dialect.name == "postgresql"
+    r = await w.sweep("deadlines", t0 + timedelta(hours=60))
+    assert r.counts["due"] == 10 and r.counts["remind_80"] == 10
+    async with w.sm() as s:
+        runs = (await s.execute(select(SweepRun).where(SweepRun.name == "deadlines"))).scalars().all()
+        events = (await s.execute(select(CaseEvent.case_id).where(CaseEvent.action == "remind_80"))).scalars().all()
+    assert sorted(events) == sorted(ids)  # each case once
+    lanes = sorted(run.result["counts"].get("due", 0) for run in runs)
+    assert lanes == ([4, 6] if pg and LANES == 2 and w.nodes["CY-01"] % 2 != w.nodes["CY-02"] % 2 else [10])
+    assert len([t for t in await w.texts("p:CY01-W2") if "即将到期" in t]) == 6
+    assert len([t for t in await w.texts("p:CY02-W1") if "即将到期" in t]) == 4
+    assert (await w.sweep("deadlines", t0 + timedelta(hours=61))).counts.get("due", 0) == 0

@@ -91,6 +91,19 @@ async def pg_insert_unnest(ctx: Ctx, table: str, columns: tuple[tuple[str, str],
         await ctx.session.execute(text(sql), params)
 
 
+async def pg_copy(ctx: Ctx, table: str, columns: tuple[tuple[str, str], ...], rows: list[dict]) -> None:
+    """COPY rows into a table (PostgreSQL) through the session's own connection, in its transaction:
+    for plain inserts (no ON CONFLICT) of a burst. The rows travel in COPY's binary format instead of
+    as arrays the server unpacks (200,000 case events: 4.8 s as INSERT … unnest)."""
+    if not rows:
+        return
+    names = [c for c, _ in columns]
+    values = {c: (_json_texts([r[c] for r in rows]) if t == "jsonb" else [r[c] for r in rows]) for c, t in columns}
+    raw = await (await ctx.session.connection()).get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(table, records=zip(*(values[c] for c in names), strict=True),
+                                                      columns=names)
+
+
 def _json_texts(values: list) -> list[str | None]:
     """JSON text of each value; empty lists and dicts (most attachments, most data) without the encoder."""
     dumps = json.JSONEncoder(ensure_ascii=False).encode
@@ -115,6 +128,12 @@ class SweepResult:
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
+
+    def merge(self, other: SweepResult) -> None:
+        """Add another run's counts and warnings (the batches and lanes of one sweep)."""
+        for k, v in other.counts.items():
+            self.add(k, v)
+        self.warnings.extend(other.warnings)
 
     @property
     def acted(self) -> int:

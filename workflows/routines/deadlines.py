@@ -12,6 +12,7 @@ DIGEST_OVER notices from one run gets one digest instead (deadline_digest.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import insert, select, text, update
@@ -23,13 +24,17 @@ from ..deadlines import STAGE_NAMES, STAGES
 from ..models import OPEN_STATUSES, Case, CaseDeadline, CaseEvent, Category, Node, Team, TeamMember
 from ..outbox import Msg
 from . import deadline_digest
-from .common import OutboxBatch, SweepResult, among, chunks, is_pg, pg_insert_unnest
+from .common import OutboxBatch, SweepResult, among, chunks, is_pg, pg_copy
 from .deadline_digest import CARD_ACTIONS, Notice, digest, digest_key
 from .leave import covers_on, today
 
 EVENT_PG = (("case_id", "bigint"), ("at", "timestamptz"), ("actor_id", "bigint"), ("action", "text"),
             ("note", "text"), ("attachments", "jsonb"), ("channel", "text"), ("chat_id", "text"), ("data", "jsonb"))
 BATCH = 50_000  # cases per transaction; the runner repeats the sweep while a batch is full
+# transactions at once on PostgreSQL (sweeps.run_sweep), each over the grids with id % LANES == i:
+# a grid's cases stay in one lane (one digest per grid), and while one lane's batch is written by
+# the database the other's is composed in Python — a 200,000-card burst 16.8 -> 10.2 s on 2 cores
+LANES = 2
 
 
 def reached(registered: datetime, deadline: datetime, now: datetime, stage: int) -> int:
@@ -47,8 +52,11 @@ def next_check(registered: datetime, deadline: datetime, stage: int) -> datetime
     return registered + (deadline - registered) * STAGES[stage]
 
 
-async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) -> SweepResult:
-    """One pass over the cases due; `digest_over` overrides DIGEST_OVER (the setting) for a call."""
+async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None,
+                lane: tuple[int, int] | None = None, claimed: Callable[[], None] | None = None) -> SweepResult:
+    """One pass over the cases due; `digest_over` overrides DIGEST_OVER (the setting) for a call;
+    `lane` (i, n) takes only the cases of the grids with id % n == i; `claimed` is called once the
+    due rows are read and locked (the runner starts the next lane then)."""
     result = SweepResult()
     now = ctx.now()
     stmt = (
@@ -63,9 +71,13 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) ->
         .order_by(Case.grid_id, CaseDeadline.next_check_at, Case.id)
         .limit(limit)
     )
+    if lane is not None:
+        stmt = stmt.where(Case.grid_id % lane[1] == lane[0])
     if ctx.session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=CaseDeadline, skip_locked=True)
     due = (await core_rows(ctx.session, stmt)).all()  # a burst reads 200,000
+    if claimed is not None:
+        claimed()
     result.add("due", len(due))
     if not due:
         return result
@@ -96,7 +108,7 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None) ->
             "AS v(id, stage, nxt) WHERE d.case_id = v.id"),
             {"ids": [u["case_id"] for u in updates], "stages": [u["stage"] for u in updates],
              "nxts": [u["next_check_at"] for u in updates]})
-        await pg_insert_unnest(ctx, "case_event", EVENT_PG, events)
+        await pg_copy(ctx, "case_event", EVENT_PG, events)
     else:
         for part in chunks(updates, 5000):
             await ctx.session.execute(update(CaseDeadline), part)  # bulk UPDATE by primary key
