@@ -27,6 +27,13 @@ async def test_migrated_schema_matches_the_models(engine):
     assert diff == [], "\n".join(map(str, diff))
 
 
+async def _grid_and_category(c) -> None:
+    """Grid 1 and category 1, in SQL: the models may be newer than the schema being migrated."""
+    await c.execute(text("INSERT INTO node (id, code, name, level) VALUES (1, 'G', '网格', 'grid')"))
+    await c.execute(text("INSERT INTO category (id, code, name, time_limit_hours, split, urgency, sort) "
+                         "VALUES (1, 'M', '市政设施', 72, 'public', 'normal', 0)"))
+
+
 async def test_deadline_checks_move_to_their_table_and_back(db_url):
     """0031 moves a case's stage and next check out of case_file; downgrading puts them back."""
     config = alembic_config(db_url)
@@ -35,9 +42,7 @@ async def test_deadline_checks_move_to_their_table_and_back(db_url):
     engine = make_engine(db_url)
     try:
         async with engine.begin() as c:
-            await c.execute(text("INSERT INTO node (id, code, name, level) VALUES (1, 'G', '网格', 'grid')"))
-            await c.execute(text("INSERT INTO category (id, code, name, time_limit_hours, split, urgency, sort) "
-                                 "VALUES (1, 'M', '市政设施', 72, 'public', 'normal', 0)"))
+            await _grid_and_category(c)
             for cid, stage, nxt, dl in ((1, 3, due, due), (2, 0, None, None)):
                 await c.execute(text(
                     "INSERT INTO case_file (id, number, grid_id, level_node_id, category_id, description, status, "
@@ -70,9 +75,7 @@ async def test_remembered_contributions_lose_their_cards_and_get_them_back(db_ur
     engine = make_engine(db_url)
     try:
         async with engine.begin() as c:
-            await c.execute(text("INSERT INTO node (id, code, name, level) VALUES (1, 'G', '网格', 'grid')"))
-            await c.execute(text("INSERT INTO category (id, code, name, time_limit_hours, split, urgency, sort) "
-                                 "VALUES (1, 'M', '市政设施', 72, 'public', 'normal', 0)"))
+            await _grid_and_category(c)
             for cid in (1, 2):
                 await c.execute(text(
                     "INSERT INTO case_file (id, number, grid_id, level_node_id, category_id, description, status, "
