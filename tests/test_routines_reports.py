@@ -54,6 +54,14 @@ async def test_weekly_report_friday_17_once(w: World, media_store):
     media = row.payload["media"][0]
     assert media["kind"] == "photo" and (await media_store.get(media["sha256"]))[:4] == b"\x89PNG"
     assert row.priority == BULK  # behind replies and cards
+    # paced: the reports become due REPORT_PACE a second from the sweep's time on
+    from workflows.routines.reports import REPORT_PACE
+
+    async with w.sm() as s:
+        due = sorted((await s.execute(select(Outbox.not_before).where(
+            Outbox.dedupe_key.like("weekly_report:%")))).scalars())
+    sent_at = local(2026, 11, 27, 17, 0)
+    assert due == [sent_at, sent_at + timedelta(seconds=1 / REPORT_PACE)]
     assert (await w.sweep("weekly_reports", local(2026, 11, 27, 17, 5))).acted == 0
     # a restart on Saturday does not send it again; next Friday sends the next week
     assert (await w.sweep("weekly_reports", local(2026, 11, 28, 10, 0))).acted == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, any_, bindparam, select, text
@@ -177,9 +177,12 @@ Compose = Callable[[T], Msg]
 class OutboxBatch:
     """Messages for many people and groups, resolved and written in a few statements."""
 
-    def __init__(self, ctx: Ctx, priority: int = BULK) -> None:
+    def __init__(self, ctx: Ctx, priority: int = BULK, pace: float | None = None) -> None:
+        """`pace`: at most this many rows a second become due (not_before spread from now on), so a
+        city's reports go out over a window instead of all at once."""
         self.ctx = ctx
         self.priority = priority
+        self.pace = pace
         self._people: list[tuple[int, Compose, str | None]] = []
         self._groups: list[tuple[int, Compose, str | None]] = []
 
@@ -265,6 +268,10 @@ class OutboxBatch:
                 for i, (channel, chat) in enumerate(bs):
                     k = key if i == 0 or key is None else f"{key}#{channel}"
                     row(channel, chat, msg, is_group=True, node_id=nid, dedupe_key=k)
+        if self.pace:
+            pending = [r for r in rows if r["status"] == "pending"]
+            for k, r in enumerate(pending):
+                r["not_before"] = now + timedelta(seconds=k / self.pace)
         await write_many(ctx, rows)
         self._people.clear()
         self._groups.clear()
