@@ -3,8 +3,9 @@
 Every case remembers what its own row contributes to the rollup (``case_contribution``: a map
 "field|grid|day" → count); its yellow and red cards are its card events, counted on the grid the
 remembered map names. Each time an event is appended the case's contribution (row and cards) is
-computed again and only the difference is added to ``stats_day`` — so reopening, merging, moving a case to another grid or escalating it all
-leave the rollup equal to what the raw rows say. Patrol check-ins and missed patrols (the
+computed again and only the difference is added to ``stats_day`` — so reopening, merging,
+moving a case to another grid or escalating it all leave the rollup equal to what the raw rows
+say. Patrol check-ins and missed patrols (the
 60-minute mark) add to their grid's day when they are recorded. ``rebuild`` recomputes
 everything from the raw rows (``gridbot stats rebuild``); ``routines.stats.raw_figures`` is
 the raw reference the tests compare against.
@@ -337,8 +338,8 @@ def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
 async def _figures(session: AsyncSession, grids: Select, start: datetime, end: datetime,
                    by_grid: bool, now: datetime | None = None, under: int | None = None) -> dict[int, Any]:
     """The sums behind figures/figures_by_grid/figures_by_child: the total under key 0, each
-    grid's (by_grid), or each child's of node `under` (its subtree's sum, grouped in the database
-    so a city's figures by district are 10 rows, not 10,000 grids' figures added in Python; pass by_grid with it)."""
+    grid's (by_grid), or each child's of node `under` (with by_grid: its subtree's sum, grouped in
+    the database, so a city's figures by district are 10 rows, not 10,000 grids' added in Python)."""
     from .routines.stats import Stats, raw_figures
 
     out: dict[int, Stats] = {}
