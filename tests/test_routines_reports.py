@@ -100,6 +100,15 @@ async def test_stats_on_demand_in_groups(w: World):
     assert "翠苑二网格 本周统计" in last.text and "上报 0 件" in last.text and not last.payload.get("media")
 
 
+async def test_stats_of_a_quiet_week_draws_no_charts(w: World):
+    """Nothing reported, registered or patrolled this week: the figures and the ranking, no chart."""
+    w.clock.set(local(2026, 11, 25, 12))
+    await w.desk.send("XH-C", "/stats", group="XH")
+    last = await w.desk.last("g:XH")
+    assert "西湖街道 本周统计" in last.text and "上报 0 件" in last.text and "1. 翠苑一网格：得分" in last.text
+    assert not last.payload.get("media")
+
+
 async def test_stats_in_a_district_group_ranks_its_streets(w: World):
     """Above a street /stats ranks the node's children (a district its streets), each with the sum
     of its grids; the week's total is the same as the street's when the other street is empty."""

@@ -254,6 +254,7 @@ async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
             text += "\n" + t("{i}. {grid}：得分 {score:.1f}", i=i, grid=g.name, score=st.score())
             if st.visits_due:
                 text += t("，走访按期 {v}", v=pct(st.visit_rate))
-        media.append(drawn.ranking(rows[:20], f"{node.code} ranking"))
+        if any(any(stats_values(st)) for _, st in rows[:20]):  # a ranking of nothing is not drawn either
+            media.append(drawn.ranking(rows[:20], f"{node.code} ranking"))
     await drawn.save(ctx)
     return Msg(text, media=media)
