@@ -321,10 +321,15 @@ async def node_path(session: AsyncSession, node_id: int) -> str:
 
 async def subtree_grids(session: AsyncSession, node_id: int | None) -> Select:
     """A query for the ids of the grids at and below a node (every grid for None)."""
-    q = select(Node.id).where(Node.level.in_([str(level) for level in GRID_LEVELS]))
     if node_id is None:
-        return q
-    return q.where(Node.path.like(await node_path(session, node_id) + "%"))  # ids and slashes: no wildcards
+        return select(Node.id).where(Node.level.in_([str(level) for level in GRID_LEVELS]))
+    return grids_below(await node_path(session, node_id))
+
+
+def grids_below(prefix: str) -> Select:
+    """A query for the ids of the grids at and below the node whose path is `prefix`."""
+    return (select(Node.id).where(Node.level.in_([str(level) for level in GRID_LEVELS]),
+                                  Node.path.like(prefix + "%")))  # ids and slashes: no wildcards
 
 
 def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
@@ -336,10 +341,11 @@ def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
 
 
 async def _figures(session: AsyncSession, grids: Select, start: datetime, end: datetime,
-                   by_grid: bool, now: datetime | None = None, under: int | None = None) -> dict[int, Any]:
+                   by_grid: bool, now: datetime | None = None, under: str | None = None) -> dict[int, Any]:
     """The sums behind figures/figures_by_grid/figures_by_child: the total under key 0, each
-    grid's (by_grid), or each child's of node `under` (with by_grid: its subtree's sum, grouped in
-    the database, so a city's figures by district are 10 rows, not 10,000 grids' added in Python)."""
+    grid's (by_grid), or each child's of the node whose path is `under` (its subtree's sum,
+    grouped in the database: a city's figures by district are 10 rows, not 10,000 grids' added up
+    in Python)."""
     from .routines.stats import Stats, raw_figures
 
     out: dict[int, Stats] = {}
@@ -352,8 +358,8 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
                 out[g] = st
 
     async def raw(a: datetime, b: datetime) -> dict[int, Stats]:
-        part = await raw_figures(session, grids, a, b, by_grid=by_grid)
-        return part if under is None else await _by_child(session, under, part)
+        part = await raw_figures(session, grids, a, b, by_grid=by_grid or under is not None)
+        return part if under is None else await by_child(session, under, part)
 
     if now is not None and end >= now:
         # nothing is stamped after now and today's row is kept up to date: a window running to now
@@ -366,13 +372,13 @@ async def _figures(session: AsyncSession, grids: Select, start: datetime, end: d
     sums = [func.coalesce(func.sum(getattr(StatsDay, f)), 0) for f in FIELDS]
     days = (StatsDay.day >= first, StatsDay.day < last)
     if under is not None:
-        prefix = await path_of(session, under)
-        kid = _child_id(session, prefix).label("kid")
+        kid = _child_id(session, under).label("kid")
         # the prefix is written into the statement: with a bound LIKE pattern the planner cannot see
-        # that a city's prefix matches every grid and walks stats_day grid by grid (55,000 buffers)
-        in_subtree = Node.path.like(bindparam("prefix", prefix + "%", literal_execute=True))
+        # that a city's prefix matches every grid and walks stats_day grid by grid (55,000 buffers);
+        # "_%": strictly below the node
+        below = Node.path.like(bindparam("prefix", under + "_%", literal_execute=True))
         q = (select(kid, *sums).select_from(StatsDay).join(Node, Node.id == StatsDay.grid_id)
-             .where(in_subtree, Node.id != under, *days).group_by(kid))
+             .where(below, *days).group_by(kid))
     elif by_grid:
         q = select(StatsDay.grid_id, *sums).where(StatsDay.grid_id.in_(grids), *days).group_by(StatsDay.grid_id)
     else:
@@ -396,26 +402,19 @@ def _child_id(session: AsyncSession, prefix: str):
     return func.substr(rest, 1, func.instr(rest, "/") - 1)
 
 
-async def child_of(session: AsyncSession, node_id: int, grid_ids: list[int]) -> dict[int, int]:
-    """{grid id: the child of node `node_id` whose subtree holds it} for the listed grids below it."""
-    prefix = await path_of(session, node_id)
-    out: dict[int, int] = {}
-    for i in range(0, len(grid_ids), BATCH):  # within SQLite's bound-parameter limit
-        for gid, path in await session.execute(
-                select(Node.id, Node.path).where(Node.id.in_(grid_ids[i:i + BATCH]))):
-            if path and path.startswith(prefix) and (rest := path[len(prefix):]):
-                out[gid] = int(rest.split("/", 1)[0])
-    return out
-
-
-async def _by_child(session: AsyncSession, node_id: int, per_grid: dict[int, Any]) -> dict[int, Any]:
-    """Per-grid figures added up per child of the node."""
+async def by_child(session: AsyncSession, prefix: str, per_grid: dict[int, Any]) -> dict[int, Any]:
+    """Per-grid figures added up per child of the node whose path is `prefix` (the child is the
+    path segment after it); grids not below the node are left out."""
     from .routines.stats import Stats
 
     out: dict[int, Stats] = {}
-    for gid, kid in (await child_of(session, node_id, list(per_grid))).items():
-        out.setdefault(kid, Stats())
-        out[kid] += per_grid[gid]
+    ids = list(per_grid)
+    for i in range(0, len(ids), BATCH):  # within SQLite's bound-parameter limit
+        for gid, path in await session.execute(select(Node.id, Node.path).where(Node.id.in_(ids[i:i + BATCH]))):
+            if path and path.startswith(prefix) and (rest := path[len(prefix):]):
+                kid = int(rest.split("/", 1)[0])
+                out.setdefault(kid, Stats())
+                out[kid] += per_grid[gid]
     return out
 
 
@@ -445,8 +444,8 @@ async def figures_by_child(session: AsyncSession, node: Node, start: datetime, e
     child counts itself): what a city's /stats ranks by district and the console by child.
 
     Children with nothing to count are absent: use ``.get(child_id) or Stats()``."""
-    grids = await subtree_grids(session, node.id)  # also fills the paths of a bulk-loaded tree
-    return await _figures(session, grids, start, end, True, now, under=node.id)
+    prefix = await node_path(session, node.id)  # also fills the paths of a bulk-loaded tree
+    return await _figures(session, grids_below(prefix), start, end, False, now, under=prefix)
 
 
 indicators = figures  # the name the first rollup commit gave it

@@ -73,7 +73,8 @@ async def ancestors(ctx: Ctx, node: Node) -> list[Node]:
 
 
 async def children(ctx: Ctx, node_id: int) -> list[Node]:
-    rows = await ctx.session.execute(select(Node).where(Node.parent_id == node_id).order_by(Node.code))
+    rows = await ctx.session.execute(select(Node).where(Node.parent_id == node_id).order_by(Node.code)
+                                     .options(defer(Node.boundary, raiseload=True)))  # a district's polygon: not read
     return list(rows.scalars())
 
 

@@ -197,10 +197,7 @@ async def node_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tu
 
     per = await rollup.figures_by_grid(ctx.session, node, start, end, now=ctx.now())
     await add_visits(ctx.session, per, await rollup.subtree_grids(ctx.session, node.id), start, end, ctx.now())
-    total = Stats()
-    for st in per.values():
-        total += st
-    return total, [(g, per.get(g.id) or Stats()) for g in grids]
+    return total_of(per.values()), [(g, per.get(g.id) or Stats()) for g in grids]
 
 
 async def children_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -> tuple[Stats, list[tuple[Node, Stats]]]:
@@ -210,14 +207,18 @@ async def children_stats(ctx: Ctx, node: Node, start: datetime, end: datetime) -
     from ..care_figures import add_visits
     from ..tree import children
 
-    kids = await children(ctx, node.id)
     per = await rollup.figures_by_child(ctx.session, node, start, end, now=ctx.now())
-    visits = await add_visits(ctx.session, {}, await rollup.subtree_grids(ctx.session, node.id), start, end, ctx.now())
-    for gid, kid in (await rollup.child_of(ctx.session, node.id, list(visits))).items():
-        st = per.setdefault(kid, Stats())
-        st.visits_due += visits[gid].visits_due
-        st.visits_on_time += visits[gid].visits_on_time
+    prefix = await rollup.node_path(ctx.session, node.id)
+    visits = await add_visits(ctx.session, {}, rollup.grids_below(prefix), start, end, ctx.now())
+    for kid, st in (await rollup.by_child(ctx.session, prefix, visits)).items():
+        per.setdefault(kid, Stats())
+        per[kid] += st
+    return total_of(per.values()), [(k, per.get(k.id) or Stats()) for k in await children(ctx, node.id)]
+
+
+def total_of(figures) -> Stats:
+    """The sum of several Stats (a node's grids or children)."""
     total = Stats()
-    for st in per.values():
+    for st in figures:
         total += st
-    return total, [(k, per.get(k.id) or Stats()) for k in kids]
+    return total
