@@ -48,12 +48,12 @@ OUTBOX_PG = (("created_at", "timestamptz"), ("channel", "text"), ("chat_id", "te
 async def write_many(ctx: Ctx, rows: list[dict]) -> None:
     """Insert many `outbox_values` rows in a few statements; a dedupe key already used is skipped."""
     # imported here: routines.common imports Msg from this module
-    from .routines.common import chunks, dialect_insert, is_pg, pg_insert_unnest
+    from .routines.common import chunks, dialect_insert, is_pg, pg_copy_upsert
 
     if not rows:
         return
     if is_pg(ctx):
-        await pg_insert_unnest(ctx, "outbox", OUTBOX_PG, rows, "ON CONFLICT (dedupe_key) DO NOTHING")
+        await pg_copy_upsert(ctx, "outbox", OUTBOX_PG, rows, "ON CONFLICT (dedupe_key) DO NOTHING")
         return
     ins = dialect_insert(ctx)
     for part in chunks(rows, 1000):

@@ -104,6 +104,27 @@ async def pg_copy(ctx: Ctx, table: str, columns: tuple[tuple[str, str], ...], ro
                                                       columns=names)
 
 
+STAGE_OVER = 2000  # rows above which pg_copy_upsert stages by COPY; below, one INSERT … unnest
+
+
+async def pg_copy_upsert(ctx: Ctx, table: str, columns: tuple[tuple[str, str], ...], rows: list[dict],
+                         conflict: str) -> None:
+    """Insert rows with ON CONFLICT (PostgreSQL), which COPY cannot do: a burst goes by COPY into a
+    temporary table dropped at commit, then one INSERT … SELECT … `conflict` into the table. COPY's
+    binary rows cost the client and the server less than unnesting arrays (200,000 deadline
+    notices: see README, bench.sweeps); a handful of rows keeps the one INSERT … unnest."""
+    if len(rows) <= STAGE_OVER:
+        await pg_insert_unnest(ctx, table, columns, rows, conflict)
+        return
+    names = ", ".join(c for c, _ in columns)
+    stage = f"{table}_stage"
+    await ctx.session.execute(text(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({', '.join(f'{c} {t}' for c, t in columns)}) ON COMMIT DROP"))
+    await pg_copy(ctx, stage, columns, rows)
+    await ctx.session.execute(text(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}"))
+    await ctx.session.execute(text(f"TRUNCATE {stage}"))  # a second call in the same transaction starts empty
+
+
 def _json_texts(values: list) -> list[str | None]:
     """JSON text of each value; empty lists and dicts (most attachments, most data) without the encoder."""
     dumps = json.JSONEncoder(ensure_ascii=False).encode

@@ -102,6 +102,10 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None,
         result.add(action)
 
     if is_pg(ctx):
+        # what follows is keyed by the due ids, a small share of tables of millions: the planner,
+        # its row estimates stale after a burst, hashes the whole case_deadline and
+        # case_contribution for each batch, twice as slow as probing their primary keys
+        await ctx.session.execute(text("SET LOCAL enable_hashjoin = off"))
         await ctx.session.execute(text(
             "UPDATE case_deadline AS d SET stage = v.stage, next_check_at = v.nxt "
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:stages AS int[]), CAST(:nxts AS timestamptz[])) "
