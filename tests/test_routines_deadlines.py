@@ -128,3 +128,36 @@ async def test_lanes_share_the_grids_and_act_once(w: World):
     assert len([t for t in await w.texts("p:CY01-W2") if "即将到期" in t]) == 6
     assert len([t for t in await w.texts("p:CY02-W1") if "即将到期" in t]) == 4
     assert (await w.sweep("deadlines", t0 + timedelta(hours=61))).counts.get("due", 0) == 0
+
+
+async def test_bulk_outbox_write_skips_used_keys(w: World):
+    """A sweep's batch above common.STAGE_OVER goes by COPY through a staging table on PostgreSQL
+    (one INSERT … unnest below it, chunked inserts on SQLite): either way a dedupe key already used
+    — by an earlier transaction, earlier in this one, or twice in the batch — is written once, and
+    a second batch in the same transaction starts from an empty stage."""
+    from workflows.models import Outbox
+    from workflows.outbox import Msg
+    from workflows.routines.common import STAGE_OVER, OutboxBatch
+
+    n = STAGE_OVER + 500
+    grid = w.nodes["CY-01"]
+
+    def batch(ctx, keys):
+        out = OutboxBatch(ctx)
+        for k in keys:
+            out.to_group(grid, lambda t, k=k: Msg(f"通知 {k}"), f"bulk:{k}")
+        return out
+
+    async with w.sm() as s, s.begin():
+        await batch(w.ctx(s), range(100)).flush()  # an earlier run wrote the first 100
+    async with w.sm() as s, s.begin():
+        ctx = w.ctx(s)
+        first = await batch(ctx, [*range(n), 7, 8]).flush()  # 7 and 8 twice in the batch
+        second = await batch(ctx, range(n - 10, 2 * n)).flush()  # overlaps the first by 10
+    assert first["pending"] == n + 2 and second["pending"] == n + 10  # what was composed
+    async with w.sm() as s:
+        keys = list((await s.execute(select(Outbox.dedupe_key).where(Outbox.dedupe_key.like("bulk:%")))).scalars())
+        texts = {k: p["text"] for k, p in await s.execute(
+            select(Outbox.dedupe_key, Outbox.payload).where(Outbox.dedupe_key.in_(["bulk:7", f"bulk:{2 * n - 1}"])))}
+    assert len(keys) == len(set(keys)) == 2 * n
+    assert texts == {"bulk:7": "通知 7", f"bulk:{2 * n - 1}": f"通知 {2 * n - 1}"}
