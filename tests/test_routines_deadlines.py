@@ -134,7 +134,8 @@ async def test_bulk_outbox_write_skips_used_keys(w: World):
     """A sweep's batch above common.STAGE_OVER goes by COPY through a staging table on PostgreSQL
     (one INSERT … unnest below it, chunked inserts on SQLite): either way a dedupe key already used
     — by an earlier transaction, earlier in this one, or twice in the batch — is written once, and
-    a second batch in the same transaction starts from an empty stage."""
+    a second batch in the same transaction starts from an empty stage (its rows without a key
+    would otherwise be written again)."""
     from workflows.models import Outbox
     from workflows.outbox import Msg
     from workflows.routines.common import STAGE_OVER, OutboxBatch
@@ -142,22 +143,27 @@ async def test_bulk_outbox_write_skips_used_keys(w: World):
     n = STAGE_OVER + 500
     grid = w.nodes["CY-01"]
 
-    def batch(ctx, keys):
+    def batch(ctx, keys, unkeyed: int = 0):
         out = OutboxBatch(ctx)
         for k in keys:
             out.to_group(grid, lambda t, k=k: Msg(f"通知 {k}"), f"bulk:{k}")
+        for k in range(unkeyed):
+            out.to_group(grid, lambda t, k=k: Msg(f"无键 {k}"))
         return out
 
     async with w.sm() as s, s.begin():
         await batch(w.ctx(s), range(100)).flush()  # an earlier run wrote the first 100
     async with w.sm() as s, s.begin():
         ctx = w.ctx(s)
-        first = await batch(ctx, [*range(n), 7, 8]).flush()  # 7 and 8 twice in the batch
+        first = await batch(ctx, [*range(n), 7, 8], unkeyed=50).flush()  # 7 and 8 twice in the batch
         second = await batch(ctx, range(n - 10, 2 * n)).flush()  # overlaps the first by 10
-    assert first["pending"] == n + 2 and second["pending"] == n + 10  # what was composed
+    assert first["pending"] == n + 52 and second["pending"] == n + 10  # what was composed
     async with w.sm() as s:
         keys = list((await s.execute(select(Outbox.dedupe_key).where(Outbox.dedupe_key.like("bulk:%")))).scalars())
         texts = {k: p["text"] for k, p in await s.execute(
             select(Outbox.dedupe_key, Outbox.payload).where(Outbox.dedupe_key.in_(["bulk:7", f"bulk:{2 * n - 1}"])))}
+        unkeyed = list((await s.execute(select(Outbox.payload).where(Outbox.dedupe_key.is_(None),
+                                                                      Outbox.chat_id == "g:CY-01"))).scalars())
     assert len(keys) == len(set(keys)) == 2 * n
     assert texts == {"bulk:7": "通知 7", f"bulk:{2 * n - 1}": f"通知 {2 * n - 1}"}
+    assert sorted(p["text"] for p in unkeyed if p["text"].startswith("无键")) == sorted(f"无键 {k}" for k in range(50))

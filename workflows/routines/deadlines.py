@@ -68,9 +68,14 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None,
             claimed()
         return result
     if is_pg(ctx):
-        # the LATERAL read is costed at millions, over the JIT threshold: compiling it took ~90 ms
-        # of each minute's run with nothing due, more than the query itself
-        await ctx.session.execute(text("SET LOCAL jit = off"))
+        # for this transaction, in one round trip: no JIT (the LATERAL read is costed at millions,
+        # over the JIT threshold; compiling took ~90 ms, more than the read of a small batch), and
+        # no hash joins: the UPDATE … FROM unnest and add_cards' anti-join are keyed by the due
+        # ids, a small share of tables of millions, and the planner (its estimates stale after a
+        # burst) hashed all of case_deadline and case_contribution per batch, twice as slow as
+        # probing their primary keys
+        await ctx.session.execute(text(
+            "SELECT set_config('jit', 'off', true), set_config('enable_hashjoin', 'off', true)"))
     due = (await core_rows(ctx.session, _due(ctx, now, limit, lane))).all()  # a burst reads 200,000
     if claimed is not None:
         claimed()
@@ -82,7 +87,7 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None,
     acts: list[tuple] = []
     open_ = {str(s) for s in OPEN_STATUSES}
     for row in due:
-        cid, number, reg, dl, stage, assignee, team, grid, level, cat, status = row
+        cid, number, reg, dl, assignee, team, grid, level, cat, status, stage = row
         if reg is None or dl is None or status not in open_:  # closed some other way: stop checking
             updates.append({"case_id": cid, "stage": stage, "next_check_at": None})
             continue
@@ -98,10 +103,6 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None,
         result.add(action)
 
     if is_pg(ctx):
-        # what follows is keyed by the due ids, a small share of tables of millions: the planner,
-        # its row estimates stale after a burst, hashes the whole case_deadline and
-        # case_contribution for each batch, twice as slow as probing their primary keys
-        await ctx.session.execute(text("SET LOCAL enable_hashjoin = off"))
         await ctx.session.execute(text(
             "UPDATE case_deadline AS d SET stage = v.stage, next_check_at = v.nxt "
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:stages AS int[]), CAST(:nxts AS timestamptz[])) "
@@ -114,10 +115,15 @@ async def sweep(ctx: Ctx, limit: int = BATCH, digest_over: int | None = None,
             await ctx.session.execute(update(CaseDeadline), part)  # bulk UPDATE by primary key
         for part in chunks(events, 5000):
             await ctx.session.execute(insert(CaseEvent), part)
-    await rollup.add_cards(ctx.session, [(row[0], row[7], action, now) for action, row in acts
+    await rollup.add_cards(ctx.session, [(row.id, row.grid_id, action, now) for action, row in acts
                                          if action in rollup.CARD_FIELDS])
     await _tell(ctx, acts, result, deadline_digest.DIGEST_OVER if digest_over is None else digest_over)
     return result
+
+
+# what the sweep reads of each due case; the row ends with its stage (case_deadline.stage)
+DUE_COLUMNS = (Case.id, Case.number, Case.registered_at, Case.deadline_at, Case.assignee_id, Case.team_id,
+               Case.grid_id, Case.level_node_id, Category.name, Case.status)
 
 
 def _due(ctx: Ctx, now: datetime, limit: int, lane: tuple[int, int] | None):
@@ -131,22 +137,15 @@ def _due(ctx: Ctx, now: datetime, limit: int, lane: tuple[int, int] | None):
     case_file for each batch. The case_deadline rows are locked (SKIP LOCKED: another process
     takes the others)."""
     due_now = (CaseDeadline.next_check_at <= now, CaseDeadline.next_check_at.is_not(None))
-    case_cols = (Case.id, Case.number, Case.registered_at, Case.deadline_at, Case.assignee_id, Case.team_id,
-                 Case.grid_id, Case.level_node_id, Category.name, Case.status)
+    in_lane = () if lane is None else (Case.grid_id % lane[1] == lane[0],)
     if not is_pg(ctx):
-        stmt = (select(*case_cols[:4], CaseDeadline.stage, *case_cols[4:]).select_from(CaseDeadline)
-                .join(Case, Case.id == CaseDeadline.case_id).join(Category, Category.id == Case.category_id)
-                .where(*due_now).order_by(Case.grid_id, CaseDeadline.next_check_at, Case.id).limit(limit))
-        return stmt if lane is None else stmt.where(Case.grid_id % lane[1] == lane[0])
-    case = (select(*case_cols).join(Category, Category.id == Case.category_id)
-            .where(Case.id == CaseDeadline.case_id))
-    if lane is not None:
-        case = case.where(Case.grid_id % lane[1] == lane[0])
-    sub = case.offset(0).lateral("c")
-    return (select(sub.c.id, sub.c.number, sub.c.registered_at, sub.c.deadline_at, CaseDeadline.stage,
-                   sub.c.assignee_id, sub.c.team_id, sub.c.grid_id, sub.c.level_node_id, sub.c.name, sub.c.status)
-            .select_from(CaseDeadline).join(sub, true()).where(*due_now)
-            .order_by(sub.c.grid_id, CaseDeadline.next_check_at, sub.c.id).limit(limit)
+        return (select(*DUE_COLUMNS, CaseDeadline.stage).join_from(CaseDeadline, Case, Case.id == CaseDeadline.case_id)
+                .join(Category, Category.id == Case.category_id).where(*due_now, *in_lane)
+                .order_by(Case.grid_id, CaseDeadline.next_check_at, Case.id).limit(limit))
+    case = (select(*DUE_COLUMNS).join(Category, Category.id == Case.category_id)
+            .where(Case.id == CaseDeadline.case_id, *in_lane).offset(0).lateral("c"))
+    return (select(*case.c, CaseDeadline.stage).select_from(CaseDeadline).join(case, true()).where(*due_now)
+            .order_by(case.c.grid_id, CaseDeadline.next_check_at, case.c.id).limit(limit)
             .with_for_update(of=CaseDeadline, skip_locked=True))
 
 
@@ -154,7 +153,7 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult, over: int) -> 
     if not acts:
         return
     covers = await covers_on(ctx, today(ctx))
-    teams = {r[6] for _, r in acts if r[6]}
+    teams = {r.team_id for _, r in acts if r.team_id}
     leads: dict[int, int | None] = {}
     members: dict[int, list[int]] = {}
     if teams:
@@ -164,7 +163,7 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult, over: int) -> 
                 select(TeamMember.team_id, TeamMember.person_id).where(among(ctx, TeamMember.team_id, list(teams)))):
             members.setdefault(tid, []).append(pid)
     parents: dict[int, int | None] = {}
-    levels = {r[8] for a, r in acts if a == "red_card"}
+    levels = {r.level_node_id for a, r in acts if a == "red_card"}
     if levels:
         for nid, parent in await ctx.session.execute(select(Node.id, Node.parent_id).where(among(ctx, Node.id, list(levels)))):
             parents[nid] = parent
@@ -176,7 +175,7 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult, over: int) -> 
     def notice(kind: str, rid: int, action: str, cid: int, number: str, dl: datetime, compose, key: str) -> None:
         chats.setdefault((kind, rid), []).append(Notice(action, cid, number, dl, compose, key))
 
-    for action, (cid, number, _reg, dl, _stage, assignee, team, grid, level, cat, _status) in acts:
+    for action, (cid, number, _reg, dl, assignee, team, grid, level, cat, _status, _stage) in acts:
         at = local(ctx, dl, "%m-%d %H:%M")
         who = [assignee] if assignee else ([leads[team]] if team and leads.get(team) else members.get(team, []))
         who = [covers.get(p, p) for p in who if p]
