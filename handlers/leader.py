@@ -140,13 +140,49 @@ async def more(turn: Turn, args: dict) -> None:
     if (case := await _fresh(turn, args)) is None:
         return
     ref = _ref(case)
-    rows = [[await turn.button("改类别", "case.pick_category", **ref),
-             await turn.button("改网格", "case.pick_grid", **ref)]]
+    rows = []
+    if await cases.send_down_targets(turn.ctx, turn.person.id, case):
+        rows.append([await turn.button("下派", "case.pick_below", **ref)])
+    rows.append([await turn.button("改类别", "case.pick_category", **ref),
+                 await turn.button("改网格", "case.pick_grid", **ref)])
     if case.status in ("reported", "needs_info", "registered"):
         rows.append([await turn.button("合并到其他事件", "case.merge", **ref)])
     rows.append([await turn.button("直报指挥中心", "case.direct", **ref)])
     rows.append([await turn.button("取消", "flow.cancel")])
     await turn.say(turn.t("事件 {number}：请选择操作：", number=case.number), buttons=rows)
+
+
+# ---------------------------------------------------------------- 下派: an upper level hands it down
+
+@action("case.pick_below")
+async def pick_below(turn: Turn, args: dict) -> None:
+    if (case := await _fresh(turn, args)) is None:
+        return
+    targets = await cases.send_down_targets(turn.ctx, turn.person.id, case)
+    if not targets:
+        turn.alert(turn.t("该事件现在不能下派。"))
+        return
+    rows = []
+    for n in targets[:30]:
+        label = n.name + (turn.t("（事件所在网格）") if n.id == case.grid_id else "")
+        rows.append([await turn.button(label, "case.send_down", node_id=n.id, **_ref(case))])
+    rows.append([await turn.button("取消", "flow.cancel")])
+    await turn.say(turn.t("事件 {number}：请选择下派到哪一级：", number=case.number), buttons=rows)
+
+
+@action("case.send_down")
+async def send_down(turn: Turn, args: dict) -> None:
+    if (case := await _fresh(turn, args)) is None:
+        return
+    await ask_reason(turn, "send_down", node_id=args["node_id"], **_ref(case))
+
+
+@reason_for("send_down", "请写明下派要求：", ["请属地网格核实处置", "请按时限办结并反馈"])
+async def send_down_with(turn: Turn, data: dict, note: str) -> None:
+    if await _fresh(turn, data):
+        case = await cases.send_down(turn.ctx, turn.person.id, data["case_id"], data["node_id"], note)
+        level = await get_node(turn.ctx, case.level_node_id)
+        await turn.say(turn.t("事件 {number} 已下派至 {node}。", number=case.number, node=level.name))
 
 
 @action("case.pick_category")

@@ -72,6 +72,12 @@ async def _buttons(turn: Turn, case: Case) -> list:
         rows.extend(await card_buttons(turn.ctx, turn.t, case, case.level_node_id))
     if await cases.is_assignee(turn.ctx, me, case):
         rows.extend(await task_buttons(turn.ctx, turn.t, case))
+    above = [await turn.button("督办", "case.urge", case_id=case.id)] \
+        if await cases.may_urge(turn.ctx, me, case) else []
+    if await cases.may_comment(turn.ctx, me, case):
+        above.append(await turn.button("批注", "case.comment", case_id=case.id))
+    if above:
+        rows.append(above)
     if case.reporter_id == me and not turn.inbound.is_group:
         if case.status == "needs_info":
             rows.append([await turn.button("补充材料", "case.supplement", case_id=case.id)])

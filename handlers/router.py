@@ -30,6 +30,7 @@ def _load_dialogues() -> None:
         ledger,
         link,
         mine,
+        oversight,
         patrol,
         points,
         rating,

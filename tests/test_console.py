@@ -458,7 +458,9 @@ async def test_urge_from_above_and_remarks(site: Site):
                                                                      "reason": "请今天内处理"}) as r:
         assert r.status == 200
     assert "【督办】翠苑社区 督办事件" in await site.desk.last_text("CY01-W1")
-    assert "上级督办" in (await site.desk.last("g:CY-01")).text
+    group = [m.text for m in await site.desk.messages("g:CY-01")]
+    assert "上级督办" in group[-2]  # the card shows it, and a new message says it where it is seen
+    assert "【督办】翠苑社区 督办事件" in group[-1] and f"/case {case.number}" in group[-1]
     async with site.http.post(f"/console/cases/{case.id}/act", data={**base, "action": "case.comment",
                                                                      "reason": ""}) as r:
         assert r.status == 400  # an empty remark: refused, nothing written

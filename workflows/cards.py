@@ -273,6 +273,11 @@ async def tell_reporter(ctx: Ctx, case: Case, what: str, extra: str | None = Non
         elif what in ("escalated", "direct_report"):
             level = await ctx.session.get(Node, case.level_node_id)
             text = t("您上报的事件 {number} 已上报至 {node} 协调办理。", number=n, node=level.name)
+        elif what == "sent_down":
+            level = await ctx.session.get(Node, case.level_node_id)
+            text = t("您上报的事件 {number} 已交由 {node} 办理。", number=n, node=level.name)
+            if case.deadline_at is not None:
+                text += t("预计 {at} 前办结。", at=local(ctx, case.deadline_at, "%Y-%m-%d %H:%M"))
         elif what == "merged":
             text = t("您上报的事件 {number} 与事件 {main} 为同一问题，已合并办理，结果会一并告知您。",
                      number=n, main=extra)
@@ -387,12 +392,37 @@ async def tell_assignees(ctx: Ctx, case: Case, note: str | None) -> None:
 
 
 async def tell_urged(ctx: Ctx, case: Case, node: Node, note: str) -> None:
-    """督办 by an upper level: whoever holds the task hears it at once (the card shows it too)."""
-    for person_id in await assignee_ids(ctx, case):
-        async def compose(t: T) -> Msg:
-            return Msg(t("【督办】{node} 督办事件 {number}：{note}", node=node.name, number=case.number, note=note))
+    """督办 by an upper level: whoever holds the task hears it at once, and so does the holder's
+    work group (its card is edited in place, perhaps far up the chat)."""
+    def urged(t: T) -> str:
+        return t("【督办】{node} 督办事件 {number}：{note}", node=node.name, number=case.number, note=note)
 
-        await to_person(ctx, person_id, compose)
+    async def to_assignee(t: T) -> Msg:
+        return Msg(urged(t))
+
+    for person_id in await assignee_ids(ctx, case):
+        await to_person(ctx, person_id, to_assignee)
+
+    async def to_holder(t: T) -> Msg:
+        return Msg(urged(t) + "\n" + t("发送 /case {number} 查看详情并办理。", number=case.number))
+
+    await to_group(ctx, case.level_node_id, to_holder)
+
+
+async def tell_sent_down(ctx: Ctx, case: Case, above: Node, target: Node, note: str | None) -> None:
+    """下派: the node it comes down to hears it in a new message with the card's buttons (its old
+    card, if it had one, is edited in place far up the chat); the reporter learns who handles it."""
+    async def to_target(t: T) -> Msg:
+        lines = [t("【下派】{node} 将事件 {number} 下派至 {target}。", node=above.name, number=case.number,
+                   target=target.name)]
+        if note:
+            lines.append(t("下派要求：{note}", note=note))
+        lines.append(await card_text(ctx, t, case))
+        lines.append(t("请{role}派遣办理。", role=t(dispatcher_title(target))))
+        return Msg("\n".join(lines), buttons=await card_buttons(ctx, t, case, target.id))
+
+    await to_group(ctx, target.id, to_target)
+    await tell_reporter(ctx, case, "sent_down")
 
 
 async def tell_team_taken(ctx: Ctx, case: Case) -> None:

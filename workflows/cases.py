@@ -22,6 +22,7 @@ from .tree import (
     GRID_LEVELS,
     ancestors,
     can_dispatch,
+    children,
     dispatcher_title,
     get_node,
     team_member_ids,
@@ -395,9 +396,27 @@ async def send_down(ctx: Ctx, actor_id: int, case_id: int, node_id: int, note: s
     case.level_node_id = target.id
     if target.id not in case.card_nodes:
         case.card_nodes = [*case.card_nodes, target.id]
-    await _event(ctx, case, actor_id, "sent_down", note, to_node=target.id, to=target.name)
+    await _event(ctx, case, actor_id, "sent_down", note, to_node=target.id, to=target.name, frm=here.name)
     await cards.refresh(ctx, case)
+    await cards.tell_sent_down(ctx, case, here, target, note)
     return case
+
+
+async def send_down_targets(ctx: Ctx, actor_id: int | None, case: Case) -> list[Node]:
+    """Where this person may send the case down (下派) now, in the order offered: the grid where it
+    happened (when it lies below the holder), then the holder's own children. None unless the case
+    waits for dispatch at a level they dispatch for. The chat and the console both offer these."""
+    if actor_id is None or case.status != S.registered:
+        return []
+    level = await get_node(ctx, case.level_node_id)
+    if not await can_dispatch(ctx, actor_id, level):
+        return []
+    below = await children(ctx, level.id)
+    if case.grid_id != level.id and case.grid_id not in {n.id for n in below}:
+        grid = await get_node(ctx, case.grid_id)
+        if level.id in {n.id for n in await ancestors(ctx, grid)}:
+            below.insert(0, grid)
+    return below
 
 
 # ---------------------------------------------------------------- 4. handle

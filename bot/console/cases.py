@@ -27,7 +27,7 @@ from workflows.ledgers import SOURCE_LABELS, filtered_case_ledger
 from workflows.media_models import MediaItem
 from workflows.media_store import current_store
 from workflows.models import Category, Level, Node, Person
-from workflows.tree import can_dispatch, children, get_node, level_name, path_of
+from workflows.tree import can_dispatch, get_node, level_name, path_of
 
 from .core import Refused, Viewer, page, redirect
 
@@ -159,7 +159,7 @@ async def offered(viewer: Viewer, case) -> list[str]:
     out = []
     if await can_dispatch(ctx, viewer.person.id, level):
         out = [a for row in card_actions(case, case.level_node_id) for _label, a in row if a in FORM_ACTIONS]
-        if case.status == "registered" and await children(ctx, level.id):
+        if await cases.send_down_targets(ctx, viewer.person.id, case):
             out.append("case.send_down")
     if await cases.may_urge(ctx, viewer.person.id, case):
         out.append("case.urge")
@@ -186,7 +186,8 @@ async def case_page(viewer: Viewer, request: web.Request) -> dict:
     actions = await offered(viewer, case)
     workers, teams, default_team = (await cases.dispatch_choices(ctx, case)) if "case.assign" in actions \
         else ([], [], None)
-    below = [(n.id, n.name) for n in await children(ctx, case.level_node_id)] if "case.send_down" in actions else []
+    below = [(n.id, n.name) for n in await cases.send_down_targets(ctx, viewer.person.id, case)] \
+        if "case.send_down" in actions else []
     grid = await get_node(ctx, case.grid_id)
     level = await get_node(ctx, case.level_node_id)
     return {

@@ -363,3 +363,63 @@ async def test_words_follow_the_level_and_the_residents_own_timeline_says_you(d:
     await d.say(RESIDENT, f"/case {case.number}")
     own = last(d.private_texts(RESIDENT))
     assert case.number in own and "您 上报" in own and "王**" not in own, own
+
+
+# ====================================================================== 9.4 up the tree and back down
+
+
+async def test_the_level_above_sends_a_case_down_presses_and_remarks_from_the_chat(d: Driver):
+    """下派 from the upper group's card, 督办 and 批注 from /case: the chat offers what the console
+    offers, to the people the workflow allows, and each side hears it in a new message."""
+    await staffed(d)
+    await d.as_staff(COMMUNITY_LEADER)
+    await d.bind_group(COMMUNITY)
+    await report(d)
+    case = await latest_case(d)
+    await d.press(LEADER, "上报上级", group=GRID)
+    await d.press(LEADER, "需要多部门协调", group=GRID)
+    await d.press(LEADER, "确认", group=GRID)
+    async with d.sm() as s:
+        grid = (await s.execute(select(Node).where(Node.code == GRID))).scalar_one()
+
+    # the community sends it back down to the grid where it happened, with its instructions
+    await d.press(COMMUNITY_LEADER, "更多", group=COMMUNITY)
+    await d.press(COMMUNITY_LEADER, "下派", group=COMMUNITY)
+    await d.press(COMMUNITY_LEADER, f"{grid.name}（事件所在网格）", group=COMMUNITY)
+    await d.press(COMMUNITY_LEADER, "请属地网格核实处置", group=COMMUNITY)
+    await d.press(COMMUNITY_LEADER, "确认", group=COMMUNITY)
+    case = await latest_case(d)
+    assert case.status == "registered" and case.level_node_id == grid.id
+    assert mentions(d.group_texts(COMMUNITY), case.number, f"已下派至 {grid.name}")
+    told = mentions(d.group_texts(GRID), "【下派】翠苑社区", case.number, "请属地网格核实处置")
+    assert told and "请网格长派遣办理" in told[-1]
+    assert mentions(d.private_texts(RESIDENT), case.number, f"已交由 {grid.name} 办理", "前办结")
+    await dispatch_to_worker(d)  # from the new message's buttons
+    assert (await latest_case(d)).status == "dispatched"
+
+    # 督办 from above, through /case: the worker and the grid's group hear it
+    await d.say(COMMUNITY_LEADER, f"/case {case.number}")
+    await d.press(COMMUNITY_LEADER, "督办")
+    await d.say(COMMUNITY_LEADER, "居民反映强烈，请今天修好")
+    assert mentions(d.private_texts(COMMUNITY_LEADER), f"已督办事件 {case.number}", "承办人已收到")
+    assert mentions(d.private_texts(WORKER), "【督办】翠苑社区", case.number, "请今天修好")
+    assert mentions(d.group_texts(GRID), "【督办】翠苑社区", case.number, f"/case {case.number}")
+    # 批注: a remark in the file that changes nothing else
+    await d.say(COMMUNITY_LEADER, f"/case {case.number}")
+    await d.press(COMMUNITY_LEADER, "批注")
+    await d.say(COMMUNITY_LEADER, "注意夜间施工安全")
+    assert mentions(d.private_texts(COMMUNITY_LEADER), f"批注已记入事件 {case.number}")
+    async with d.sm() as s:
+        events = list((await s.execute(select(CaseEvent.action, CaseEvent.note)
+                                       .where(CaseEvent.case_id == case.id))).all())
+    assert ("sent_down", "请属地网格核实处置") in events
+    assert ("urged", "居民反映强烈，请今天修好") in events and ("commented", "注意夜间施工安全") in events
+    assert (await latest_case(d)).status == "dispatched"
+
+    # the worker holds the task: no 督办 for him; the grid's own leader may remark but not press
+    await d.say(WORKER, f"/case {case.number}")
+    with pytest.raises(AssertionError, match="no button"):
+        await d.press(WORKER, "督办")
+    await d.say(LEADER, f"/case {case.number}")
+    with pytest.raises(AssertionError, match="no button"):
+        await d.press(LEADER, "督办")

@@ -214,7 +214,8 @@ async def _tell(ctx: Ctx, acts: list[tuple], result: SweepResult, over: int) -> 
 
             def supervise(t, number=number, cat=cat, at=at) -> Msg:
                 return Msg(t("【督办】事件 {number}（{category}）超过时限一倍仍未办结（时限 {at}），请上级督促办理。",
-                             number=number, category=cat, at=at))
+                             number=number, category=cat, at=at)
+                           + "\n" + t("发送 /case {number} 查看详情并督办。", number=number))
 
             notice("g", above, "supervise", cid, number, dl, supervise, f"{key}:supervise:g{above}")
 
