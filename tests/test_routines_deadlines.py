@@ -130,6 +130,69 @@ async def test_lanes_share_the_grids_and_act_once(w: World):
     assert (await w.sweep("deadlines", t0 + timedelta(hours=61))).counts.get("due", 0) == 0
 
 
+async def test_a_failing_lane_is_rolled_back_alone_and_its_cases_come_next_run(w: World):
+    """A lane that fails (here a trigger refuses the case events of CY-02's cases) rolls back
+    alone: on PostgreSQL the other lane's cases are reminded and committed, the failure is
+    recorded in a run row of its own and the sweep raises once both lanes are done; the next run
+    reminds the failed lane's cases, and every case is reminded exactly once. SQLite runs one lane,
+    so there the whole run is rolled back and the next one does all ten."""
+    from sqlalchemy import text
+
+    from workflows.models import Outbox
+    from workflows.routines.models import SweepRun
+
+    first = [(await dispatched(w, to="CY01-W2")).id for _ in range(6)]
+    second = []
+    for _ in range(4):
+        case = await w.do(cases.report, reporter_id=None, category_id=w.cats["市政设施"], description="井盖缺失",
+                          grid_id=w.nodes["CY-02"])
+        second.append((await w.do(cases.dispatch, w.ids["CY02-L"], case.id, assignee_id=w.ids["CY02-W1"])).id)
+    ids = ", ".join(map(str, second))
+    async with w.sm() as s, s.begin():
+        t0 = max([(await s.get(Case, i)).registered_at for i in first + second])
+        pg = s.bind.dialect.name == "postgresql"
+        if pg:
+            await s.execute(text(f"""CREATE FUNCTION lane_down() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.case_id IN ({ids}) THEN RAISE EXCEPTION 'lane down'; END IF; RETURN NEW; END $$"""))
+            await s.execute(text("CREATE TRIGGER lane_down BEFORE INSERT ON case_event FOR EACH ROW "
+                                 "EXECUTE FUNCTION lane_down()"))
+        else:
+            await s.execute(text(f"CREATE TRIGGER lane_down BEFORE INSERT ON case_event WHEN NEW.case_id IN ({ids}) "
+                                 "BEGIN SELECT RAISE(ABORT, 'lane down'); END"))
+    at = t0 + timedelta(hours=60)
+    with pytest.raises(Exception, match="lane down"):
+        await w.sweep("deadlines", at)
+
+    async def reminded() -> list[int]:
+        async with w.sm() as s:
+            return sorted((await s.execute(select(CaseEvent.case_id)
+                                           .where(CaseEvent.action == "remind_80"))).scalars())
+
+    async def runs() -> list[tuple[int, bool]]:
+        async with w.sm() as s:
+            rows = (await s.execute(select(SweepRun).where(SweepRun.name == "deadlines")
+                                    .order_by(SweepRun.id))).scalars()
+            return [(r.result.get("counts", {}).get("due", 0), r.error is not None) for r in rows]
+
+    assert await reminded() == (sorted(first) if pg else [])
+    assert sorted(await runs()) == ([(0, True), (6, False)] if pg else [(0, True)])
+    async def notices() -> list[str]:
+        async with w.sm() as s:
+            return sorted((await s.execute(select(Outbox.chat_id).where(
+                Outbox.payload["text"].as_string().like("%即将到期%")))).scalars())
+
+    # nothing of the failed lane was written, the other lane's notices were
+    assert await notices() == (["p:CY01-W2"] * 6 if pg else [])
+
+    async with w.sm() as s, s.begin():
+        await s.execute(text("DROP TRIGGER lane_down ON case_event" if pg else "DROP TRIGGER lane_down"))
+    r = await w.sweep("deadlines", at)
+    assert r.counts["due"] == (4 if pg else 10) and r.counts["remind_80"] == (4 if pg else 10)
+    assert await reminded() == sorted(first + second)  # each case once over both runs
+    assert await notices() == ["p:CY01-W2"] * 6 + ["p:CY02-W1"] * 4
+    assert (await w.sweep("deadlines", at + timedelta(minutes=1))).counts.get("due", 0) == 0
+
+
 async def test_bulk_outbox_write_skips_used_keys(w: World):
     """A sweep's batch above common.STAGE_OVER goes by COPY through a staging table on PostgreSQL
     (one INSERT … unnest below it, chunked inserts on SQLite): either way a dedupe key already used
