@@ -74,7 +74,8 @@ async def ask_more(turn: Turn, args: dict) -> None:
     await ask_reason(turn, "ask_more", **_ref(case))
 
 
-@reason_for("ask_more", "请写明需要上报人补充的内容：", ["请补充现场照片", "请补充具体位置"])
+@reason_for("ask_more", "请写明需要上报人补充的内容：", ["请补充现场照片", "请补充具体位置"],
+            label="需要补充")
 async def ask_more_with(turn: Turn, data: dict, question: str) -> None:
     if await _fresh(turn, data):
         await cases.ask_more(turn.ctx, turn.person.id, data["case_id"], question)
@@ -177,7 +178,8 @@ async def send_down(turn: Turn, args: dict) -> None:
     await ask_reason(turn, "send_down", node_id=args["node_id"], **_ref(case))
 
 
-@reason_for("send_down", "请写明下派要求：", ["请属地网格核实处置", "请按时限办结并反馈"])
+@reason_for("send_down", "请写明下派要求：", ["请属地网格核实处置", "请按时限办结并反馈"],
+            label="下派要求")
 async def send_down_with(turn: Turn, data: dict, note: str) -> None:
     if await _fresh(turn, data):
         case = await cases.send_down(turn.ctx, turn.person.id, data["case_id"], data["node_id"], note)

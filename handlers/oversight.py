@@ -29,7 +29,8 @@ async def urge(turn: Turn, args: dict) -> None:
     await ask_reason(turn, "urge", case_id=case.id)
 
 
-@reason_for("urge", "请写明督办意见：", ["请加快办理，今日内反馈进展", "请按时限办结"])
+@reason_for("urge", "请写明督办意见：", ["请加快办理，今日内反馈进展", "请按时限办结"],
+            label="督办意见")
 async def urge_with(turn: Turn, data: dict, note: str) -> None:
     case = await cases.urge(turn.ctx, _me(turn), data["case_id"], note)
     holder = await get_node(turn.ctx, case.level_node_id)

@@ -12,11 +12,14 @@ from .turn import Turn
 # what each reason is for: the prompt, the presets, and the function that uses it
 ReasonFn = Callable[[Turn, dict, str], Awaitable[None]]
 PURPOSES: dict[str, tuple[str, list[str], ReasonFn]] = {}
+# what a confirmed preset is called when it is not a reason (an instruction, a request)
+LABELS: dict[str, str] = {}
 
 
-def reason_for(purpose: str, prompt: str, presets: list[str]):
+def reason_for(purpose: str, prompt: str, presets: list[str], label: str = _("理由")):
     def deco(fn: ReasonFn) -> ReasonFn:
         PURPOSES[purpose] = (prompt, presets, fn)
+        LABELS[purpose] = label
         return fn
 
     return deco
@@ -54,7 +57,8 @@ async def preset_reason(turn: Turn, args: dict) -> None:
     if not 0 <= index < len(presets):
         turn.alert(turn.t("这个操作已经结束或已取消。"))
         return
-    await turn.say(turn.t("理由：{reason}\n确认提交吗？也可以直接发送文字改写理由。", reason=turn.t(presets[index])),
+    await turn.say(turn.t("{label}：{reason}\n确认提交吗？也可以直接发送文字改写。", label=turn.t(LABELS[purpose]),
+                          reason=turn.t(presets[index])),
                    buttons=[[await turn.button("确认", "reason.confirm", purpose=purpose, index=index),
                              await turn.button("取消", "flow.cancel")]])
 

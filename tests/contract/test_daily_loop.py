@@ -387,6 +387,7 @@ async def test_the_level_above_sends_a_case_down_presses_and_remarks_from_the_ch
     await d.press(COMMUNITY_LEADER, "下派", group=COMMUNITY)
     await d.press(COMMUNITY_LEADER, f"{grid.name}（事件所在网格）", group=COMMUNITY)
     await d.press(COMMUNITY_LEADER, "请属地网格核实处置", group=COMMUNITY)
+    assert mentions(d.group_texts(COMMUNITY)[-1:], "下派要求：请属地网格核实处置", "确认提交吗")  # not 理由
     await d.press(COMMUNITY_LEADER, "确认", group=COMMUNITY)
     case = await latest_case(d)
     assert case.status == "registered" and case.level_node_id == grid.id
