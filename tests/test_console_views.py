@@ -100,8 +100,9 @@ async def test_the_dashboard_shows_the_numbers_of_stats(site: Site):
     assert figure("reported") == str(week.reported) == "3" and figure("today-reported") == "3"
     assert figure("on_time_rate") == pct(week.on_time_rate) and figure("closed") == str(week.closed)
     assert asdict(week)["yellow"] == int(figure("yellow"))
-    # the community's row in the ranking, and the fragment the page polls
+    # the community's row in the ranking with the chat's score (stats.ranked), and the fragment the page polls
     assert "翠苑社区" in html and "文新社区" in html
+    assert re.findall(r'data-figure="score">([^<]*)<', html) == ["100.0", "100.0"]  # reports only: rates full
     async with site.http.get(f"/console/dashboard/figures?node={(await site.desk.node('CY')).id}",
                              headers={"HX-Request": "true"}) as r:
         part = await r.text()

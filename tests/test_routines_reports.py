@@ -80,8 +80,9 @@ async def test_monthly_ranking_to_street(w: World):
     r = await w.sweep("monthly_ranking", local(2026, 12, 1, 9, 0))
     assert r.counts["rankings"] == 1
     text = (await w.texts("g:XH"))[-1]
-    assert "2026-11 网格考核排名" in text and "1. " in text and "翠苑一网格" in text
-    assert text.index("翠苑二网格") < text.index("翠苑一网格")  # CY-01 has a yellow card
+    assert "2026-11 网格考核排名" in text and "1. 翠苑一网格：得分 80.0" in text and "2. " not in text
+    # the grids with nothing this month are named, not ranked above CY-01 with full marks
+    assert "不参与排名：" in text and text.index("翠苑一网格") < text.index("翠苑二网格")
     assert (await w.sweep("monthly_ranking", local(2026, 12, 1, 9, 10))).acted == 0
 
 
@@ -105,7 +106,9 @@ async def test_stats_of_a_quiet_week_draws_no_charts(w: World):
     w.clock.set(local(2026, 11, 25, 12))
     await w.desk.send("XH-C", "/stats", group="XH")
     last = await w.desk.last("g:XH")
-    assert "西湖街道 本周统计" in last.text and "上报 0 件" in last.text and "1. 翠苑一网格：得分" in last.text
+    assert "西湖街道 本周统计" in last.text and "上报 0 件" in last.text and "网格排名" in last.text
+    # nothing to assess: no grid is ranked (with 100 each), they are named as unranked
+    assert "得分" not in last.text and "不参与排名：" in last.text and "翠苑一网格" in last.text
     assert not last.payload.get("media")
 
 
@@ -130,8 +133,9 @@ async def test_stats_in_a_district_group_ranks_its_streets(w: World):
     await w.desk.send("XH-C", "/stats", group="SFQ")
     last = await w.desk.last("g:SFQ")
     assert "示范区 本周统计" in last.text and "下级排名" in last.text and "网格排名" not in last.text
-    # the empty street scores full marks (Stats.score: nothing late, nothing carded), 西湖 has a yellow card
-    assert "1. 古荡街道：得分 100.0" in last.text and "2. 西湖街道：得分 80.0" in last.text
+    # 西湖 has a yellow card; the empty street is not ranked above it with full marks (Stats.assessed)
+    assert "1. 西湖街道：得分 80.0" in last.text and "2. " not in last.text
+    assert "不参与排名：古荡街道" in last.text and "古荡街道：得分" not in last.text
     assert "翠苑一网格" not in last.text and len(last.payload["media"]) == 2
     assert "上报 2 件" in last.text and "上报 2 件" in street  # the district's week is its streets' sum
 

@@ -18,7 +18,7 @@ from .context import Ctx
 from .deadlines import YELLOW, card_colour
 from .models import OPEN_STATUSES, Case, CaseDeadline, Category, Node
 from .routines.reports import week_so_far
-from .routines.stats import Stats
+from .routines.stats import Stats, ranked
 from .tree import GRID_LEVELS
 
 TREND_DAYS = 14
@@ -55,20 +55,16 @@ class Dashboard:
     days: list[tuple[date, Stats]]  # the last TREND_DAYS days, oldest first (today last)
     weeks: list[tuple[date, Stats]]  # the last TREND_WEEKS weeks by their Monday (this week last)
     categories: list[tuple[str, int]]  # cases reported in the last CATEGORY_DAYS days, by category
-    ranking: list[Ranked]  # the node's children this week, by on-time rate then satisfaction
+    ranking: list[Ranked]  # the node's children this week, by score (stats.ranked)
     carded: list[Carded]  # open cases holding a yellow or red card now, red first
     carded_total: int
 
 
-def _rank_key(r: Ranked) -> tuple:
-    on_time, happy = r.stats.on_time_rate, r.stats.satisfaction
-    return (on_time is None, -(on_time or 0), happy is None, -(happy or 0), r.node.code)
-
-
 def ranking(child_rows: list) -> list[Ranked]:
     """Each child of the node (communities of a street, grids of a community …) with its
-    subtree's figures: week_so_far(by_child=True)'s (child, Stats) pairs."""
-    return sorted((Ranked(kid, st) for kid, st in child_rows), key=_rank_key)
+    subtree's figures: week_so_far(by_child=True)'s (child, Stats) pairs, in the order the chat's
+    /stats ranks them (stats.ranked: by score, the ones with nothing to assess last)."""
+    return [Ranked(kid, st) for kid, st in ranked(child_rows)]
 
 
 async def build(ctx: Ctx, t, node: Node) -> Dashboard:

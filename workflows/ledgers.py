@@ -334,7 +334,8 @@ async def _assessment_rows(ctx: Ctx, t: T, node: Node, start: datetime, end: dat
     def row(kind: str, code: str, name: str, st: Stats, points: int | None) -> list:
         return [t(ROW_KINDS[kind]), code, name, st.reported, st.registered, st.closed, st.on_time_rate,
                 st.close_rate, st.rework_rate, st.satisfaction, st.yellow, st.red, st.patrols_done,
-                st.patrols_missed, st.visits_due, st.visits_on_time, st.visit_rate, points, round(st.score(), 1)]
+                st.patrols_missed, st.visits_due, st.visits_on_time, st.visit_rate, points,
+                None if (score := st.score()) is None else round(score, 1)]
 
     single = len(groups["grid"]) == 1 and groups["grid"][0][0] == node.code
     for kind in ROW_KINDS:

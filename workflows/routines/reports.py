@@ -23,7 +23,7 @@ from ..models import GroupBinding, Level, Node
 from ..outbox import Msg
 from ..tree import GRID_LEVELS, REPATH_SQL
 from .common import OutboxBatch, SweepResult, at_local, claim, local_now, week_key, zone
-from .stats import Stats, children_stats, node_stats
+from .stats import Stats, children_stats, node_stats, ranked
 
 REPORT_WEEKDAY = 4  # Friday
 REPORT_TIME = "17:00"
@@ -66,6 +66,15 @@ def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = 
 STATS_LABELS = ["reported", "registered", "closed", "yellow", "red", "patrols", "missed"]
 
 
+def unassessed_line(t: T, rows: list[tuple[Node, Stats]]) -> str | None:
+    """The units a ranking leaves unranked, named after it: nothing to assess (Stats.assessed)."""
+    idle = [n.name for n, st in rows if not st.assessed]
+    if not idle:
+        return None
+    sep = ", " if t.language == "en" else "、"
+    return t("无考核数据（本期没有事件、巡查和走访记录），不参与排名：{names}", names=sep.join(idle))
+
+
 def stats_values(st: Stats) -> list[int]:
     return [st.reported, st.registered, st.closed, st.yellow, st.red, st.patrols_done, st.patrols_missed]
 
@@ -91,6 +100,8 @@ class ChartCache:
         return self.get("stats.png", title, STATS_LABELS, stats_values(st))
 
     def ranking(self, rows: list, title: str) -> dict:
+        """The scores as bars: only the units that have one (Stats.assessed)."""
+        rows = [(n, st) for n, st in rows if st.assessed]
         return self.get("ranking.png", title, [n.code for n, _ in rows], [round(st.score(), 1) for _, st in rows],
                         "score")
 
@@ -200,17 +211,18 @@ async def monthly_sweep(ctx: Ctx) -> SweepResult:
     drawn = ChartCache()
     out = OutboxBatch(ctx, pace=REPORT_PACE)
     for street in streets:
-        rows = [(g, per.get(g.id) or Stats()) for g in grids_of.get(street.id, [])]
-        rows.sort(key=lambda r: (-r[1].score(), r[0].code))
-        media = [drawn.ranking(rows, f"{street.code} {month} ranking")] if rows else []
+        rows = ranked((g, per.get(g.id) or Stats()) for g in grids_of.get(street.id, []))
+        media = [drawn.ranking(rows, f"{street.code} {month} ranking")] if any(st.assessed for _, st in rows) else []
 
         def compose(t, street=street, rows=rows, media=media) -> Msg:
             lines = [t("【{street} {month} 网格考核排名】", street=street.name, month=month)]
-            for i, (g, st) in enumerate(rows, 1):
+            for i, (g, st) in enumerate((r for r in rows if r[1].assessed), 1):
                 lines.append(t("{i}. {grid}：得分 {score:.1f}（按期 {a}，结案 {b}，满意 {c}，黄牌 {y}，红牌 {r}）",
                                i=i, grid=g.name, score=st.score(), a=pct(st.on_time_rate), b=pct(st.close_rate),
                                c=pct(st.satisfaction), y=st.yellow, r=st.red)
                              + (t("，走访按期 {v}", v=pct(st.visit_rate)) if st.visits_due else ""))
+            if idle := unassessed_line(t, rows):
+                lines.append(idle)
             if not rows:
                 lines.append(t("本街道下没有网格。"))
             lines.append(t("得分 = 按期率×40 + 结案率×30 + 满意率×30 − 黄牌×5 − 红牌×10 − 未巡查次数"))
@@ -248,13 +260,15 @@ async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
     drawn = ChartCache()
     media = [drawn.stats(total, f"{node.code} this week")] if any(stats_values(total)) else []  # nothing to draw
     if node.level not in GRID_LEVELS and rows:
-        rows.sort(key=lambda r: (-r[1].score(), r[0].code))
+        rows = ranked(rows)[:20]
         text += "\n" + (t("—— 下级排名 ——") if by_child else t("—— 网格排名 ——"))
-        for i, (g, st) in enumerate(rows[:20], 1):
+        for i, (g, st) in enumerate((r for r in rows if r[1].assessed), 1):
             text += "\n" + t("{i}. {grid}：得分 {score:.1f}", i=i, grid=g.name, score=st.score())
             if st.visits_due:
                 text += t("，走访按期 {v}", v=pct(st.visit_rate))
-        if any(any(stats_values(st)) for _, st in rows[:20]):  # a ranking of nothing is not drawn either
-            media.append(drawn.ranking(rows[:20], f"{node.code} ranking"))
+        if idle := unassessed_line(t, rows):
+            text += "\n" + idle
+        if any(st.assessed for _, st in rows):  # a ranking of nothing is not drawn either
+            media.append(drawn.ranking(rows, f"{node.code} ranking"))
     await drawn.save(ctx)
     return Msg(text, media=media)

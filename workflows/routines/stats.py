@@ -14,8 +14,10 @@ An upper node's figures are the sums over the grids below it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy import case as when
@@ -77,14 +79,40 @@ class Stats:
         """Visit coverage: visits done on time / visits due."""
         return self._rate(self.visits_on_time, self.visits_due)
 
-    def score(self) -> float:
-        """Ranking score: on-time 40, close 30, satisfaction 30 (missing rates count as full),
-        minus 5 per yellow and 10 per red card, minus 1 per missed patrol."""
+    @property
+    def assessed(self) -> bool:
+        """Something to assess happened in the window: a case, a card, a patrol (done or missed)
+        or a care visit due. A unit with none has no score: nothing was done, which is not the
+        same as everything done well (it used to rank first with 100)."""
+        return bool(self.reported or self.registered or self.closed or self.yellow or self.red
+                    or self.patrols_done or self.patrols_missed or self.visits_due)
+
+    def score(self) -> float | None:
+        """Ranking score: on-time 40, close 30, satisfaction 30 (a rate with nothing to measure
+        counts as full), minus 5 per yellow and 10 per red card, minus 1 per missed patrol; None
+        when there is nothing to assess."""
+        if not self.assessed:
+            return None
+
         def r(x: float | None) -> float:
             return 1.0 if x is None else x
 
         return (40 * r(self.on_time_rate) + 30 * r(self.close_rate) + 30 * r(self.satisfaction)
                 - 5 * self.yellow - 10 * self.red - self.patrols_missed)
+
+
+def ranked(rows: Iterable[tuple[Any, Stats]]) -> list[tuple[Any, Stats]]:
+    """The one ranking order — the chat's /stats and monthly ranking, the console's dashboard:
+    (unit, figures) pairs by score, highest first, the units with nothing to assess after them;
+    a tie goes to the measured on-time rate, then satisfaction (a rate with nothing to measure
+    scores full but does not win a tie), then the unit's code."""
+    def key(row: tuple[Any, Stats]) -> tuple:
+        st = row[1]
+        score, on_time, happy = st.score(), st.on_time_rate, st.satisfaction
+        return (score is None, -(score or 0.0), on_time is None, -(on_time or 0.0), happy is None,
+                -(happy or 0.0), row[0].code)
+
+    return sorted(rows, key=key)
 
 
 STATS_FIELDS = tuple(f.name for f in fields(Stats))
