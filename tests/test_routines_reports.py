@@ -199,3 +199,25 @@ async def test_notice_refused_to_others(w: World):
 async def _one(w: World, model):
     async with w.sm() as s:
         return (await s.execute(select(model))).scalar_one()
+
+
+def test_unranked_units_are_named_last_and_counted_past_the_shown():
+    """A unit with nothing to assess has no score: ranked after every scored one (even one with
+    cards), and named — up to RANKED_SHOWN, then how many in all — in the reader's language."""
+    from types import SimpleNamespace
+
+    from workflows.i18n import T
+    from workflows.routines.reports import RANKED_SHOWN, unassessed_line
+    from workflows.routines.stats import Stats, ranked
+
+    idle = [(SimpleNamespace(name=f"网格{i}", code=f"G{i:02}"), Stats()) for i in range(RANKED_SHOWN + 5)]
+    carded = (SimpleNamespace(name="持牌网格", code="Z1"), Stats(registered=1, red=3))
+    on_time = (SimpleNamespace(name="按期网格", code="Z2"), Stats(registered=1, closed=1, closed_on_time=1,
+                                                               registered_closed=1))
+    order = ranked([*idle, carded, on_time])
+    assert [n.code for n, _ in order[:2]] == ["Z2", "Z1"] and carded[1].score() == 40.0
+    assert idle[0][1].score() is None and not idle[0][1].assessed
+    line = unassessed_line(T("zh_CN"), order)
+    assert "网格0、网格1" in line and f"网格{RANKED_SHOWN - 1}等 {RANKED_SHOWN + 5} 个" in line
+    assert f"网格{RANKED_SHOWN}" not in line and "持牌网格" not in line
+    assert "网格0, 网格1" in unassessed_line(T("en"), order) and unassessed_line(T("zh_CN"), [carded]) is None

@@ -66,13 +66,19 @@ def chart_png(title: str, labels: list[str], values: list[float], ylabel: str = 
 STATS_LABELS = ["reported", "registered", "closed", "yellow", "red", "patrols", "missed"]
 
 
+RANKED_SHOWN = 20  # units listed in /stats' ranking (and unranked units named after it)
+
+
 def unassessed_line(t: T, rows: list[tuple[Node, Stats]]) -> str | None:
-    """The units a ranking leaves unranked, named after it: nothing to assess (Stats.assessed)."""
+    """The units a ranking leaves unranked, named after it: nothing to assess (Stats.assessed);
+    past RANKED_SHOWN of them, how many in all."""
     idle = [n.name for n, st in rows if not st.assessed]
     if not idle:
         return None
-    sep = ", " if t.language == "en" else "、"
-    return t("无考核数据（本期没有事件、巡查和走访记录），不参与排名：{names}", names=sep.join(idle))
+    names = (", " if t.language == "en" else "、").join(idle[:RANKED_SHOWN])
+    if len(idle) > RANKED_SHOWN:
+        names += t("等 {n} 个", n=len(idle))
+    return t("无考核数据（本期没有事件、巡查和走访记录），不参与排名：{names}", names=names)
 
 
 def stats_values(st: Stats) -> list[int]:
@@ -260,15 +266,16 @@ async def on_demand(ctx: Ctx, t: T, node: Node) -> Msg:
     drawn = ChartCache()
     media = [drawn.stats(total, f"{node.code} this week")] if any(stats_values(total)) else []  # nothing to draw
     if node.level not in GRID_LEVELS and rows:
-        rows = ranked(rows)[:20]
+        rows = ranked(rows)
+        top = [r for r in rows if r[1].assessed][:RANKED_SHOWN]
         text += "\n" + (t("—— 下级排名 ——") if by_child else t("—— 网格排名 ——"))
-        for i, (g, st) in enumerate((r for r in rows if r[1].assessed), 1):
+        for i, (g, st) in enumerate(top, 1):
             text += "\n" + t("{i}. {grid}：得分 {score:.1f}", i=i, grid=g.name, score=st.score())
             if st.visits_due:
                 text += t("，走访按期 {v}", v=pct(st.visit_rate))
         if idle := unassessed_line(t, rows):
             text += "\n" + idle
-        if any(st.assessed for _, st in rows):  # a ranking of nothing is not drawn either
-            media.append(drawn.ranking(rows, f"{node.code} ranking"))
+        if top:  # a ranking of nothing is not drawn either
+            media.append(drawn.ranking(top, f"{node.code} ranking"))
     await drawn.save(ctx)
     return Msg(text, media=media)
