@@ -72,6 +72,13 @@ async def report_blocked_fire_exit(d: Driver, phone: str | None = None) -> None:
     await d.press(RESIDENT, "提交")
 
 
+async def escalate(d: Driver, preset: str) -> None:
+    """The grid leader sends the case up to the community from the grid group's card."""
+    await d.press(LEADER, "上报上级", group=GRID)
+    await d.press(LEADER, preset, group=GRID)
+    await d.press(LEADER, "确认", group=GRID)
+
+
 def last(texts: list[str]) -> str:
     assert texts, "nothing received"
     return texts[-1]
@@ -345,9 +352,7 @@ async def test_words_follow_the_level_and_the_residents_own_timeline_says_you(d:
         await d.as_staff(code)
     await report(d)
     case = await latest_case(d)
-    await d.press(LEADER, "上报上级", group=GRID)
-    await d.press(LEADER, "超出网格处置能力", group=GRID)
-    await d.press(LEADER, "确认", group=GRID)
+    await escalate(d, "超出网格处置能力")
     assert (await latest_case(d)).level_node_id != case.grid_id
     # the community's card: who did what, actor first (not read as two people sent the case)
     assert mentions(d.group_texts(COMMUNITY)[-1:], case.number, "当前办理：翠苑社区", "张伟 上报上级 → 翠苑社区")
@@ -376,9 +381,7 @@ async def test_the_level_above_sends_a_case_down_presses_and_remarks_from_the_ch
     await d.bind_group(COMMUNITY)
     await report(d)
     case = await latest_case(d)
-    await d.press(LEADER, "上报上级", group=GRID)
-    await d.press(LEADER, "需要多部门协调", group=GRID)
-    await d.press(LEADER, "确认", group=GRID)
+    await escalate(d, "需要多部门协调")
     async with d.sm() as s:
         grid = (await s.execute(select(Node).where(Node.code == GRID))).scalar_one()
 
