@@ -232,3 +232,42 @@ async def test_a_case_dispatched_straight_away_tells_the_resident_its_deadline(d
     async with desk.sm() as s:
         at = local(desk.ctx(s), case.deadline_at, "%Y-%m-%d %H:%M")
     assert f"已派遣处理，预计 {at} 前办结" in await desk.last_text("r1")
+
+
+async def test_a_red_card_waits_in_the_inbox_of_the_level_above_until_it_is_urged(desk: Desk):
+    """Twice over its limit a case's 【督办】 notice goes to the group of the level above; its
+    leader's /tasks lists it as 待督办 until someone there presses the holder (督办), and the
+    /case view it opens has the 督办 button. Not the grid leader's, not two levels up."""
+    from datetime import timedelta
+
+    from workflows.clock import FixedClock
+    from workflows.models import Node
+    from workflows.routines.sweeps import run_sweep
+
+    from .support import CH
+
+    case = await reported(desk)
+    grid = await grid_of(desk, case)
+    leader, worker = staff(grid, "L"), staff(grid, "W1")
+    async with desk.sm() as s:
+        above = (await s.get(Node, (await s.get(Node, case.grid_id)).parent_id)).code  # the community
+    await do(desk, cases.dispatch, await pid(desk, leader), case.id, assignee_id=await pid(desk, worker))
+    case = await desk.case()
+    await desk.send(f"{above}-L", "/tasks")
+    assert case.number not in await desk.last_text(f"{above}-L")
+    red_at = case.registered_at + 2 * (case.deadline_at - case.registered_at) + timedelta(minutes=1)
+    await run_sweep(desk.sm, "deadlines", clock=FixedClock(red_at), channels=frozenset({CH}))
+    assert "【督办】" in (await desk.last(f"g:{above}")).text
+    desk.clock.set(red_at + timedelta(minutes=30))
+
+    await desk.send(f"{above}-L", "/tasks")
+    assert case.number in await desk.last_text(f"{above}-L") and "待督办（红牌）" in await desk.last_text(f"{above}-L")
+    for other in (leader, "XH-ZX1"):  # the holder's own leader, and the street two levels up
+        await desk.send(other, "/tasks")
+        assert "待督办" not in await desk.last_text(other)
+    await desk.press(f"{above}-L", case.number)
+    await desk.press(f"{above}-L", "督办")
+    await desk.send(f"{above}-L", "已超时限一倍，请今天办结")
+    assert "【督办】" in await desk.last_text(worker) and "请今天办结" in await desk.last_text(worker)
+    await desk.send(f"{above}-L", "/tasks")
+    assert case.number not in await desk.last_text(f"{above}-L")

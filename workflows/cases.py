@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import cards, media, rollup
 from .context import Ctx
@@ -712,8 +712,9 @@ async def cases_of_reporter(ctx: Ctx, person_id: int, limit: int = 10) -> list[C
 
 async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
     """What waits for this person (issue 9.2), overdue first: each case with why — "register",
-    "dispatch", "redispatch" (after a reopen or supervision), "verify", "task" (their own) or
-    "cover" (the task of an A/B partner on leave).
+    "dispatch", "redispatch" (after a reopen or supervision), "verify", "task" (their own),
+    "cover" (the task of an A/B partner on leave) or "supervise" (a red card below, see
+    awaiting_supervision).
 
     The candidates are the open cases held at a node where the person has a dispatching role;
     can_dispatch / may_verify then decide, so the rule stays the one every action checks."""
@@ -743,6 +744,8 @@ async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
             found[case.id] = (case, why)
     for case in await open_tasks(ctx, person_id):
         found.setdefault(case.id, (case, "task"))
+    for case in await awaiting_supervision(ctx, person_id):
+        found.setdefault(case.id, (case, "supervise"))
     from .routines.leave import covers_on, today
 
     for away, cover in (await covers_on(ctx, today(ctx))).items():
@@ -753,6 +756,34 @@ async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
     now = ctx.now()
     return sorted(found.values(), key=lambda item: (not is_overdue(item[0], now),
                                                     item[0].deadline_at or item[0].created_at, item[0].id))
+
+
+async def awaiting_supervision(ctx: Ctx, person_id: int) -> list[Case]:
+    """Red-carded open cases held one level below a node where this person leads or staffs the
+    centre — where the deadline sweep's 【督办】 notice went — that nobody has urged (督办) since
+    the red card. may_urge decides, as it does for the 督办 button."""
+    from .deadlines import RED
+    from .models import Assignment, CaseDeadline
+    from .tree import DISPATCH_ROLES_ABOVE
+
+    mine = select(Assignment.node_id).where(Assignment.person_id == person_id,
+                                            Assignment.role.in_([str(r) for r in DISPATCH_ROLES_ABOVE]))
+    red = list((await ctx.session.execute(
+        select(Case).join(Node, Node.id == Case.level_node_id).join(CaseDeadline, CaseDeadline.case_id == Case.id)
+        .where(Node.parent_id.in_(mine), Case.status.in_([str(x) for x in OPEN_STATUSES]),
+               CaseDeadline.stage >= RED))).scalars())
+    if not red:
+        return []
+    last = {(cid, action): at for cid, action, at in await ctx.session.execute(
+        select(CaseEvent.case_id, CaseEvent.action, func.max(CaseEvent.at))
+        .where(CaseEvent.case_id.in_([c.id for c in red]), CaseEvent.action.in_(["red_card", "urged"]))
+        .group_by(CaseEvent.case_id, CaseEvent.action))}
+    out = []
+    for case in red:
+        carded, urged = last.get((case.id, "red_card")), last.get((case.id, "urged"))
+        if (urged is None or (carded is not None and urged < carded)) and await may_urge(ctx, person_id, case):
+            out.append(case)
+    return out
 
 
 async def open_tasks(ctx: Ctx, person_id: int) -> list[Case]:
