@@ -761,7 +761,8 @@ async def inbox(ctx: Ctx, person_id: int) -> list[tuple[Case, str]]:
 async def awaiting_supervision(ctx: Ctx, person_id: int) -> list[Case]:
     """Red-carded open cases held one level below a node where this person leads or staffs the
     centre — where the deadline sweep's 【督办】 notice went — that nobody has urged (督办) since
-    the red card. may_urge decides, as it does for the 督办 button."""
+    the red card. The holder's parent is one of the ancestors may_urge looks through, so each of
+    these may be urged by this person: one query for all, not may_urge per case."""
     from .deadlines import RED
     from .models import Assignment, CaseDeadline
     from .tree import DISPATCH_ROLES_ABOVE
@@ -778,12 +779,11 @@ async def awaiting_supervision(ctx: Ctx, person_id: int) -> list[Case]:
         select(CaseEvent.case_id, CaseEvent.action, func.max(CaseEvent.at))
         .where(CaseEvent.case_id.in_([c.id for c in red]), CaseEvent.action.in_(["red_card", "urged"]))
         .group_by(CaseEvent.case_id, CaseEvent.action))}
-    out = []
-    for case in red:
+    def waiting(case: Case) -> bool:
         carded, urged = last.get((case.id, "red_card")), last.get((case.id, "urged"))
-        if (urged is None or (carded is not None and urged < carded)) and await may_urge(ctx, person_id, case):
-            out.append(case)
-    return out
+        return urged is None or (carded is not None and urged < carded)
+
+    return [case for case in red if waiting(case)]
 
 
 async def open_tasks(ctx: Ctx, person_id: int) -> list[Case]:
